@@ -1,0 +1,172 @@
+//! `lookalike eval`: the paper's evaluation protocol on the test campaigns.
+
+use crate::{FineTuneArgs, backend, load_prepared, load_record, progress};
+use anyhow::{Context, Result, bail};
+use lookalike_core::data::Role;
+use lookalike_core::finetune::{FineTuner, predict};
+use lookalike_core::metrics::{CampaignMetrics, GroupMetrics};
+use lookalike_core::model::{Init, MetaHeacConfig};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Prepared dataset (the one the model was trained on).
+    #[arg(long)]
+    data: PathBuf,
+    /// General-model record (optional with --no-pretrain: then only its config is used).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Fine-tune from a fresh initialisation instead of the general model (the one-stage baseline).
+    #[arg(long)]
+    no_pretrain: bool,
+    /// Also write the results as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    #[arg(long, default_value_t = 2021)]
+    seed: u64,
+    #[arg(long, default_value = "flex")]
+    backend: String,
+    /// Fraction of candidates for P@k / R@k.
+    #[arg(long, default_value_t = 0.05)]
+    top_fraction: f64,
+    #[command(flatten)]
+    finetune: FineTuneArgs,
+}
+
+#[derive(Serialize)]
+struct Report {
+    model: Option<String>,
+    data: String,
+    no_pretrain: bool,
+    seed: u64,
+    top_fraction: f64,
+    seconds: f64,
+    groups: Groups,
+}
+
+#[derive(Serialize)]
+struct Groups {
+    cold: GroupMetrics,
+    hot: GroupMetrics,
+}
+
+fn fmt(v: Option<f64>) -> String {
+    v.map_or("-".into(), |x| format!("{x:.4}"))
+}
+
+pub fn run(a: Args) -> Result<()> {
+    if !(a.top_fraction > 0.0 && a.top_fraction <= 1.0) {
+        bail!("--top-fraction must be in (0, 1]");
+    }
+    let data = load_prepared(&a.data)?;
+    let device = backend(&a.backend)?;
+    let general = match (&a.model, a.no_pretrain) {
+        (Some(path), no_pretrain) => {
+            let (h, model) = load_record(path, &device)?;
+            if h.schema != data.schema {
+                bail!(
+                    "{} was trained on other data than {} (their vocabularies differ); evaluate on the prepared file it was trained on",
+                    path.display(),
+                    a.data.display()
+                );
+            }
+            if no_pretrain {
+                h.model
+                    .init(Init::Seeded(a.seed), &device.clone().autodiff())
+                    .with_multi_lens(data.multi_lens())
+            } else {
+                model
+            }
+        }
+        (None, true) => MetaHeacConfig::new(data.schema.table_sizes())
+            .init(Init::Seeded(a.seed), &device.clone().autodiff())
+            .with_multi_lens(data.multi_lens()),
+        (None, false) => bail!("--model is required (or --no-pretrain)"),
+    };
+    let ft = a.finetune.config();
+    let start = Instant::now();
+    let tests: Vec<_> = data
+        .campaigns
+        .iter()
+        .filter(|c| c.role != Role::Train)
+        .collect();
+    let bar = progress::steps(tests.len() as u64, "fine-tune + score");
+    let mut groups = Vec::new();
+    for role in [Role::Cold, Role::Hot] {
+        let (mut per, mut labels, mut scores) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, c) in data
+            .campaigns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.role == role)
+        {
+            bar.set_prefix(c.aid.clone());
+            let tuned = FineTuner::new(
+                general.clone(),
+                ft.clone(),
+                &data.users,
+                &c.ad,
+                &c.stage1,
+                a.seed ^ i as u64,
+            )
+            .run(&mut |_, _, _| {});
+            let s = predict(&tuned, &data.users, &c.ad, &c.stage2, 4096);
+            let l: Vec<bool> = c.stage2.iter().map(|r| r.label).collect();
+            per.push(CampaignMetrics::new(
+                &c.aid,
+                c.seeds(),
+                &l,
+                &s,
+                a.top_fraction,
+            ));
+            labels.extend(l);
+            scores.extend(s);
+            bar.inc(1);
+        }
+        groups.push(GroupMetrics::new(per, &labels, &scores));
+    }
+    bar.finish_and_clear();
+    let hot = groups.pop().context("hot group")?;
+    let cold = groups.pop().context("cold group")?;
+    let seconds = start.elapsed().as_secs_f64();
+    let pct = a.top_fraction * 100.0;
+    println!("| group | campaigns | pooled AUC | mean AUC | P@{pct}% | R@{pct}% |");
+    println!("|---|---|---|---|---|---|");
+    for (name, g) in [("cold", &cold), ("hot", &hot)] {
+        println!(
+            "| {name} | {} | {} | {} | {} | {} |",
+            g.campaigns,
+            fmt(g.pooled_auc),
+            fmt(g.mean_auc),
+            fmt(g.precision),
+            fmt(g.recall)
+        );
+        if !g.skipped.is_empty() {
+            eprintln!(
+                "note: {name} campaigns without both positives and negatives in stage 2 (left out of the means): {}",
+                g.skipped.join(", ")
+            );
+        }
+    }
+    eprintln!(
+        "evaluated {} test campaigns in {:.1} s",
+        tests.len(),
+        seconds
+    );
+    if let Some(path) = &a.json {
+        let report = Report {
+            model: a.model.as_ref().map(|p| p.display().to_string()),
+            data: a.data.display().to_string(),
+            no_pretrain: a.no_pretrain,
+            seed: a.seed,
+            top_fraction: a.top_fraction,
+            seconds,
+            groups: Groups { cold, hot },
+        };
+        let json = serde_json::to_vec_pretty(&report)?;
+        lookalike_data::prepare::write_atomic(path, |w| w.write_all(&json))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,317 @@
+//! `lookalike expand`: the online stage for a new campaign.
+
+use crate::{FineTuneArgs, backend, load_record, progress};
+use anyhow::{Context, Result, bail};
+use lookalike_core::data::Row;
+use lookalike_core::finetune::{FineTuner, gate_weights, predict};
+use lookalike_core::metrics::{auc, top_k};
+use lookalike_core::seeds::parse_seed_list;
+use lookalike_data::raw::{self, FieldSpec, Vocabs};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::{IndexedRandom, SliceRandom};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// General-model record.
+    #[arg(long)]
+    model: PathBuf,
+    /// Raw directory whose userFeature.data is the candidate pool (adFeature.csv is read for --like-aid).
+    #[arg(long)]
+    raw: PathBuf,
+    /// Seed list: user ids, one per line or a CSV with a `uid` column.
+    #[arg(long)]
+    seeds: PathBuf,
+    /// Take the new campaign's ad features from this aid of adFeature.csv.
+    #[arg(long, conflicts_with = "ad")]
+    like_aid: Option<String>,
+    /// Or give the ad features directly: name=value pairs, comma-separated (unnamed fields are unknown).
+    #[arg(long, value_delimiter = ',')]
+    ad: Option<Vec<String>>,
+    /// Audience size as a percentage of the candidates (seeds excluded).
+    #[arg(long, default_value_t = 5.0, conflicts_with = "top")]
+    audience_pct: f64,
+    /// Or an exact number of users.
+    #[arg(long)]
+    top: Option<usize>,
+    /// Output CSV (`uid,score`, best first).
+    #[arg(long)]
+    out: PathBuf,
+    /// Sampled non-seeds per seed for fine-tuning (the competition data has about 20).
+    #[arg(long, default_value_t = 20)]
+    negatives_per_seed: usize,
+    /// Refuse seed lists with fewer matched users.
+    #[arg(long, default_value_t = 10)]
+    min_seeds: usize,
+    /// Seeds held out of fine-tuning to measure how well the model finds them (fraction).
+    #[arg(long, default_value_t = 0.1)]
+    holdout: f64,
+    #[arg(long, default_value_t = 2021)]
+    seed: u64,
+    #[arg(long, default_value = "flex")]
+    backend: String,
+    #[command(flatten)]
+    finetune: FineTuneArgs,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    if !(a.audience_pct > 0.0 && a.audience_pct <= 100.0) {
+        bail!("--audience-pct must be in (0, 100]");
+    }
+    if !(0.0..0.9).contains(&a.holdout) {
+        bail!("--holdout must be in [0, 0.9)");
+    }
+    let start = Instant::now();
+    let device = backend(&a.backend)?;
+    let (header, general) = load_record(&a.model, &device)?;
+    let schema = &header.schema;
+
+    // The new campaign's ad features.
+    let ad: Vec<u32> = match (&a.like_aid, &a.ad) {
+        (Some(aid), _) => {
+            let path = raw::find(&a.raw, raw::AD_FILE)?;
+            let names: Vec<String> = schema.ad.iter().map(|f| f.name.clone()).collect();
+            let ads = raw::read_ads(&path, &names)?;
+            lookalike_data::prepare::ad_ids(schema, &ads, aid)
+                .with_context(|| format!("{}: aid {aid} is not in this file", path.display()))?
+        }
+        (None, Some(pairs)) => {
+            let mut ids = vec![0u32; schema.ad.len()];
+            for p in pairs {
+                let (k, v) = p
+                    .split_once('=')
+                    .with_context(|| format!("--ad {p:?}: expected name=value"))?;
+                let f = schema
+                    .ad
+                    .iter()
+                    .position(|f| f.name == k.trim())
+                    .with_context(|| {
+                        format!(
+                            "--ad {p:?}: unknown ad field `{k}` (fields: {})",
+                            schema
+                                .ad
+                                .iter()
+                                .map(|f| f.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    })?;
+                ids[f] = schema.ad[f].vocab.id(v.trim());
+                if ids[f] == 0 {
+                    eprintln!(
+                        "warning: --ad {p}: value never seen in training, treated as unknown"
+                    );
+                }
+            }
+            ids
+        }
+        (None, None) => {
+            bail!("give the campaign's ad features with --like-aid AID or --ad name=value,...")
+        }
+    };
+
+    // The candidate pool, encoded with the record's vocabularies.
+    let user_path = raw::find(&a.raw, raw::USER_FILE)?;
+    let bar = progress::bytes("reading the pool");
+    let pool = raw::read_users(
+        &user_path,
+        &FieldSpec::of(schema),
+        None,
+        Vocabs::Apply(schema),
+        &|b| bar.set_position(b),
+    )?;
+    bar.finish_and_clear();
+    let users = pool.table;
+    eprintln!(
+        "pool: {} users from {} ({:.0} lines/s)",
+        users.len(),
+        user_path.display(),
+        pool.stats.lines_per_second()
+    );
+
+    // Seeds.
+    let bytes =
+        std::fs::read(&a.seeds).with_context(|| format!("{}: cannot read", a.seeds.display()))?;
+    let list = parse_seed_list(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}:{}: {}", a.seeds.display(), e.line, e.message))?;
+    let index: HashMap<u64, u32> = users
+        .uids
+        .iter()
+        .enumerate()
+        .map(|(i, &u)| (u, i as u32))
+        .collect();
+    let mut matched: Vec<u32> = list
+        .uids
+        .iter()
+        .filter_map(|u| index.get(u).copied())
+        .collect();
+    let rate = matched.len() as f64 / list.uids.len() as f64;
+    println!(
+        "seeds: {} ids ({} duplicates dropped), {} in the pool: match rate {:.1} %",
+        list.uids.len(),
+        list.duplicates,
+        matched.len(),
+        rate * 100.0
+    );
+    if matched.is_empty() {
+        bail!(
+            "{}: none of the {} seed ids is in the pool {}",
+            a.seeds.display(),
+            list.uids.len(),
+            user_path.display()
+        );
+    }
+    if matched.len() < a.min_seeds {
+        bail!(
+            "{}: only {} seeds match the pool (minimum {}); add seeds or lower --min-seeds",
+            a.seeds.display(),
+            matched.len(),
+            a.min_seeds
+        );
+    }
+    if matched.len() < 100 {
+        eprintln!(
+            "warning: only {} matched seeds; the expansion will be noisy (100 or more is better)",
+            matched.len()
+        );
+    }
+    let seed_set: HashSet<u32> = matched.iter().copied().collect();
+    let candidates: Vec<u32> = (0..users.len() as u32)
+        .filter(|u| !seed_set.contains(u))
+        .collect();
+    if candidates.is_empty() {
+        bail!("every user of the pool is a seed: nothing to expand to");
+    }
+
+    // Training rows: seeds (minus a held-out share) and sampled non-seeds.
+    let mut rng = StdRng::seed_from_u64(a.seed);
+    matched.shuffle(&mut rng);
+    let n_hold = if matched.len() >= 20 {
+        ((matched.len() as f64) * a.holdout) as usize
+    } else {
+        0
+    };
+    let (held, train_seeds) = matched.split_at(n_hold);
+    let n_neg = (train_seeds.len() * a.negatives_per_seed).min(candidates.len());
+    let negatives: Vec<u32> = candidates.sample(&mut rng, n_neg).copied().collect();
+    let mut rows: Vec<Row> = train_seeds
+        .iter()
+        .map(|&u| Row {
+            user: u,
+            label: true,
+        })
+        .collect();
+    rows.extend(negatives.iter().map(|&u| Row {
+        user: u,
+        label: false,
+    }));
+
+    let seed_rows: Vec<Row> = train_seeds
+        .iter()
+        .take(2048)
+        .map(|&u| Row {
+            user: u,
+            label: true,
+        })
+        .collect();
+    let before = gate_weights(&general, &users, &ad, &seed_rows);
+    let ft = FineTuner::new(general, a.finetune.config(), &users, &ad, &rows, a.seed);
+    let bar = progress::steps(ft.total_steps() as u64, "fine-tune");
+    let t_ft = Instant::now();
+    let tuned = ft.run(&mut |_, _, loss| {
+        bar.set_prefix(format!("loss {loss:.4}"));
+        bar.inc(1);
+    });
+    bar.finish_and_clear();
+    let ft_seconds = t_ft.elapsed().as_secs_f64();
+    let after = gate_weights(&tuned, &users, &ad, &seed_rows);
+
+    // Held-out seeds against random candidates: can the model find seeds it never saw?
+    if !held.is_empty() {
+        let others: Vec<u32> = candidates
+            .sample(&mut rng, 2000.min(candidates.len()))
+            .copied()
+            .collect();
+        let probe: Vec<Row> = held
+            .iter()
+            .chain(&others)
+            .map(|&u| Row {
+                user: u,
+                label: false,
+            })
+            .collect();
+        let s = predict(&tuned, &users, &ad, &probe, 4096);
+        let labels: Vec<bool> = (0..probe.len()).map(|i| i < held.len()).collect();
+        if let Some(v) = auc(&labels, &s) {
+            println!(
+                "held-out seeds: {} seeds vs {} random candidates, AUC {:.4}",
+                held.len(),
+                others.len(),
+                v
+            );
+        }
+    }
+
+    // Score the pool (seeds excluded).
+    let bar = progress::steps(candidates.len() as u64, "score");
+    let t_score = Instant::now();
+    let mut scores = Vec::with_capacity(candidates.len());
+    for chunk in candidates.chunks(65_536) {
+        let rows: Vec<Row> = chunk
+            .iter()
+            .map(|&u| Row {
+                user: u,
+                label: false,
+            })
+            .collect();
+        scores.extend(predict(&tuned, &users, &ad, &rows, 4096));
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    let score_seconds = t_score.elapsed().as_secs_f64();
+    let k = match a.top {
+        Some(k) => k.min(candidates.len()),
+        None => ((candidates.len() as f64 * a.audience_pct / 100.0).floor() as usize)
+            .clamp(1, candidates.len()),
+    };
+    let top = top_k(&scores, k);
+    lookalike_data::prepare::write_atomic(&a.out, |w| {
+        writeln!(w, "uid,score")?;
+        for &i in &top {
+            writeln!(w, "{},{:.6}", users.uids[candidates[i] as usize], scores[i])?;
+        }
+        Ok(())
+    })?;
+    let show = |v: &[f32]| {
+        v.iter()
+            .map(|x| format!("{x:.3}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!("expert gate before fine-tuning: {}", show(&before.expert));
+    println!("expert gate after fine-tuning:  {}", show(&after.expert));
+    println!("critic gate before fine-tuning: {}", show(&before.critic));
+    println!("critic gate after fine-tuning:  {}", show(&after.critic));
+    println!(
+        "fine-tuned on {} seeds + {} sampled non-seeds in {:.1} s; scored {} candidates in {:.1} s ({:.0} users/s)",
+        train_seeds.len(),
+        negatives.len(),
+        ft_seconds,
+        candidates.len(),
+        score_seconds,
+        candidates.len() as f64 / score_seconds.max(1e-9)
+    );
+    println!(
+        "wrote {}: top {} users ({:.2} % of {} candidates, seeds excluded), score cut-off {:.4}; total {:.1} s",
+        a.out.display(),
+        k,
+        k as f64 * 100.0 / candidates.len() as f64,
+        candidates.len(),
+        top.last().map_or(0.0, |&i| scores[i]),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

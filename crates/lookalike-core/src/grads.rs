@@ -1,0 +1,97 @@
+//! Parameter-space arithmetic on gradients: the pieces MAML needs (fast weights θ − α g, perturbations
+//! θ ± ε v, linear combinations of gradients, norms), written once as module visitors and mappers.
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::Tensor;
+
+/// θ ← θ + scale · g for every parameter with a gradient.
+///
+/// With `leaf = false` the result stays attached to θ's graph (fast weights: a backward pass from a loss
+/// at θ' reaches θ through the identity, the first-order MAML gradient). With `leaf = true` the result
+/// is a fresh leaf that records its own gradients (a point at which to evaluate a gradient).
+pub struct Shift<'a> {
+    pub grads: &'a GradientsParams,
+    pub scale: f32,
+    pub leaf: bool,
+}
+
+impl ModuleMapper for Shift<'_> {
+    fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let g = self.grads.get::<D>(p.id);
+        let (scale, leaf) = (self.scale, self.leaf);
+        p.map(|t| {
+            let device = t.device();
+            let t = if leaf { t.detach() } else { t };
+            let t = match g {
+                Some(g) => t + g.to_device(&device).mul_scalar(scale),
+                None => t,
+            };
+            if leaf { t.require_grad() } else { t }
+        })
+    }
+}
+
+/// Shifts a module's parameters; see [`Shift`].
+pub fn shift<M: Module>(module: M, grads: &GradientsParams, scale: f32, leaf: bool) -> M {
+    module.map(&mut Shift { grads, scale, leaf })
+}
+
+/// out = Σ_i w_i · g_i over the parameters of a module (a parameter missing from every g_i is left out).
+struct Combine<'a> {
+    terms: &'a [(f32, &'a GradientsParams)],
+    out: GradientsParams,
+}
+
+impl ModuleVisitor for Combine<'_> {
+    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+        let mut acc: Option<Tensor<D>> = None;
+        for (w, g) in self.terms {
+            if let Some(t) = g.get::<D>(p.id) {
+                let t = t.mul_scalar(*w);
+                acc = Some(match acc {
+                    Some(a) => a + t,
+                    None => t,
+                });
+            }
+        }
+        if let Some(a) = acc {
+            self.out.register(p.id, a);
+        }
+    }
+}
+
+pub fn combine<M: Module>(module: &M, terms: &[(f32, &GradientsParams)]) -> GradientsParams {
+    let mut c = Combine {
+        terms,
+        out: GradientsParams::new(),
+    };
+    module.visit(&mut c);
+    c.out
+}
+
+struct SqNorm<'a> {
+    grads: &'a GradientsParams,
+    acc: f64,
+}
+
+impl ModuleVisitor for SqNorm<'_> {
+    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+        if let Some(g) = self.grads.get::<D>(p.id) {
+            self.acc += g.powf_scalar(2.0).sum().into_scalar::<f32>() as f64;
+        }
+    }
+}
+
+/// Euclidean norm of a gradient over a module's parameters.
+pub fn norm<M: Module>(module: &M, grads: &GradientsParams) -> f64 {
+    let mut v = SqNorm { grads, acc: 0.0 };
+    module.visit(&mut v);
+    v.acc.sqrt()
+}
+
+/// A copy of the module whose parameters are fresh leaves (detached from any graph, recording gradients).
+pub fn releaf<M: Module>(module: M) -> M {
+    let empty = GradientsParams::new();
+    shift(module, &empty, 0.0, true)
+}

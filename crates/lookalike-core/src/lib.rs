@@ -1,0 +1,17 @@
+//! Device-agnostic core of the look-alike system: the MetaHeac model, meta-training (offline stage),
+//! fine-tuning and scoring (online stage), the paper's metrics, and the self-describing model record.
+//!
+//! No file-system access here, so the crate compiles to wasm32 for the web app.
+
+pub mod backend;
+pub mod data;
+pub mod finetune;
+pub mod grads;
+pub mod meta;
+pub mod metrics;
+pub mod model;
+pub mod record;
+pub mod schema;
+pub mod seeds;
+
+pub use burn;

@@ -1,0 +1,397 @@
+//! Offline stage: meta-train the general model on many past campaigns (MAML, as MetaHeac).
+//!
+//! Each iteration samples `task_count` training campaigns. For each task, a support set ("understand the
+//! campaign") adapts θ with plain SGD, θ'_i = θ − α ∇L_S(θ), and a query set ("find its audience") scores
+//! θ'_i; the general weights take one Adam step on the mean query loss.
+
+use crate::data::{Batch, Campaign, Row, UserTable};
+use crate::grads;
+use crate::model::{Inputs, MetaHeac, bce};
+use burn::config::Config;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::Device;
+use rand::rngs::StdRng;
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand::{RngExt, SeedableRng};
+
+/// How the meta-gradient is computed.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum MetaGrad {
+    /// First-order MAML: ∇_θ L_Q(θ') with the inner gradient held constant.
+    FirstOrder,
+    /// Exact MAML gradient (I − α∇²L_S) ∇L_Q(θ'), the Hessian-vector product by central finite differences.
+    SecondOrder,
+    /// No meta-learning: plain mini-batch training on all training rows (the "w/o Meta" ablation).
+    None,
+}
+
+/// How training campaigns are drawn for a meta-batch.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum TaskSampling {
+    /// p ∝ number of stage-1 rows (reference `normal`).
+    Proportional,
+    /// p ∝ √rows.
+    Sqrt,
+    /// Uniform.
+    Uniform,
+}
+
+#[derive(Config, Debug)]
+pub struct MetaConfig {
+    /// Campaigns per meta-batch.
+    #[config(default = 5)]
+    pub task_count: usize,
+    #[config(default = 512)]
+    pub support_size: usize,
+    #[config(default = 512)]
+    pub query_size: usize,
+    /// Draw support and query without overlap (the reference lets them overlap).
+    #[config(default = false)]
+    pub disjoint_support_query: bool,
+    #[config(default = "TaskSampling::Proportional")]
+    pub task_sampling: TaskSampling,
+    /// Inner SGD learning rate α.
+    #[config(default = 2e-4)]
+    pub inner_lr: f64,
+    #[config(default = 1)]
+    pub inner_steps: usize,
+    /// Outer Adam learning rate β.
+    #[config(default = 1e-3)]
+    pub outer_lr: f64,
+    /// Adam ε (PyTorch's default; burn's is 1e-5).
+    #[config(default = 1e-8)]
+    pub adam_epsilon: f32,
+    #[config(default = "MetaGrad::FirstOrder")]
+    pub meta_grad: MetaGrad,
+    /// An epoch is ceil(training rows / `rows_per_iteration`) iterations (reference: 512).
+    #[config(default = 1)]
+    pub epochs: usize,
+    #[config(default = 512)]
+    pub rows_per_iteration: usize,
+    /// Batch size of the `none` mode.
+    #[config(default = 512)]
+    pub plain_batch: usize,
+    /// Size of the parameter-space step of the finite-difference Hessian-vector product.
+    #[config(default = 1e-3)]
+    pub hvp_step: f64,
+}
+
+/// Losses of one iteration.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StepStats {
+    /// Mean support (inner) loss; equals the training loss in `none` mode.
+    pub support_loss: f32,
+    /// Mean query (meta) loss; NaN in `none` mode.
+    pub query_loss: f32,
+    /// Rows read by the forward passes of this iteration.
+    pub rows: usize,
+}
+
+/// Meta-trainer over a set of training campaigns.
+pub struct MetaTrainer<'a> {
+    /// Always `Some` between calls; taken while the optimizer consumes it.
+    model: Option<MetaHeac>,
+    pub config: MetaConfig,
+    optim: ModuleOptimizer,
+    users: &'a UserTable,
+    tasks: Vec<&'a Campaign>,
+    weights: Vec<f64>,
+    multi_lens: Vec<usize>,
+    device: Device,
+    rng: StdRng,
+    /// `none` mode: shuffled (task, row) pairs and the cursor into them.
+    plain_order: Vec<(u32, u32)>,
+    plain_cursor: usize,
+    pub iteration: usize,
+}
+
+impl<'a> MetaTrainer<'a> {
+    /// `model` must live on an autodiff device. Campaigns without stage-1 rows are skipped.
+    pub fn new(
+        model: MetaHeac,
+        config: MetaConfig,
+        users: &'a UserTable,
+        campaigns: &[&'a Campaign],
+        seed: u64,
+    ) -> Self {
+        let tasks: Vec<&Campaign> = campaigns
+            .iter()
+            .copied()
+            .filter(|c| !c.stage1.is_empty())
+            .collect();
+        let weights = tasks
+            .iter()
+            .map(|c| {
+                let n = c.stage1.len() as f64;
+                match config.task_sampling {
+                    TaskSampling::Proportional => n,
+                    TaskSampling::Sqrt => n.sqrt(),
+                    TaskSampling::Uniform => 1.0,
+                }
+            })
+            .collect();
+        let optim = AdamConfig::new().with_epsilon(config.adam_epsilon).init();
+        let multi_lens = model.multi_lens.clone();
+        let device = model.device();
+        MetaTrainer {
+            model: Some(model),
+            config,
+            optim,
+            users,
+            tasks,
+            weights,
+            multi_lens,
+            device,
+            rng: StdRng::seed_from_u64(seed),
+            plain_order: Vec::new(),
+            plain_cursor: 0,
+            iteration: 0,
+        }
+    }
+
+    pub fn model(&self) -> &MetaHeac {
+        self.model.as_ref().expect("model present between steps")
+    }
+
+    pub fn into_model(self) -> MetaHeac {
+        self.model.expect("model present between steps")
+    }
+
+    pub fn training_rows(&self) -> usize {
+        self.tasks.iter().map(|c| c.stage1.len()).sum()
+    }
+
+    /// Iterations in one epoch.
+    pub fn iterations_per_epoch(&self) -> usize {
+        let per = match self.config.meta_grad {
+            MetaGrad::None => self.config.plain_batch,
+            _ => self.config.rows_per_iteration,
+        };
+        self.training_rows().div_ceil(per.max(1))
+    }
+
+    pub fn total_iterations(&self) -> usize {
+        self.iterations_per_epoch() * self.config.epochs
+    }
+
+    fn batch(&self, task: &Campaign, rows: &[Row]) -> Inputs {
+        Inputs::new(
+            &Batch::gather(self.users, &self.multi_lens, &task.ad, rows),
+            &self.device,
+        )
+    }
+
+    /// Distinct tasks drawn with probability ∝ weight (Efraimidis–Spirakis keys u^(1/w)).
+    fn sample_tasks(&mut self) -> Vec<usize> {
+        let k = self.config.task_count.min(self.tasks.len());
+        let mut keys: Vec<(f64, usize)> = self
+            .weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| {
+                let u: f64 = self.rng.random::<f64>().max(f64::MIN_POSITIVE);
+                (u.ln() / w.max(f64::MIN_POSITIVE), i)
+            })
+            .collect();
+        keys.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        keys.into_iter().take(k).map(|(_, i)| i).collect()
+    }
+
+    /// Support and query rows of a task: independent samples without replacement (or disjoint halves).
+    /// A campaign with fewer rows than asked gives all its rows (the reference would crash).
+    fn support_query(&mut self, task: usize) -> (Vec<Row>, Vec<Row>) {
+        let rows = &self.tasks[task].stage1;
+        let (s, q) = (self.config.support_size, self.config.query_size);
+        let draw = |n: usize, rng: &mut StdRng| -> Vec<Row> {
+            let mut idx: Vec<Row> = rows.sample(rng, n.min(rows.len())).copied().collect();
+            idx.shuffle(rng);
+            idx
+        };
+        if self.config.disjoint_support_query {
+            let mut all = draw(s + q, &mut self.rng);
+            let split = if all.len() >= s + q { s } else { all.len() / 2 };
+            let query = all.split_off(split);
+            (all, query)
+        } else {
+            let support = draw(s, &mut self.rng);
+            let query = draw(q, &mut self.rng);
+            (support, query)
+        }
+    }
+
+    /// One iteration: a meta-batch (or a plain mini-batch in `none` mode) and one Adam step.
+    pub fn step(&mut self) -> StepStats {
+        self.iteration += 1;
+        match self.config.meta_grad {
+            MetaGrad::None => self.plain_step(),
+            MetaGrad::FirstOrder => self.first_order_step(),
+            MetaGrad::SecondOrder => self.second_order_step(),
+        }
+    }
+
+    fn apply(&mut self, grads: GradientsParams) {
+        let model = self.model.take().expect("model present between steps");
+        self.model = Some(self.optim.step(self.config.outer_lr, model, grads));
+    }
+
+    /// Inner loop from θ: `inner_steps` SGD steps on the support set. Returns the adapted model, still
+    /// attached to θ (first-order path), the detached points θ_0..θ_{K−1} (for the second-order path), and
+    /// the mean support loss of the first step.
+    fn adapt(
+        &self,
+        model: &MetaHeac,
+        support: &Inputs,
+        keep_points: bool,
+    ) -> (MetaHeac, Vec<MetaHeac>, f32) {
+        let alpha = self.config.inner_lr as f32;
+        let mut fast = model.clone();
+        let mut points = Vec::new();
+        let mut first_loss = f32::NAN;
+        for k in 0..self.config.inner_steps.max(1) {
+            // The gradient is taken at the current fast weights and enters θ' as a constant.
+            let leaf = grads::releaf(fast.clone());
+            let loss = bce(leaf.forward(support).prob, support.labels.clone());
+            if k == 0 {
+                first_loss = loss.clone().into_scalar::<f32>();
+            }
+            let g = GradientsParams::from_grads(loss.backward(), &leaf);
+            if keep_points {
+                points.push(leaf);
+            }
+            fast = grads::shift(fast, &g, -alpha, false);
+        }
+        (fast, points, first_loss)
+    }
+
+    fn first_order_step(&mut self) -> StepStats {
+        let picked = self.sample_tasks();
+        let n = picked.len() as f32;
+        let mut support_loss = 0.0;
+        let mut meta_loss = None;
+        let mut rows = 0;
+        for t in picked {
+            let (s, q) = self.support_query(t);
+            rows += s.len() + q.len();
+            let (support, query) = (self.batch(self.tasks[t], &s), self.batch(self.tasks[t], &q));
+            let (fast, _, ls) = self.adapt(self.model(), &support, false);
+            support_loss += ls / n;
+            let lq = bce(fast.forward(&query).prob, query.labels.clone()).div_scalar(n);
+            meta_loss = Some(match meta_loss {
+                Some(m) => m + lq,
+                None => lq,
+            });
+        }
+        let Some(meta_loss) = meta_loss else {
+            return StepStats::default();
+        };
+        let query_loss = meta_loss.clone().into_scalar::<f32>();
+        let grads = GradientsParams::from_grads(meta_loss.backward(), self.model());
+        self.apply(grads);
+        StepStats {
+            support_loss,
+            query_loss,
+            rows,
+        }
+    }
+
+    /// Support-loss gradient at a given point (a model whose parameters are leaves).
+    fn support_grad(model: &MetaHeac, support: &Inputs) -> GradientsParams {
+        let leaf = grads::releaf(model.clone());
+        GradientsParams::from_grads(
+            bce(leaf.forward(support).prob, support.labels.clone()).backward(),
+            &leaf,
+        )
+    }
+
+    /// Exact MAML meta-gradient of one task by back-propagating v = ∇L_Q(θ_K) through the inner steps:
+    /// v ← v − α H_S(θ_k) v for k = K−1..0, with H v ≈ (∇L_S(θ+εv) − ∇L_S(θ−εv)) / 2ε.
+    pub fn exact_task_gradient(
+        &self,
+        support: &Inputs,
+        query: &Inputs,
+    ) -> (GradientsParams, f32, f32) {
+        let alpha = self.config.inner_lr as f32;
+        let (fast, points, ls) = self.adapt(self.model(), support, true);
+        let fast = grads::releaf(fast);
+        let lq = bce(fast.forward(query).prob, query.labels.clone());
+        let lq_value = lq.clone().into_scalar::<f32>();
+        let mut v = GradientsParams::from_grads(lq.backward(), &fast);
+        for point in points.iter().rev() {
+            let vnorm = grads::norm(point, &v);
+            if vnorm == 0.0 {
+                break;
+            }
+            let eps = (self.config.hvp_step / vnorm) as f32;
+            let plus = Self::support_grad(&grads::shift(point.clone(), &v, eps, true), support);
+            let minus = Self::support_grad(&grads::shift(point.clone(), &v, -eps, true), support);
+            let c = alpha / (2.0 * eps);
+            v = grads::combine(point, &[(1.0, &v), (-c, &plus), (c, &minus)]);
+        }
+        (v, ls, lq_value)
+    }
+
+    fn second_order_step(&mut self) -> StepStats {
+        let picked = self.sample_tasks();
+        let n = picked.len() as f32;
+        let mut acc: Option<GradientsParams> = None;
+        let (mut support_loss, mut query_loss, mut rows) = (0.0, 0.0, 0);
+        for t in picked {
+            let (s, q) = self.support_query(t);
+            rows += s.len() + q.len();
+            let (support, query) = (self.batch(self.tasks[t], &s), self.batch(self.tasks[t], &q));
+            let (g, ls, lq) = self.exact_task_gradient(&support, &query);
+            support_loss += ls / n;
+            query_loss += lq / n;
+            acc = Some(match acc {
+                Some(a) => grads::combine(self.model(), &[(1.0, &a), (1.0 / n, &g)]),
+                None => grads::combine(self.model(), &[(1.0 / n, &g)]),
+            });
+        }
+        if let Some(g) = acc {
+            self.apply(g);
+        }
+        StepStats {
+            support_loss,
+            query_loss,
+            rows,
+        }
+    }
+
+    fn plain_step(&mut self) -> StepStats {
+        if self.plain_cursor >= self.plain_order.len() {
+            self.plain_order = self
+                .tasks
+                .iter()
+                .enumerate()
+                .flat_map(|(t, c)| (0..c.stage1.len() as u32).map(move |r| (t as u32, r)))
+                .collect();
+            self.plain_order.shuffle(&mut self.rng);
+            self.plain_cursor = 0;
+        }
+        let end = (self.plain_cursor + self.config.plain_batch).min(self.plain_order.len());
+        let picked = &self.plain_order[self.plain_cursor..end];
+        let rows = picked.len();
+        // Group the mini-batch by campaign (each campaign has its own ad ids).
+        let mut by_task: Vec<Vec<Row>> = vec![Vec::new(); self.tasks.len()];
+        for &(t, r) in picked {
+            by_task[t as usize].push(self.tasks[t as usize].stage1[r as usize]);
+        }
+        let parts: Vec<Batch> = by_task
+            .iter()
+            .enumerate()
+            .filter(|(_, rows)| !rows.is_empty())
+            .map(|(t, rows)| Batch::gather(self.users, &self.multi_lens, &self.tasks[t].ad, rows))
+            .collect();
+        let batch = Inputs::new(&Batch::concat(&parts), &self.device);
+        self.plain_cursor = end;
+        let loss = bce(self.model().forward(&batch).prob, batch.labels.clone());
+        let value = loss.clone().into_scalar::<f32>();
+        let grads = GradientsParams::from_grads(loss.backward(), self.model());
+        self.apply(grads);
+        StepStats {
+            support_loss: value,
+            query_loss: f32::NAN,
+            rows,
+        }
+    }
+}

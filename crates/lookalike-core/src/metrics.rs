@@ -1,0 +1,205 @@
+//! The paper's metrics: AUC (Mann–Whitney, ties count ½), precision and recall at the top 5 %, per
+//! campaign and aggregated per group (pooled AUC, mean campaign AUC, mean P, mean R).
+
+use serde::{Deserialize, Serialize};
+
+/// AUC with average ranks for ties; `None` without both positives and negatives.
+pub fn auc(labels: &[bool], scores: &[f32]) -> Option<f64> {
+    assert_eq!(labels.len(), scores.len());
+    let pos = labels.iter().filter(|&&l| l).count();
+    let neg = labels.len() - pos;
+    if pos == 0 || neg == 0 {
+        return None;
+    }
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    let mut rank_sum_pos = 0.0f64;
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && scores[order[j + 1]] == scores[order[i]] {
+            j += 1;
+        }
+        // Ranks i+1 ..= j+1 share their average.
+        let avg = (i + j + 2) as f64 / 2.0;
+        rank_sum_pos += avg * order[i..=j].iter().filter(|&&k| labels[k]).count() as f64;
+        i = j + 1;
+    }
+    let p = pos as f64;
+    Some((rank_sum_pos - p * (p + 1.0) / 2.0) / (p * neg as f64))
+}
+
+/// Indices of the top `k` scores: score descending, then index ascending (deterministic ties).
+pub fn top_k(scores: &[f32], k: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    order.truncate(k);
+    order
+}
+
+/// k = floor(frac · n), at least 1 (the reference's k = 0 selects everything).
+pub fn cutoff(n: usize, frac: f64) -> usize {
+    ((n as f64 * frac).floor() as usize).max(1).min(n)
+}
+
+/// Precision and recall of the top `frac` of rows; `None` without positives.
+pub fn precision_recall_at(labels: &[bool], scores: &[f32], frac: f64) -> Option<(f64, f64)> {
+    let pos = labels.iter().filter(|&&l| l).count();
+    if pos == 0 || labels.is_empty() {
+        return None;
+    }
+    let k = cutoff(labels.len(), frac);
+    let hits = top_k(scores, k).into_iter().filter(|&i| labels[i]).count();
+    Some((hits as f64 / k as f64, hits as f64 / pos as f64))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CampaignMetrics {
+    pub aid: String,
+    /// Stage-1 seeds the model was fine-tuned on.
+    pub seeds: usize,
+    /// Stage-2 rows scored.
+    pub rows: usize,
+    pub positives: usize,
+    pub auc: Option<f64>,
+    pub precision: Option<f64>,
+    pub recall: Option<f64>,
+}
+
+impl CampaignMetrics {
+    pub fn new(aid: &str, seeds: usize, labels: &[bool], scores: &[f32], frac: f64) -> Self {
+        let pr = precision_recall_at(labels, scores, frac);
+        CampaignMetrics {
+            aid: aid.to_string(),
+            seeds,
+            rows: labels.len(),
+            positives: labels.iter().filter(|&&l| l).count(),
+            auc: auc(labels, scores),
+            precision: pr.map(|p| p.0),
+            recall: pr.map(|p| p.1),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GroupMetrics {
+    /// AUC of all the group's rows pooled (the reference's "AUC").
+    pub pooled_auc: Option<f64>,
+    /// Unweighted mean of campaign AUCs (the reference's "GAUC").
+    pub mean_auc: Option<f64>,
+    pub precision: Option<f64>,
+    pub recall: Option<f64>,
+    /// Campaigns in the means.
+    pub campaigns: usize,
+    /// Campaigns left out of the means (no positives or no negatives in stage 2).
+    pub skipped: Vec<String>,
+    pub per_campaign: Vec<CampaignMetrics>,
+}
+
+fn mean(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let v: Vec<f64> = values.flatten().collect();
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+impl GroupMetrics {
+    /// `pooled` holds every scored row of the group (labels, scores).
+    pub fn new(
+        per_campaign: Vec<CampaignMetrics>,
+        pooled_labels: &[bool],
+        pooled_scores: &[f32],
+    ) -> Self {
+        let kept: Vec<&CampaignMetrics> = per_campaign.iter().filter(|c| c.auc.is_some()).collect();
+        GroupMetrics {
+            pooled_auc: auc(pooled_labels, pooled_scores),
+            mean_auc: mean(kept.iter().map(|c| c.auc)),
+            precision: mean(kept.iter().map(|c| c.precision)),
+            recall: mean(kept.iter().map(|c| c.recall)),
+            campaigns: kept.len(),
+            skipped: per_campaign
+                .iter()
+                .filter(|c| c.auc.is_none())
+                .map(|c| c.aid.clone())
+                .collect(),
+            per_campaign,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Brute-force Mann–Whitney: P(score_pos > score_neg) + ½ P(tie).
+    fn auc_pairs(labels: &[bool], scores: &[f32]) -> f64 {
+        let (mut num, mut den) = (0.0, 0.0);
+        for i in 0..labels.len() {
+            for j in 0..labels.len() {
+                if labels[i] && !labels[j] {
+                    den += 1.0;
+                    num += if scores[i] > scores[j] {
+                        1.0
+                    } else if scores[i] == scores[j] {
+                        0.5
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+        num / den
+    }
+
+    #[test]
+    fn auc_matches_pairwise_definition_with_ties() {
+        let labels = [true, false, true, false, false, true, false, true];
+        let scores = [0.9, 0.9, 0.3, 0.3, 0.1, 0.7, 0.8, 0.3];
+        let a = auc(&labels, &scores).unwrap();
+        assert!((a - auc_pairs(&labels, &scores)).abs() < 1e-12, "{a}");
+        assert_eq!(auc(&[true, false], &[0.5, 0.5]), Some(0.5));
+        assert_eq!(auc(&[true, false, false], &[0.2, 0.1, 0.1]), Some(1.0));
+        assert_eq!(auc(&[true, true], &[0.2, 0.1]), None);
+        assert_eq!(auc(&[false], &[0.2]), None);
+    }
+
+    #[test]
+    fn precision_recall_top_five_percent() {
+        // 40 rows → k = 2; the two best rows are one positive and one negative.
+        let mut labels = vec![false; 40];
+        let mut scores = vec![0.0f32; 40];
+        labels[3] = true;
+        labels[10] = true;
+        scores[3] = 0.9;
+        scores[7] = 0.8;
+        scores[10] = 0.1;
+        let (p, r) = precision_recall_at(&labels, &scores, 0.05).unwrap();
+        assert_eq!((p, r), (0.5, 0.5));
+        // Fewer than 20 rows: k is at least 1 (not "everything").
+        let (p, r) = precision_recall_at(&[true, false, false], &[0.1, 0.5, 0.2], 0.05).unwrap();
+        assert_eq!((p, r), (0.0, 0.0));
+        assert_eq!(
+            precision_recall_at(&[false, false], &[0.1, 0.2], 0.05),
+            None
+        );
+    }
+
+    #[test]
+    fn ties_at_the_cutoff_break_by_row_order() {
+        assert_eq!(top_k(&[0.5, 0.7, 0.5, 0.5], 2), vec![1, 0]);
+    }
+
+    #[test]
+    fn group_means_skip_campaigns_without_positives() {
+        let a = CampaignMetrics::new("a", 3, &[true, false], &[0.9, 0.1], 0.05);
+        let b = CampaignMetrics::new("b", 1, &[false, false], &[0.9, 0.1], 0.05);
+        let g = GroupMetrics::new(
+            vec![a, b],
+            &[true, false, false, false],
+            &[0.9, 0.1, 0.9, 0.1],
+        );
+        assert_eq!(g.campaigns, 1);
+        assert_eq!(g.skipped, vec!["b".to_string()]);
+        assert_eq!(g.mean_auc, Some(1.0));
+        assert_eq!(g.precision, Some(1.0));
+        assert!((g.pooled_auc.unwrap() - 2.0 / 3.0).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,355 @@
+//! MetaHeac: feature embeddings, hybrid experts mixed by a task-driven gate, hybrid critics mixed by a
+//! second gate (Zhu et al., KDD 2021, Eq. 9):
+//!
+//! ```text
+//!   x  = [e_1 ‖ … ‖ e_F]                         user-field embeddings (multi-valued: masked mean)
+//!   t  = [mean_f e_f ‖ a_1 ‖ … ‖ a_A]             task representation (per sample, as the official code)
+//!   g  = softmax(G_e(t)),  h = Σ_k g_k E_k(x)     hybrid experts
+//!   c  = softmax(G_c(t)),  ŷ = Σ_j c_j σ(T_j(h))  hybrid critics
+//! ```
+
+use crate::data::Batch;
+use crate::schema::TableSizes;
+use burn::config::Config;
+use burn::module::{Module, Param};
+use burn::nn::{Embedding, Linear};
+use burn::tensor::activation::{relu, sigmoid, softmax};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+/// How the critic outputs are combined.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum CriticCombine {
+    /// Σ_j c_j σ(T_j(h)) (official MetaHeac code).
+    Sum,
+    /// (1/m) Σ_j c_j σ(T_j(h)) (MTReclib's port; predictions never exceed 1/m).
+    Mean,
+}
+
+/// What the gates see of the user besides the ad fields.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum GateContext {
+    /// The per-sample mean of the user-field embeddings (official code, see MetaHeac issue #5).
+    FieldMean,
+    /// Ad fields only: the gates depend on the campaign alone.
+    None,
+}
+
+#[derive(Config, Debug)]
+pub struct MetaHeacConfig {
+    /// Embedding table sizes, from the data schema.
+    pub tables: TableSizes,
+    /// Embedding dimension D.
+    #[config(default = 64)]
+    pub embed_dim: usize,
+    /// Hidden sizes of each expert MLP (ReLU after every layer); the last is the expert output.
+    #[config(default = "vec![64, 64]")]
+    pub expert_dims: Vec<usize>,
+    /// Number of experts n (1 = the "w/o HE" ablation).
+    #[config(default = 8)]
+    pub num_experts: usize,
+    /// Number of critics m (1 = the "w/o HC" ablation).
+    #[config(default = 5)]
+    pub num_critics: usize,
+    /// Hidden size of both gates' two-layer MLP.
+    #[config(default = 64)]
+    pub gate_hidden: usize,
+    #[config(default = "CriticCombine::Sum")]
+    pub critic_combine: CriticCombine,
+    #[config(default = "GateContext::FieldMean")]
+    pub gate_context: GateContext,
+}
+
+/// Two-layer MLP with softmax output: a task-driven gate.
+#[derive(Module, Debug)]
+pub struct Gate {
+    pub hidden: Linear,
+    pub out: Linear,
+}
+
+impl Gate {
+    pub fn forward(&self, t: Tensor<2>) -> Tensor<2> {
+        softmax(self.out.forward(relu(self.hidden.forward(t))), 1)
+    }
+}
+
+/// One expert: an MLP with ReLU after each layer.
+#[derive(Module, Debug)]
+pub struct Expert {
+    pub layers: Vec<Linear>,
+}
+
+impl Expert {
+    pub fn forward(&self, mut x: Tensor<2>) -> Tensor<2> {
+        for l in &self.layers {
+            x = relu(l.forward(x));
+        }
+        x
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct MetaHeac {
+    pub user_single: Vec<Embedding>,
+    pub user_multi: Vec<Embedding>,
+    pub ad: Vec<Embedding>,
+    pub experts: Vec<Expert>,
+    pub expert_gate: Gate,
+    pub critics: Vec<Linear>,
+    pub critic_gate: Gate,
+    #[module(skip)]
+    pub critic_combine: CriticCombine,
+    #[module(skip)]
+    pub gate_context: GateContext,
+    #[module(skip)]
+    pub multi_lens: Vec<usize>,
+}
+
+/// Model output with the gate weights (for reports and the web app).
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// ŷ, shape `[B]`.
+    pub prob: Tensor<1>,
+    /// g, shape `[B, n]`.
+    pub expert_gate: Tensor<2>,
+    /// c, shape `[B, m]`.
+    pub critic_gate: Tensor<2>,
+}
+
+/// A [`Batch`] uploaded to a device.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    pub single: Tensor<2, Int>,
+    pub multi: Tensor<2, Int>,
+    pub mask: Tensor<3>,
+    pub inv_len: Tensor<2>,
+    pub ad: Tensor<2, Int>,
+    pub labels: Tensor<1>,
+}
+
+impl Inputs {
+    pub fn new(b: &Batch, device: &Device) -> Self {
+        let n = b.rows;
+        let int = |v: &[i64], w: usize| {
+            Tensor::<2, Int>::from_data(TensorData::new(v.to_vec(), [n, w]), device)
+        };
+        Inputs {
+            single: int(&b.single, b.single_fields),
+            multi: int(&b.multi, b.multi_width),
+            mask: Tensor::from_data(
+                TensorData::new(b.mask.clone(), [n, b.multi_width, 1]),
+                device,
+            ),
+            inv_len: Tensor::from_data(
+                TensorData::new(b.inv_len.clone(), [n, b.multi_fields]),
+                device,
+            ),
+            ad: int(&b.ad, b.ad_fields),
+            labels: Tensor::from_data(TensorData::new(b.labels.clone(), [n]), device),
+        }
+    }
+}
+
+/// Parameter initialisation.
+#[derive(Debug, Clone, Copy)]
+pub enum Init {
+    /// PyTorch defaults from our own seeded RNG: embeddings N(0, 1), linear layers U(±1/√fan_in).
+    /// Drawing on the host makes a seed give the same model on every backend.
+    Seeded(u64),
+    /// All zeros: a shell to load a record into.
+    Zeros,
+}
+
+struct Initializer {
+    rng: Option<StdRng>,
+    device: Device,
+}
+
+impl Initializer {
+    fn tensor(&mut self, shape: [usize; 2], draw: impl Fn(&mut StdRng) -> f32) -> Tensor<2> {
+        let n = shape[0] * shape[1];
+        let values: Vec<f32> = match &mut self.rng {
+            Some(rng) => (0..n).map(|_| draw(rng)).collect(),
+            None => vec![0.0; n],
+        };
+        Tensor::from_data(TensorData::new(values, shape), &self.device)
+    }
+
+    fn embedding(&mut self, rows: usize, dim: usize) -> Embedding {
+        let weight = self.tensor([rows, dim], |rng| {
+            // Box–Muller: one N(0, 1) draw.
+            let u1: f32 = rng.random::<f32>().max(f32::MIN_POSITIVE);
+            let u2: f32 = rng.random::<f32>();
+            (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+        });
+        Embedding {
+            weight: Param::from_tensor(weight),
+        }
+    }
+
+    fn linear(&mut self, d_in: usize, d_out: usize) -> Linear {
+        let bound = 1.0 / (d_in as f32).sqrt();
+        let uniform = move |rng: &mut StdRng| (rng.random::<f32>() * 2.0 - 1.0) * bound;
+        let weight = self.tensor([d_in, d_out], uniform);
+        let bias = self.tensor([1, d_out], uniform).reshape([d_out]);
+        Linear {
+            weight: Param::from_tensor(weight),
+            bias: Some(Param::from_tensor(bias)),
+        }
+    }
+}
+
+impl MetaHeacConfig {
+    pub fn init(&self, init: Init, device: &Device) -> MetaHeac {
+        let mut ini = Initializer {
+            rng: match init {
+                Init::Seeded(seed) => Some(StdRng::seed_from_u64(seed)),
+                Init::Zeros => None,
+            },
+            device: device.clone(),
+        };
+        let d = self.embed_dim;
+        let t = &self.tables;
+        let user_single = t.user_single.iter().map(|&n| ini.embedding(n, d)).collect();
+        let user_multi = t.user_multi.iter().map(|&n| ini.embedding(n, d)).collect();
+        let ad = t.ad.iter().map(|&n| ini.embedding(n, d)).collect();
+        let x_dim = (t.user_single.len() + t.user_multi.len()) * d;
+        let experts = (0..self.num_experts)
+            .map(|_| {
+                let mut d_in = x_dim;
+                let layers = self
+                    .expert_dims
+                    .iter()
+                    .map(|&d_out| {
+                        let l = ini.linear(d_in, d_out);
+                        d_in = d_out;
+                        l
+                    })
+                    .collect();
+                Expert { layers }
+            })
+            .collect();
+        let t_dim = self.task_dim();
+        let mut gate = |out: usize| Gate {
+            hidden: ini.linear(t_dim, self.gate_hidden),
+            out: ini.linear(self.gate_hidden, out),
+        };
+        let expert_gate = gate(self.num_experts);
+        let critic_gate = gate(self.num_critics);
+        let h_dim = *self.expert_dims.last().unwrap_or(&x_dim);
+        let critics = (0..self.num_critics)
+            .map(|_| ini.linear(h_dim, 1))
+            .collect();
+        MetaHeac {
+            user_single,
+            user_multi,
+            ad,
+            experts,
+            expert_gate,
+            critics,
+            critic_gate,
+            critic_combine: self.critic_combine,
+            gate_context: self.gate_context,
+            multi_lens: Vec::new(),
+        }
+    }
+
+    /// Width of the task representation t fed to both gates.
+    pub fn task_dim(&self) -> usize {
+        let user = match self.gate_context {
+            GateContext::FieldMean => 1,
+            GateContext::None => 0,
+        };
+        (user + self.tables.ad.len()) * self.embed_dim
+    }
+}
+
+impl MetaHeac {
+    /// Tells the model how the multi-valued slots are laid out (max length per field).
+    pub fn with_multi_lens(mut self, lens: Vec<usize>) -> Self {
+        self.multi_lens = lens;
+        self
+    }
+
+    /// The device the parameters live on.
+    pub fn device(&self) -> Device {
+        self.critics[0].weight.val().device()
+    }
+
+    /// User-field embeddings E_u, shape `[B, F, D]`; multi-valued fields are masked means.
+    fn user_embeddings(&self, x: &Inputs) -> Tensor<3> {
+        let mut fields = Vec::with_capacity(self.user_single.len() + self.user_multi.len());
+        for (f, table) in self.user_single.iter().enumerate() {
+            fields.push(table.forward(x.single.clone().narrow(1, f, 1)));
+        }
+        let mut offset = 0;
+        for (f, (table, &len)) in self.user_multi.iter().zip(&self.multi_lens).enumerate() {
+            let ids = x.multi.clone().narrow(1, offset, len);
+            let mask = x.mask.clone().narrow(1, offset, len);
+            let inv_len = x.inv_len.clone().narrow(1, f, 1).unsqueeze_dim::<3>(2);
+            fields.push((table.forward(ids) * mask).sum_dim(1) * inv_len);
+            offset += len;
+        }
+        Tensor::cat(fields, 1)
+    }
+
+    pub fn forward(&self, x: &Inputs) -> Output {
+        let e_u = self.user_embeddings(x);
+        let [b, f, d] = e_u.dims();
+        let ad: Vec<Tensor<3>> = self
+            .ad
+            .iter()
+            .enumerate()
+            .map(|(i, table)| table.forward(x.ad.clone().narrow(1, i, 1)))
+            .collect();
+        let mut task_parts = Vec::with_capacity(ad.len() + 1);
+        if self.gate_context == GateContext::FieldMean {
+            task_parts.push(e_u.clone().mean_dim(1));
+        }
+        task_parts.extend(ad);
+        let t_fields = task_parts.len();
+        let t: Tensor<2> = Tensor::cat(task_parts, 1).reshape([b, t_fields * d]);
+        let x_u: Tensor<2> = e_u.reshape([b, f * d]);
+
+        // Hybrid experts: h = Σ_k g_k E_k(x).
+        let g = self.expert_gate.forward(t.clone());
+        let experts: Vec<Tensor<2>> = self
+            .experts
+            .iter()
+            .map(|e| e.forward(x_u.clone()))
+            .collect();
+        let stacked: Tensor<3> = Tensor::stack(experts, 1);
+        let h: Tensor<2> = (stacked * g.clone().unsqueeze_dim::<3>(2))
+            .sum_dim(1)
+            .squeeze_dim::<2>(1);
+
+        // Hybrid critics: ŷ = Σ_j c_j σ(T_j(h)).
+        let c = self.critic_gate.forward(t);
+        let critics: Vec<Tensor<2>> = self
+            .critics
+            .iter()
+            .map(|t_j| sigmoid(t_j.forward(h.clone())))
+            .collect();
+        let mut y: Tensor<1> = (Tensor::cat(critics, 1) * c.clone())
+            .sum_dim(1)
+            .squeeze_dim::<1>(1);
+        if self.critic_combine == CriticCombine::Mean {
+            y = y.div_scalar(self.critics.len() as f32);
+        }
+        Output {
+            prob: y,
+            expert_gate: g,
+            critic_gate: c,
+        }
+    }
+}
+
+/// Binary cross-entropy on probabilities, mean over the batch; log clamped at −100 as PyTorch's BCELoss.
+pub fn bce(prob: Tensor<1>, labels: Tensor<1>) -> Tensor<1> {
+    let log_p = prob.clone().log().clamp_min(-100.0);
+    let log_q = prob.neg().add_scalar(1.0).log().clamp_min(-100.0);
+    let pos = labels.clone() * log_p;
+    let neg = labels.neg().add_scalar(1.0) * log_q;
+    (pos + neg).mean().neg()
+}

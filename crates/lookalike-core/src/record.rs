@@ -1,0 +1,158 @@
+//! The general-model record: one self-describing file holding the model config, the schema with its
+//! vocabularies, training metadata and the weights (burnpack, f32 or f16).
+//!
+//! Layout: `LKALIKE\0` magic, u32 format version, u64 header length, JSON header, u64 weights length,
+//! burnpack bytes. Bytes in, bytes out: the CLI writes files, the web app reads a fetched buffer.
+
+use crate::meta::MetaConfig;
+use crate::model::{Init, MetaHeac, MetaHeacConfig};
+use crate::schema::Schema;
+use burn::module::{Module, ModuleMapper, Param};
+use burn::store::ModuleRecord;
+use burn::tensor::{Bytes, DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+pub const MAGIC: &[u8; 8] = b"LKALIKE\0";
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    F32,
+    F16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "f32" => Ok(Precision::F32),
+            "f16" => Ok(Precision::F16),
+            _ => Err(format!("unknown precision {s:?} (expected f32 or f16)")),
+        }
+    }
+}
+
+/// How the general model was trained.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct TrainingInfo {
+    /// `None` for a model that was never meta-trained.
+    pub meta: Option<MetaConfig>,
+    pub seed: u64,
+    pub iterations: usize,
+    pub train_campaigns: usize,
+    pub train_rows: usize,
+    pub seconds: f64,
+    pub rows_per_second: f64,
+    /// Mean query loss over the last iterations.
+    pub final_loss: Option<f32>,
+    pub backend: String,
+    /// Where the data came from (e.g. the prepared file's name and fingerprint).
+    pub data: String,
+    pub created_by: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordHeader {
+    pub model: MetaHeacConfig,
+    pub schema: Schema,
+    pub precision: Precision,
+    pub training: TrainingInfo,
+    pub parameters: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("not a look-alike model record (bad magic bytes)")]
+    BadMagic,
+    #[error(
+        "record format version {0} is not supported (this build reads version {FORMAT_VERSION})"
+    )]
+    Version(u32),
+    #[error("record is truncated: {0}")]
+    Truncated(&'static str),
+    #[error("record header is not valid: {0}")]
+    Header(#[from] serde_json::Error),
+    #[error("record weights do not fit the model described by its header: {0}")]
+    Weights(String),
+}
+
+struct CastTo(DType);
+
+impl ModuleMapper for CastTo {
+    fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let dtype = self.0;
+        p.map(|t| t.cast(dtype))
+    }
+}
+
+/// Serialises a model with its header; `header.precision` selects the stored dtype.
+pub fn to_bytes(model: &MetaHeac, header: &RecordHeader) -> Result<Vec<u8>, RecordError> {
+    let mut model = model.valid();
+    if header.precision == Precision::F16 {
+        model = model.map(&mut CastTo(DType::F16));
+    }
+    let weights = model
+        .into_record()
+        .into_bytes()
+        .map_err(|e| RecordError::Weights(format!("{e:?}")))?;
+    let json = serde_json::to_vec(header)?;
+    let mut out = Vec::with_capacity(weights.len() + json.len() + 32);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&(weights.len() as u64).to_le_bytes());
+    out.extend_from_slice(&weights);
+    Ok(out)
+}
+
+fn take<'a>(bytes: &mut &'a [u8], n: usize, what: &'static str) -> Result<&'a [u8], RecordError> {
+    if bytes.len() < n {
+        return Err(RecordError::Truncated(what));
+    }
+    let (head, tail) = bytes.split_at(n);
+    *bytes = tail;
+    Ok(head)
+}
+
+fn u64_at(bytes: &mut &[u8], what: &'static str) -> Result<usize, RecordError> {
+    Ok(u64::from_le_bytes(take(bytes, 8, what)?.try_into().expect("8 bytes")) as usize)
+}
+
+/// Reads only the header (cheap: no weights are decoded).
+pub fn read_header(mut bytes: &[u8]) -> Result<(RecordHeader, &[u8]), RecordError> {
+    if take(&mut bytes, 8, "magic").map_err(|_| RecordError::BadMagic)? != MAGIC {
+        return Err(RecordError::BadMagic);
+    }
+    let version = u32::from_le_bytes(take(&mut bytes, 4, "version")?.try_into().expect("4 bytes"));
+    if version != FORMAT_VERSION {
+        return Err(RecordError::Version(version));
+    }
+    let n = u64_at(&mut bytes, "header length")?;
+    let mut header: RecordHeader = serde_json::from_slice(take(&mut bytes, n, "header")?)?;
+    header.schema.rebuild_indices();
+    let n = u64_at(&mut bytes, "weights length")?;
+    let weights = take(&mut bytes, n, "weights")?;
+    Ok((header, weights))
+}
+
+/// Decodes a record onto a device (f16 weights are cast back to f32).
+pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<(RecordHeader, MetaHeac), RecordError> {
+    let (header, weights) = read_header(bytes)?;
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(weights.to_vec()))
+        .map_err(|e| RecordError::Weights(format!("{e:?}")))?
+        .cast_to_module_dtype();
+    let model = header
+        .model
+        .init(Init::Zeros, device)
+        .try_load_record(record)
+        .map_err(|e| RecordError::Weights(format!("{e:?}")))?
+        .with_multi_lens(header.schema.user_multi.iter().map(|f| f.max_len).collect());
+    Ok((header, model))
+}
+
+/// Number of scalar parameters.
+pub fn parameter_count(model: &MetaHeac) -> usize {
+    model.num_params()
+}

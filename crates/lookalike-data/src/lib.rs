@@ -1,0 +1,9 @@
+//! Data side of the look-alike system: the Tencent raw layout, vocabularies, the campaign split,
+//! the prepared binary dataset, and synthetic worlds in the raw layout.
+
+pub mod error;
+pub mod prepare;
+pub mod raw;
+pub mod synth;
+
+pub use error::{DataError, Result};

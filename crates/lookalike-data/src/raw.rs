@@ -1,0 +1,724 @@
+//! Readers for the Tencent 2018 look-alike raw layout: `adFeature.csv`, `userFeature.data`,
+//! `train.csv` (stage 1) and `test1_truth.csv` (stage 2). Each file may also be gzipped (`NAME.gz`).
+//! Every problem is reported with the file, line and field.
+
+use crate::error::{DataError, Result};
+use lookalike_core::data::UserTable;
+use lookalike_core::schema::{
+    DEFAULT_AD, DEFAULT_USER_MULTI, DEFAULT_USER_SINGLE, Schema, Vocabulary,
+};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+pub const AD_FILE: &str = "adFeature.csv";
+pub const USER_FILE: &str = "userFeature.data";
+pub const STAGE1_FILE: &str = "train.csv";
+pub const STAGE2_FILE: &str = "test1_truth.csv";
+
+/// Which raw fields the model reads, and the max length of each multi-valued field.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FieldSpec {
+    pub user_single: Vec<String>,
+    pub user_multi: Vec<(String, usize)>,
+    pub ad: Vec<String>,
+}
+
+impl Default for FieldSpec {
+    fn default() -> Self {
+        FieldSpec {
+            user_single: DEFAULT_USER_SINGLE.iter().map(|s| s.to_string()).collect(),
+            user_multi: DEFAULT_USER_MULTI
+                .iter()
+                .map(|(s, n)| (s.to_string(), *n))
+                .collect(),
+            ad: DEFAULT_AD.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+impl FieldSpec {
+    /// The spec a schema was built from.
+    pub fn of(schema: &Schema) -> Self {
+        FieldSpec {
+            user_single: schema.user_single.iter().map(|f| f.name.clone()).collect(),
+            user_multi: schema
+                .user_multi
+                .iter()
+                .map(|f| (f.name.clone(), f.max_len))
+                .collect(),
+            ad: schema.ad.iter().map(|f| f.name.clone()).collect(),
+        }
+    }
+
+    pub fn multi_width(&self) -> usize {
+        self.user_multi.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// `dir/name`, or `dir/name.gz` when only that exists.
+pub fn find(dir: &Path, name: &str) -> Result<PathBuf> {
+    let plain = dir.join(name);
+    if plain.is_file() {
+        return Ok(plain);
+    }
+    let gz = dir.join(format!("{name}.gz"));
+    if gz.is_file() {
+        return Ok(gz);
+    }
+    Err(DataError::new(
+        &plain,
+        format!(
+            "missing file (neither {name} nor {name}.gz is in {})",
+            dir.display()
+        ),
+    ))
+}
+
+/// Opens a file, decompressing `.gz` transparently.
+pub fn open(path: &Path) -> Result<Box<dyn Read + Send>> {
+    let f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    if path.extension().is_some_and(|e| e == "gz") {
+        Ok(Box::new(flate2::read::MultiGzDecoder::new(
+            BufReader::with_capacity(1 << 20, f),
+        )))
+    } else {
+        Ok(Box::new(BufReader::with_capacity(1 << 20, f)))
+    }
+}
+
+fn utf8<'a>(path: &Path, line: usize, field: Option<&str>, bytes: &'a [u8]) -> Result<&'a str> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        DataError::at(
+            path,
+            line,
+            field,
+            format!("not valid UTF-8 (byte {} of the value)", e.valid_up_to()),
+        )
+    })
+}
+
+fn strip_bom(s: &[u8]) -> &[u8] {
+    s.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(s)
+}
+
+/// Ad-side feature values per aid (raw strings; empty = missing).
+#[derive(Debug, Clone, Default)]
+pub struct AdTable {
+    pub fields: Vec<String>,
+    pub ads: HashMap<String, Vec<String>>,
+}
+
+/// Reads `adFeature.csv` (with header) keeping the `aid` column and the requested ad fields.
+pub fn read_ads(path: &Path, fields: &[String]) -> Result<AdTable> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(open(path)?);
+    let mut records = rdr.byte_records();
+    let header = match records.next() {
+        None => {
+            return Err(DataError::new(
+                path,
+                "empty file (expected a header line starting with `aid`)",
+            ));
+        }
+        Some(r) => r.map_err(|e| csv_error(path, e))?,
+    };
+    let names: Vec<String> = header
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let h = if i == 0 { strip_bom(h) } else { h };
+            utf8(path, 1, None, h).map(|s| s.trim().to_string())
+        })
+        .collect::<Result<_>>()?;
+    let col = |name: &str| {
+        names.iter().position(|n| n == name).ok_or_else(|| {
+            DataError::at(
+                path,
+                1,
+                Some(name),
+                format!("missing column in header {names:?}"),
+            )
+        })
+    };
+    let aid_col = col("aid")?;
+    let cols: Vec<usize> = fields.iter().map(|f| col(f)).collect::<Result<_>>()?;
+    let mut ads = HashMap::new();
+    for rec in records {
+        let rec = rec.map_err(|e| csv_error(path, e))?;
+        let line = rec.position().map_or(0, |p| p.line() as usize);
+        if rec.len() == 1 && rec[0].is_empty() {
+            continue;
+        }
+        if rec.len() != names.len() {
+            return Err(DataError::at(
+                path,
+                line,
+                None,
+                format!(
+                    "expected {} columns like the header, found {}",
+                    names.len(),
+                    rec.len()
+                ),
+            ));
+        }
+        let aid = utf8(path, line, Some("aid"), &rec[aid_col])?
+            .trim()
+            .to_string();
+        if aid.is_empty() {
+            return Err(DataError::at(path, line, Some("aid"), "empty aid"));
+        }
+        let values = cols
+            .iter()
+            .zip(fields)
+            .map(|(&c, f)| utf8(path, line, Some(f), &rec[c]).map(|s| s.trim().to_string()))
+            .collect::<Result<Vec<_>>>()?;
+        if ads.insert(aid.clone(), values).is_some() {
+            return Err(DataError::at(
+                path,
+                line,
+                Some("aid"),
+                format!("aid {aid} appears twice"),
+            ));
+        }
+    }
+    if ads.is_empty() {
+        return Err(DataError::new(
+            path,
+            "no ads (the file has a header but no rows)",
+        ));
+    }
+    Ok(AdTable {
+        fields: fields.to_vec(),
+        ads,
+    })
+}
+
+fn csv_error(path: &Path, e: csv::Error) -> DataError {
+    let line = e.position().map(|p| p.line() as usize);
+    let msg = match e.kind() {
+        csv::ErrorKind::Io(io) => format!("cannot read: {io}"),
+        _ => e.to_string(),
+    };
+    DataError {
+        file: path.to_path_buf(),
+        line,
+        field: None,
+        message: msg,
+    }
+}
+
+/// Labelled rows of one stage: (aid, uid, label), the aids interned.
+#[derive(Debug, Clone, Default)]
+pub struct RowFile {
+    pub aids: Vec<String>,
+    /// (aid index, uid, label)
+    pub rows: Vec<(u32, u64, bool)>,
+}
+
+/// Reads `aid,uid,label` rows (label 1 = seed/positive, −1 or 0 = negative).
+///
+/// `header`: `true` requires the `aid,uid,label` header (train.csv); `false` means none is expected
+/// (test1_truth.csv), though a header line is tolerated. Aids must exist in `ads`.
+pub fn read_rows(path: &Path, header: bool, ads: &AdTable) -> Result<RowFile> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(open(path)?);
+    let mut out = RowFile::default();
+    let mut index: HashMap<String, u32> = HashMap::new();
+    let mut rec = csv::ByteRecord::new();
+    let mut first = true;
+    loop {
+        match rdr.read_byte_record(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => return Err(csv_error(path, e)),
+        }
+        let line = rec.position().map_or(0, |p| p.line() as usize);
+        if rec.len() == 1 && rec[0].is_empty() {
+            continue;
+        }
+        let col0 = if first { strip_bom(&rec[0]) } else { &rec[0] };
+        if first {
+            first = false;
+            let is_header = col0.eq_ignore_ascii_case(b"aid");
+            if header && !is_header {
+                return Err(DataError::at(
+                    path,
+                    line,
+                    None,
+                    "expected the header `aid,uid,label`",
+                ));
+            }
+            if is_header {
+                let names: Vec<&[u8]> = rec.iter().collect();
+                if names.len() != 3 || names[1] != b"uid" || names[2] != b"label" {
+                    return Err(DataError::at(
+                        path,
+                        line,
+                        None,
+                        "expected the header `aid,uid,label`",
+                    ));
+                }
+                continue;
+            }
+        }
+        if rec.len() != 3 {
+            return Err(DataError::at(
+                path,
+                line,
+                None,
+                format!("expected 3 columns (aid,uid,label), found {}", rec.len()),
+            ));
+        }
+        let aid = utf8(path, line, Some("aid"), col0)?.trim();
+        let uid_s = utf8(path, line, Some("uid"), &rec[1])?.trim();
+        let uid: u64 = uid_s.parse().map_err(|_| {
+            DataError::at(
+                path,
+                line,
+                Some("uid"),
+                format!("{uid_s:?} is not a non-negative integer id"),
+            )
+        })?;
+        let label = match utf8(path, line, Some("label"), &rec[2])?.trim() {
+            "1" => true,
+            "-1" | "0" => false,
+            other => {
+                return Err(DataError::at(
+                    path,
+                    line,
+                    Some("label"),
+                    format!("{other:?} is not a label (expected 1, -1 or 0)"),
+                ));
+            }
+        };
+        let a = match index.get(aid) {
+            Some(&a) => a,
+            None => {
+                if aid.is_empty() {
+                    return Err(DataError::at(path, line, Some("aid"), "empty aid"));
+                }
+                if !ads.ads.contains_key(aid) {
+                    return Err(DataError::at(
+                        path,
+                        line,
+                        Some("aid"),
+                        format!("aid {aid} is not in {AD_FILE}"),
+                    ));
+                }
+                let a = out.aids.len() as u32;
+                out.aids.push(aid.to_string());
+                index.insert(aid.to_string(), a);
+                a
+            }
+        };
+        out.rows.push((a, uid, label));
+    }
+    if out.rows.is_empty() {
+        return Err(DataError::new(path, "no rows"));
+    }
+    Ok(out)
+}
+
+/// Statistics of a user-file pass.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UserStats {
+    pub lines: usize,
+    pub bytes: u64,
+    pub kept: usize,
+    pub seconds: f64,
+}
+
+impl UserStats {
+    pub fn lines_per_second(&self) -> f64 {
+        self.lines as f64 / self.seconds.max(1e-9)
+    }
+}
+
+/// How user tokens become ids.
+pub enum Vocabs<'a> {
+    /// Build sorted vocabularies from the users read.
+    Build,
+    /// Use existing ones (a record's schema); unseen tokens map to 0.
+    Apply(&'a Schema),
+}
+
+/// Users read from `userFeature.data`, with the vocabularies of their fields.
+pub struct Users {
+    pub table: UserTable,
+    pub single_vocab: Vec<Vocabulary>,
+    pub multi_vocab: Vec<Vocabulary>,
+    pub stats: UserStats,
+}
+
+enum Slot {
+    Single(usize),
+    Multi(usize),
+}
+
+/// Per-field token → id mapping for one block: local ids while building, global ids when applying.
+enum Interner<'a> {
+    Local(HashMap<&'a str, u32>, Vec<&'a str>),
+    Global(&'a Vocabulary),
+}
+
+impl<'a> Interner<'a> {
+    fn id(&mut self, token: &'a str) -> u32 {
+        match self {
+            Interner::Global(v) => v.id(token),
+            Interner::Local(map, list) => *map.entry(token).or_insert_with(|| {
+                list.push(token);
+                list.len() as u32
+            }),
+        }
+    }
+
+    fn tokens(&self) -> Vec<String> {
+        match self {
+            Interner::Local(_, list) => list.iter().map(|s| s.to_string()).collect(),
+            Interner::Global(_) => Vec::new(),
+        }
+    }
+}
+
+struct Block {
+    data: Vec<u8>,
+    first_line: usize,
+}
+
+struct Chunk {
+    uids: Vec<u64>,
+    lines: Vec<usize>,
+    single: Vec<u32>,
+    multi: Vec<u32>,
+    lens: Vec<u8>,
+    /// Local vocabularies (build mode): token of local id i+1.
+    single_tokens: Vec<Vec<String>>,
+    multi_tokens: Vec<Vec<String>>,
+    lines_read: usize,
+}
+
+const BLOCK_BYTES: usize = 8 << 20;
+
+/// Streams `userFeature.data` in blocks of whole lines, parses blocks in parallel, and keeps the users
+/// in `needed` (all users when `None`). Memory holds the kept users plus a few blocks in flight.
+pub fn read_users(
+    path: &Path,
+    spec: &FieldSpec,
+    needed: Option<&HashSet<u64>>,
+    vocabs: Vocabs<'_>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Users> {
+    let start = std::time::Instant::now();
+    let mut slots: HashMap<&str, Slot> = HashMap::new();
+    for (i, f) in spec.user_single.iter().enumerate() {
+        slots.insert(f, Slot::Single(i));
+    }
+    for (i, (f, _)) in spec.user_multi.iter().enumerate() {
+        slots.insert(f, Slot::Multi(i));
+    }
+    let offsets: Vec<usize> = spec
+        .user_multi
+        .iter()
+        .scan(0, |o, (_, n)| {
+            let cur = *o;
+            *o += n;
+            Some(cur)
+        })
+        .collect();
+    let schema = match &vocabs {
+        Vocabs::Apply(s) => Some(*s),
+        Vocabs::Build => None,
+    };
+    let parse = |b: &Block| parse_block(path, b, spec, &slots, &offsets, needed, schema);
+
+    let mut reader = open(path)?;
+    let threads = rayon::current_num_threads().max(1);
+    let mut chunks: Vec<Chunk> = Vec::new();
+    let mut carry: Vec<u8> = Vec::new();
+    let mut next_line = 1usize;
+    let mut bytes_read = 0u64;
+    let mut eof = false;
+    let mut first_block = true;
+    while !eof {
+        let mut group = Vec::with_capacity(threads * 2);
+        while group.len() < threads * 2 && !eof {
+            let mut buf = std::mem::take(&mut carry);
+            let old = buf.len();
+            buf.resize(old + BLOCK_BYTES, 0);
+            let mut filled = old;
+            while filled < buf.len() {
+                let n = reader
+                    .read(&mut buf[filled..])
+                    .map_err(|e| DataError::io(path, e))?;
+                if n == 0 {
+                    eof = true;
+                    break;
+                }
+                filled += n;
+            }
+            buf.truncate(filled);
+            bytes_read += (filled - old) as u64;
+            if first_block {
+                first_block = false;
+                if buf.starts_with(b"\xEF\xBB\xBF") {
+                    buf.drain(..3);
+                }
+            }
+            if !eof {
+                match memchr::memrchr(b'\n', &buf) {
+                    Some(cut) => carry = buf.split_off(cut + 1),
+                    None => {
+                        // A line longer than a block: read on.
+                        carry = buf;
+                        continue;
+                    }
+                }
+            }
+            let lines = memchr::memchr_iter(b'\n', &buf).count()
+                + usize::from(!buf.ends_with(b"\n") && !buf.is_empty());
+            group.push(Block {
+                data: buf,
+                first_line: next_line,
+            });
+            next_line += lines;
+        }
+        let parsed: Vec<Chunk> = group.par_iter().map(parse).collect::<Result<_>>()?;
+        chunks.extend(parsed);
+        progress(bytes_read);
+    }
+    let lines_read: usize = chunks.iter().map(|c| c.lines_read).sum();
+    if lines_read == 0 {
+        return Err(DataError::new(path, "empty file (no users)"));
+    }
+
+    // Global vocabularies, then local → global ids.
+    let (single_vocab, multi_vocab) = match vocabs {
+        Vocabs::Apply(s) => (
+            s.user_single.iter().map(|f| f.vocab.clone()).collect(),
+            s.user_multi.iter().map(|f| f.vocab.clone()).collect(),
+        ),
+        Vocabs::Build => {
+            let build =
+                |n: usize, get: &(dyn Fn(&Chunk) -> &Vec<Vec<String>> + Sync)| -> Vec<Vocabulary> {
+                    (0..n)
+                        .into_par_iter()
+                        .map(|f| {
+                            let mut set: HashSet<&str> = HashSet::new();
+                            for c in &chunks {
+                                set.extend(get(c)[f].iter().map(String::as_str));
+                            }
+                            Vocabulary::from_tokens(set.into_iter().map(str::to_string))
+                        })
+                        .collect()
+                };
+            (
+                build(spec.user_single.len(), &|c| &c.single_tokens),
+                build(spec.user_multi.len(), &|c| &c.multi_tokens),
+            )
+        }
+    };
+    let remap = |tokens: &Vec<Vec<String>>, vocab: &[Vocabulary]| -> Vec<Vec<u32>> {
+        tokens
+            .iter()
+            .zip(vocab)
+            .map(|(t, v)| {
+                std::iter::once(0)
+                    .chain(t.iter().map(|s| v.id(s)))
+                    .collect()
+            })
+            .collect()
+    };
+    let build_mode = schema.is_none();
+    chunks.par_iter_mut().for_each(|c| {
+        if !build_mode {
+            return;
+        }
+        let sm = remap(&c.single_tokens, &single_vocab);
+        let n_single = spec.user_single.len();
+        for (i, id) in c.single.iter_mut().enumerate() {
+            *id = sm[i % n_single][*id as usize];
+        }
+        let mm = remap(&c.multi_tokens, &multi_vocab);
+        for (i, id) in c.multi.iter_mut().enumerate() {
+            let slot = i % spec.multi_width().max(1);
+            let field = offsets.partition_point(|&o| o <= slot) - 1;
+            *id = mm[field][*id as usize];
+        }
+    });
+
+    let mut table = UserTable {
+        single_fields: spec.user_single.len(),
+        multi_width: spec.multi_width(),
+        multi_fields: spec.user_multi.len(),
+        ..Default::default()
+    };
+    let mut seen: HashMap<u64, usize> = HashMap::new();
+    for c in chunks {
+        for (&uid, &line) in c.uids.iter().zip(&c.lines) {
+            if let Some(prev) = seen.insert(uid, line) {
+                return Err(DataError::at(
+                    path,
+                    line,
+                    Some("uid"),
+                    format!("uid {uid} appears twice (first on line {prev})"),
+                ));
+            }
+        }
+        table.uids.extend(c.uids);
+        table.single.extend(c.single);
+        table.multi.extend(c.multi);
+        table.lens.extend(c.lens);
+    }
+    let stats = UserStats {
+        lines: lines_read,
+        bytes: bytes_read,
+        kept: table.len(),
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    Ok(Users {
+        table,
+        single_vocab,
+        multi_vocab,
+        stats,
+    })
+}
+
+fn parse_block(
+    path: &Path,
+    block: &Block,
+    spec: &FieldSpec,
+    slots: &HashMap<&str, Slot>,
+    offsets: &[usize],
+    needed: Option<&HashSet<u64>>,
+    schema: Option<&Schema>,
+) -> Result<Chunk> {
+    let n_single = spec.user_single.len();
+    let width = spec.multi_width();
+    let n_multi = spec.user_multi.len();
+    let mut single_int: Vec<Interner> = (0..n_single)
+        .map(|i| match schema {
+            Some(s) => Interner::Global(&s.user_single[i].vocab),
+            None => Interner::Local(HashMap::new(), Vec::new()),
+        })
+        .collect();
+    let mut multi_int: Vec<Interner> = (0..n_multi)
+        .map(|i| match schema {
+            Some(s) => Interner::Global(&s.user_multi[i].vocab),
+            None => Interner::Local(HashMap::new(), Vec::new()),
+        })
+        .collect();
+    let mut c = Chunk {
+        uids: Vec::new(),
+        lines: Vec::new(),
+        single: Vec::new(),
+        multi: Vec::new(),
+        lens: Vec::new(),
+        single_tokens: Vec::new(),
+        multi_tokens: Vec::new(),
+        lines_read: 0,
+    };
+    let mut single = vec![0u32; n_single];
+    let mut multi = vec![0u32; width];
+    let mut lens = vec![0u8; n_multi];
+    let mut seen_field = vec![false; n_single + n_multi];
+    for (k, raw) in block.data.split(|&b| b == b'\n').enumerate() {
+        let line_no = block.first_line + k;
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if raw.iter().all(|b| b.is_ascii_whitespace()) {
+            continue;
+        }
+        c.lines_read += 1;
+        let line = utf8(path, line_no, None, raw)?;
+        let mut uid: Option<u64> = None;
+        single.fill(0);
+        multi.fill(0);
+        lens.fill(0);
+        seen_field.fill(false);
+        // uid first: most lines of a big file may be skipped.
+        for part in line.split('|') {
+            let part = part.trim();
+            let (name, values) = part.split_once(' ').unwrap_or((part, ""));
+            if name == "uid" {
+                let v = values.trim();
+                uid = Some(v.parse().map_err(|_| {
+                    DataError::at(
+                        path,
+                        line_no,
+                        Some("uid"),
+                        format!("{v:?} is not a non-negative integer id"),
+                    )
+                })?);
+                break;
+            }
+        }
+        let Some(uid) = uid else {
+            return Err(DataError::at(
+                path,
+                line_no,
+                Some("uid"),
+                "missing (each line must hold `uid N`)",
+            ));
+        };
+        if needed.is_some_and(|set| !set.contains(&uid)) {
+            continue;
+        }
+        for part in line.split('|') {
+            let part = part.trim();
+            if part.is_empty() {
+                continue;
+            }
+            let (name, values) = part.split_once(' ').unwrap_or((part, ""));
+            let Some(slot) = slots.get(name) else {
+                continue;
+            };
+            let values = values.trim();
+            match *slot {
+                Slot::Single(i) => {
+                    if std::mem::replace(&mut seen_field[i], true) {
+                        return Err(DataError::at(
+                            path,
+                            line_no,
+                            Some(name),
+                            "appears twice on the line",
+                        ));
+                    }
+                    if !values.is_empty() {
+                        single[i] = single_int[i].id(values);
+                    }
+                }
+                Slot::Multi(i) => {
+                    if std::mem::replace(&mut seen_field[n_single + i], true) {
+                        return Err(DataError::at(
+                            path,
+                            line_no,
+                            Some(name),
+                            "appears twice on the line",
+                        ));
+                    }
+                    let max = spec.user_multi[i].1;
+                    let mut n = 0;
+                    for tok in values.split_ascii_whitespace().take(max) {
+                        multi[offsets[i] + n] = multi_int[i].id(tok);
+                        n += 1;
+                    }
+                    lens[i] = n as u8;
+                }
+            }
+        }
+        c.uids.push(uid);
+        c.lines.push(line_no);
+        c.single.extend_from_slice(&single);
+        c.multi.extend_from_slice(&multi);
+        c.lens.extend_from_slice(&lens);
+    }
+    c.single_tokens = single_int.iter().map(Interner::tokens).collect();
+    c.multi_tokens = multi_int.iter().map(Interner::tokens).collect();
+    Ok(c)
+}
