@@ -1,1 +1,335 @@
+//! End to end through the `lookalike` binary: synth → prepare → pretrain → eval → expand → inspect,
+//! on a tiny synthetic world, plus the errors a user meets first.
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn lookalike(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lookalike"))
+        .args(args)
+        .output()
+        .expect("run lookalike")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = lookalike(args);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "lookalike {args:?} failed:\n{text}");
+    text
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = lookalike(args);
+    assert!(!out.status.success(), "lookalike {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl World {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        ok(&[
+            "synth",
+            "--out",
+            p(&root.join("raw")),
+            "--scale",
+            "tiny",
+            "--seed",
+            "5",
+        ]);
+        ok(&[
+            "prepare",
+            "--raw",
+            p(&root.join("raw")),
+            "--out",
+            p(&root.join("data.lkd")),
+            "--cold-threshold",
+            "30",
+        ]);
+        World { _dir: dir, root }
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+}
+
+/// The weights section of a record (the header holds timings, which differ between runs).
+fn weights(path: &Path) -> Vec<u8> {
+    let bytes = std::fs::read(path).unwrap();
+    lookalike_core::record::read_header(&bytes)
+        .unwrap()
+        .1
+        .to_vec()
+}
+
+#[test]
+fn pipeline_end_to_end() {
+    let w = World::new();
+    let (data, rec) = (w.path("data.lkd"), w.path("model.rec"));
+    let out = ok(&[
+        "pretrain",
+        "--data",
+        p(&data),
+        "--out",
+        p(&rec),
+        "--seed",
+        "3",
+    ]);
+    assert!(out.contains("rows/s"), "{out}");
+    // Same seed, same weights (CPU).
+    let again = w.path("again.rec");
+    ok(&[
+        "pretrain",
+        "--data",
+        p(&data),
+        "--out",
+        p(&again),
+        "--seed",
+        "3",
+    ]);
+    assert!(
+        weights(&rec) == weights(&again),
+        "same --seed must give the same record"
+    );
+    let half = w.path("half.rec");
+    ok(&[
+        "pretrain",
+        "--data",
+        p(&data),
+        "--out",
+        p(&half),
+        "--seed",
+        "3",
+        "--precision",
+        "f16",
+    ]);
+    assert!(std::fs::metadata(&half).unwrap().len() < std::fs::metadata(&rec).unwrap().len());
+    let info = ok(&["inspect", p(&rec)]);
+    assert!(
+        info.contains("8 × MLP") && info.contains("FirstOrder"),
+        "{info}"
+    );
+
+    // Eval: markdown table and JSON with both groups.
+    let json = w.path("eval.json");
+    let table = ok(&[
+        "eval",
+        "--data",
+        p(&data),
+        "--model",
+        p(&rec),
+        "--json",
+        p(&json),
+    ]);
+    assert!(
+        table.contains("| cold |") && table.contains("| hot |"),
+        "{table}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    for g in ["cold", "hot"] {
+        let group = &v["groups"][g];
+        for key in [
+            "pooled_auc",
+            "mean_auc",
+            "precision",
+            "recall",
+            "campaigns",
+            "per_campaign",
+        ] {
+            assert!(!group[key].is_null(), "groups.{g}.{key} missing: {group}");
+        }
+        let auc = group["mean_auc"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&auc));
+    }
+    ok(&[
+        "eval",
+        "--data",
+        p(&data),
+        "--model",
+        p(&rec),
+        "--no-pretrain",
+    ]);
+
+    // Ablations and the other meta-gradients train and load.
+    for extra in [
+        &["--meta", "none"][..],
+        &["--meta", "second-order", "--max-iterations", "2"],
+        &[
+            "--experts",
+            "1",
+            "--critics",
+            "1",
+            "--critic-combine",
+            "mean",
+            "--max-iterations",
+            "2",
+        ],
+    ] {
+        let r = w.path("ablation.rec");
+        let mut args = vec!["pretrain", "--data", p(&data), "--out", p(&r)];
+        args.extend_from_slice(extra);
+        ok(&args);
+        ok(&["inspect", p(&r)]);
+    }
+
+    // Expand: seeds = the stage-1 seeds of one campaign.
+    let raw = w.path("raw");
+    let train = std::fs::read_to_string(raw.join("train.csv")).unwrap();
+    let aid = train
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .to_string();
+    let seeds: Vec<&str> = train
+        .lines()
+        .skip(1)
+        .filter(|l| l.starts_with(&format!("{aid},")) && l.ends_with(",1"))
+        .map(|l| l.split(',').nth(1).unwrap())
+        .collect();
+    let seed_file = w.path("seeds.csv");
+    std::fs::write(&seed_file, format!("uid\r\n{}\r\n", seeds.join("\r\n"))).unwrap();
+    let audience = w.path("audience.csv");
+    let out = ok(&[
+        "expand",
+        "--model",
+        p(&rec),
+        "--raw",
+        p(&raw),
+        "--seeds",
+        p(&seed_file),
+        "--like-aid",
+        &aid,
+        "--top",
+        "50",
+        "--out",
+        p(&audience),
+    ]);
+    assert!(out.contains("match rate 100.0 %"), "{out}");
+    let csv = std::fs::read_to_string(&audience).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("uid,score"));
+    let rows: Vec<(String, f64)> = lines
+        .map(|l| {
+            let (u, s) = l.split_once(',').unwrap();
+            (u.to_string(), s.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(rows.len(), 50);
+    assert!(rows.windows(2).all(|w| w[0].1 >= w[1].1), "sorted by score");
+    assert!(
+        rows.iter().all(|(u, _)| !seeds.contains(&u.as_str())),
+        "seeds are excluded"
+    );
+
+    // Bad seed lists: clear errors, no output written.
+    let bad_out = w.path("nothing.csv");
+    for (content, want) in [
+        (&b""[..], "no user ids"),
+        (b"uid\n1\n2\n", "none of the 2 seed ids is in the pool"),
+        (b"\x00\x9f\x92\x96binary", "not valid UTF-8"),
+        (b"uid\n123x\n", "seeds.bad:2"),
+    ] {
+        let f = w.path("seeds.bad");
+        std::fs::write(&f, content).unwrap();
+        let e = fails(&[
+            "expand",
+            "--model",
+            p(&rec),
+            "--raw",
+            p(&raw),
+            "--seeds",
+            p(&f),
+            "--like-aid",
+            &aid,
+            "--out",
+            p(&bad_out),
+        ]);
+        assert!(e.contains(want), "{e}");
+        assert!(!bad_out.exists());
+    }
+    let few = w.path("few.csv");
+    std::fs::write(&few, seeds[..3].join("\n")).unwrap();
+    let e = fails(&[
+        "expand",
+        "--model",
+        p(&rec),
+        "--raw",
+        p(&raw),
+        "--seeds",
+        p(&few),
+        "--like-aid",
+        &aid,
+        "--out",
+        p(&bad_out),
+    ]);
+    assert!(e.contains("only 3 seeds match"), "{e}");
+    let e = fails(&[
+        "expand",
+        "--model",
+        p(&rec),
+        "--raw",
+        p(&raw),
+        "--seeds",
+        p(&seed_file),
+        "--like-aid",
+        "nope",
+        "--out",
+        p(&bad_out),
+    ]);
+    assert!(e.contains("aid nope is not in"), "{e}");
+}
+
+#[test]
+fn user_errors_are_clear() {
+    let w = World::new();
+    let e = fails(&[
+        "pretrain",
+        "--data",
+        p(&w.path("raw/train.csv")),
+        "--out",
+        p(&w.path("x.rec")),
+    ]);
+    assert!(e.contains("not a prepared dataset"), "{e}");
+    let e = fails(&["inspect", p(&w.path("data.lkd"))]);
+    assert!(e.contains("not a look-alike model record"), "{e}");
+    let e = fails(&[
+        "pretrain",
+        "--data",
+        p(&w.path("data.lkd")),
+        "--out",
+        p(&w.path("x.rec")),
+        "--backend",
+        "metal",
+    ]);
+    assert!(e.contains("unknown backend"), "{e}");
+    let e = fails(&["eval", "--data", p(&w.path("data.lkd"))]);
+    assert!(e.contains("--model is required"), "{e}");
+    assert!(!w.path("x.rec").exists());
+}
+
+#[test]
+fn bundled_demo_prepares_without_raw() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo.lkd");
+    let text = ok(&["prepare", "--out", p(&out), "--cold-threshold", "200"]);
+    assert!(
+        text.contains("bundled demo world") && text.contains("40000 lines"),
+        "{text}"
+    );
+}

@@ -27,7 +27,8 @@ impl ModuleMapper for Shift<'_> {
                 Some(g) => t + g.to_device(&device).mul_scalar(scale),
                 None => t,
             };
-            if leaf { t.require_grad() } else { t }
+            // Arithmetic on a detached tensor is still a graph node; detach again to get a leaf.
+            if leaf { t.detach().require_grad() } else { t }
         })
     }
 }

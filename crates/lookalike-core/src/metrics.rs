@@ -200,6 +200,7 @@ mod tests {
         assert_eq!(g.skipped, vec!["b".to_string()]);
         assert_eq!(g.mean_auc, Some(1.0));
         assert_eq!(g.precision, Some(1.0));
-        assert!((g.pooled_auc.unwrap() - 2.0 / 3.0).abs() < 1e-12);
+        // Positive 0.9 vs negatives 0.1, 0.9 (tie: ½), 0.1.
+        assert!((g.pooled_auc.unwrap() - 2.5 / 3.0).abs() < 1e-12);
     }
 }

@@ -11,7 +11,7 @@
 use crate::data::Batch;
 use crate::schema::TableSizes;
 use burn::config::Config;
-use burn::module::{Module, Param};
+use burn::module::{Module, Param, ParamId};
 use burn::nn::{Embedding, Linear};
 use burn::tensor::activation::{relu, sigmoid, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -164,9 +164,18 @@ pub enum Init {
 struct Initializer {
     rng: Option<StdRng>,
     device: Device,
+    /// Parameter ids are numbered in construction order (not random) so a seed gives an identical record.
+    next_id: u64,
 }
 
 impl Initializer {
+    fn param<const D: usize>(&mut self, t: Tensor<D>) -> Param<Tensor<D>> {
+        self.next_id += 1;
+        let mut p = Param::from_tensor(t);
+        p.id = ParamId::from(self.next_id);
+        p
+    }
+
     fn tensor(&mut self, shape: [usize; 2], draw: impl Fn(&mut StdRng) -> f32) -> Tensor<2> {
         let n = shape[0] * shape[1];
         let values: Vec<f32> = match &mut self.rng {
@@ -184,7 +193,7 @@ impl Initializer {
             (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
         });
         Embedding {
-            weight: Param::from_tensor(weight),
+            weight: self.param(weight),
         }
     }
 
@@ -194,8 +203,8 @@ impl Initializer {
         let weight = self.tensor([d_in, d_out], uniform);
         let bias = self.tensor([1, d_out], uniform).reshape([d_out]);
         Linear {
-            weight: Param::from_tensor(weight),
-            bias: Some(Param::from_tensor(bias)),
+            weight: self.param(weight),
+            bias: Some(self.param(bias)),
         }
     }
 }
@@ -208,6 +217,7 @@ impl MetaHeacConfig {
                 Init::Zeros => None,
             },
             device: device.clone(),
+            next_id: 0,
         };
         let d = self.embed_dim;
         let t = &self.tables;

@@ -1,0 +1,414 @@
+//! Model, meta-gradient and record checks on a tiny MetaHeac (CPU backend, seeded).
+
+use burn::optim::GradientsParams;
+use burn::tensor::Device;
+use lookalike_core::data::{Batch, Campaign, Role, Row, UserTable};
+use lookalike_core::grads;
+use lookalike_core::meta::{MetaConfig, MetaGrad, MetaTrainer};
+use lookalike_core::model::{CriticCombine, Init, Inputs, MetaHeac, MetaHeacConfig, bce};
+use lookalike_core::record::{self, Precision, RecordHeader, TrainingInfo};
+use lookalike_core::schema::{Field, Schema, Vocabulary};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+const LENS: [usize; 2] = [3, 2];
+
+fn schema() -> Schema {
+    let field = |name: &str, n: usize, max_len: usize| Field {
+        name: name.into(),
+        max_len,
+        vocab: Vocabulary::from_tokens((1..n).map(|i| i.to_string())),
+    };
+    Schema {
+        user_single: vec![field("age", 5, 1), field("gender", 3, 1)],
+        user_multi: vec![field("interest1", 9, LENS[0]), field("kw1", 7, LENS[1])],
+        ad: vec![field("adCategoryId", 4, 1), field("productType", 3, 1)],
+    }
+}
+
+fn config(s: &Schema) -> MetaHeacConfig {
+    MetaHeacConfig::new(s.table_sizes())
+        .with_embed_dim(4)
+        .with_expert_dims(vec![6, 5])
+        .with_num_experts(3)
+        .with_num_critics(2)
+        .with_gate_hidden(4)
+}
+
+/// Random users with some empty multi-valued fields.
+fn users(n: usize, seed: u64) -> UserTable {
+    let s = schema();
+    let mut t = UserTable::new(&s);
+    let mut rng = StdRng::seed_from_u64(seed);
+    for u in 0..n {
+        let single: Vec<u32> = s
+            .user_single
+            .iter()
+            .map(|f| rng.random_range(0..f.table_size() as u32))
+            .collect();
+        let mut multi = Vec::new();
+        let mut lens = Vec::new();
+        for f in &s.user_multi {
+            let len = rng.random_range(0..=f.max_len);
+            for p in 0..f.max_len {
+                multi.push(if p < len {
+                    rng.random_range(1..f.table_size() as u32)
+                } else {
+                    0
+                });
+            }
+            lens.push(len as u8);
+        }
+        t.push(u as u64, &single, &multi, &lens);
+    }
+    t
+}
+
+fn rows(n: usize, seed: u64) -> Vec<Row> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|i| Row {
+            user: i as u32,
+            label: rng.random::<f32>() < 0.3,
+        })
+        .collect()
+}
+
+fn model(c: &MetaHeacConfig, device: &Device, seed: u64) -> MetaHeac {
+    c.init(Init::Seeded(seed), device)
+        .with_multi_lens(LENS.to_vec())
+}
+
+fn inputs(users: &UserTable, ad: &[u32], rows: &[Row], device: &Device) -> Inputs {
+    Inputs::new(&Batch::gather(users, &LENS, ad, rows), device)
+}
+
+fn values(t: burn::tensor::Tensor<1>) -> Vec<f32> {
+    t.into_data().try_to_vec::<f32>().unwrap()
+}
+
+#[test]
+fn gates_are_distributions_and_output_is_a_probability() {
+    let device = Device::flex();
+    let s = schema();
+    let u = users(40, 1);
+    let r = rows(40, 2);
+    for combine in [CriticCombine::Sum, CriticCombine::Mean] {
+        let c = config(&s).with_critic_combine(combine);
+        let m = model(&c, &device, 7);
+        let out = m.forward(&inputs(&u, &[1, 2], &r, &device));
+        for gate in [out.expert_gate.clone(), out.critic_gate.clone()] {
+            for v in values(gate.sum_dim(1).reshape([40])) {
+                assert!((v - 1.0).abs() < 1e-5, "gate weights sum to {v}");
+            }
+        }
+        let upper = if combine == CriticCombine::Sum {
+            1.0
+        } else {
+            0.5
+        };
+        for p in values(out.prob) {
+            assert!(p > 0.0 && p <= upper, "prediction {p} outside (0, {upper}]");
+        }
+    }
+    // Ablations: one expert / one critic get all the weight.
+    let c = config(&s).with_num_experts(1).with_num_critics(1);
+    let out = model(&c, &device, 7).forward(&inputs(&u, &[1, 2], &r, &device));
+    assert!(
+        values(out.expert_gate.reshape([40]))
+            .iter()
+            .all(|&g| (g - 1.0).abs() < 1e-6)
+    );
+    assert!(
+        values(out.critic_gate.reshape([40]))
+            .iter()
+            .all(|&g| (g - 1.0).abs() < 1e-6)
+    );
+}
+
+#[test]
+fn padding_slots_do_not_matter_and_seeds_reproduce() {
+    let device = Device::flex();
+    let s = schema();
+    let c = config(&s);
+    let m = model(&c, &device, 3);
+    let u = users(30, 4);
+    let r = rows(30, 5);
+    let base = values(m.forward(&inputs(&u, &[1, 1], &r, &device)).prob);
+    // Write junk ids into padding slots: masked means ignore them.
+    let mut junk = u.clone();
+    for user in 0..junk.len() {
+        let mut off = 0;
+        for (f, &max) in LENS.iter().enumerate() {
+            let len = junk.lens[user * 2 + f] as usize;
+            for p in len..max {
+                junk.multi[user * junk.multi_width + off + p] = 1;
+            }
+            off += max;
+        }
+    }
+    assert_eq!(
+        base,
+        values(m.forward(&inputs(&junk, &[1, 1], &r, &device)).prob)
+    );
+    // Same seed, same model; another seed, another model.
+    assert_eq!(
+        base,
+        values(
+            model(&c, &device, 3)
+                .forward(&inputs(&u, &[1, 1], &r, &device))
+                .prob
+        )
+    );
+    assert_ne!(
+        base,
+        values(
+            model(&c, &device, 4)
+                .forward(&inputs(&u, &[1, 1], &r, &device))
+                .prob
+        )
+    );
+}
+
+/// <a, b> over a model's parameters, from norms: (|a+b|² − |a−b|²) / 4.
+fn dot(m: &MetaHeac, a: &GradientsParams, b: &GradientsParams) -> f64 {
+    let plus = grads::norm(m, &grads::combine(m, &[(1.0, a), (1.0, b)]));
+    let minus = grads::norm(m, &grads::combine(m, &[(1.0, a), (-1.0, b)]));
+    (plus * plus - minus * minus) / 4.0
+}
+
+/// A unit direction in parameter space: the normalised loss gradient on random labels.
+fn direction(m: &MetaHeac, u: &UserTable, device: &Device, seed: u64) -> GradientsParams {
+    let x = inputs(u, &[2, 2], &rows(u.len(), seed), device);
+    let leaf = grads::releaf(m.clone());
+    let g = GradientsParams::from_grads(
+        bce(leaf.forward(&x).prob, x.labels.clone()).backward(),
+        &leaf,
+    );
+    let n = grads::norm(m, &g) as f32;
+    grads::combine(m, &[(1.0 / n, &g)])
+}
+
+/// The meta-objective F(θ) = L_Q(θ − α ∇L_S(θ)) for one task.
+fn meta_objective(m: &MetaHeac, support: &Inputs, query: &Inputs, alpha: f32) -> f64 {
+    let leaf = grads::releaf(m.clone());
+    let g = GradientsParams::from_grads(
+        bce(leaf.forward(support).prob, support.labels.clone()).backward(),
+        &leaf,
+    );
+    let adapted = grads::shift(m.clone(), &g, -alpha, true);
+    bce(adapted.forward(query).prob, query.labels.clone()).into_scalar::<f32>() as f64
+}
+
+#[test]
+fn second_order_meta_gradient_matches_finite_differences() {
+    let device = Device::flex().autodiff();
+    let s = schema();
+    let c = config(&s);
+    let u = users(64, 11);
+    let all = rows(64, 12);
+    let campaign = Campaign {
+        aid: "1".into(),
+        ad: vec![1, 2],
+        role: Role::Train,
+        stage1: all.clone(),
+        stage2: Vec::new(),
+    };
+    let alpha = 0.5f32; // large, so the Hessian term is far from negligible
+    let m = model(&c, &device, 21);
+    let (support, query) = (
+        inputs(&u, &campaign.ad, &all[..32], &device),
+        inputs(&u, &campaign.ad, &all[32..], &device),
+    );
+    let mut cfg = MetaConfig::new()
+        .with_inner_lr(alpha as f64)
+        .with_meta_grad(MetaGrad::SecondOrder);
+    cfg.hvp_step = 1e-3;
+    let trainer = MetaTrainer::new(m.clone(), cfg, &u, &[&campaign], 1);
+    let (so, _, _) = trainer.exact_task_gradient(&support, &query);
+
+    // First-order: the query gradient at θ' (what the fast-weights backward gives).
+    let leaf = grads::releaf(m.clone());
+    let g = GradientsParams::from_grads(
+        bce(leaf.forward(&support).prob, support.labels.clone()).backward(),
+        &leaf,
+    );
+    let fast = grads::shift(m.clone(), &g, -alpha, false);
+    let fo = GradientsParams::from_grads(
+        bce(fast.forward(&query).prob, query.labels.clone()).backward(),
+        &m,
+    );
+
+    let (mut err_so, mut err_fo, mut scale) = (0.0f64, 0.0f64, 0.0f64);
+    for seed in [101, 202, 303] {
+        let d = direction(&m, &u, &device, seed);
+        let h = 1e-2f32;
+        let f_plus = meta_objective(
+            &grads::shift(m.clone(), &d, h, true),
+            &support,
+            &query,
+            alpha,
+        );
+        let f_minus = meta_objective(
+            &grads::shift(m.clone(), &d, -h, true),
+            &support,
+            &query,
+            alpha,
+        );
+        let numeric = (f_plus - f_minus) / (2.0 * h as f64);
+        err_so = err_so.max((dot(&m, &so, &d) - numeric).abs());
+        err_fo = err_fo.max((dot(&m, &fo, &d) - numeric).abs());
+        scale = scale.max(numeric.abs());
+    }
+    eprintln!(
+        "directional derivative scale {scale:.3e}: |SO − FD| {err_so:.3e}, |FO − FD| {err_fo:.3e}"
+    );
+    assert!(
+        err_fo > 20.0 * err_so,
+        "second order must be much closer than first order"
+    );
+    assert!(
+        err_so < 0.02 * scale.max(1e-3),
+        "second-order error {err_so} too large"
+    );
+}
+
+#[test]
+fn first_order_step_with_tiny_inner_lr_is_the_query_gradient() {
+    let device = Device::flex().autodiff();
+    let s = schema();
+    let m = model(&config(&s), &device, 5);
+    let u = users(32, 6);
+    let r = rows(32, 7);
+    let x = inputs(&u, &[1, 1], &r, &device);
+    let leaf = grads::releaf(m.clone());
+    let g = GradientsParams::from_grads(
+        bce(leaf.forward(&x).prob, x.labels.clone()).backward(),
+        &leaf,
+    );
+    // θ' = θ − 0·g: the backward through the fast weights reaches θ unchanged.
+    let fast = grads::shift(m.clone(), &g, 0.0, false);
+    let through =
+        GradientsParams::from_grads(bce(fast.forward(&x).prob, x.labels.clone()).backward(), &m);
+    let diff = grads::norm(&m, &grads::combine(&m, &[(1.0, &through), (-1.0, &g)]));
+    assert!(
+        diff < 1e-6,
+        "gradient through fast weights differs by {diff}"
+    );
+    assert!(grads::norm(&m, &g) > 1e-3);
+}
+
+#[test]
+fn meta_training_reduces_query_loss() {
+    let device = Device::flex().autodiff();
+    let s = schema();
+    let u = users(400, 31);
+    // Labels follow a feature, so there is something to learn.
+    let rows: Vec<Row> = (0..400u32)
+        .map(|i| Row {
+            user: i,
+            label: u.single_of(i as usize)[0] >= 3,
+        })
+        .collect();
+    let camps: Vec<Campaign> = (0..3)
+        .map(|k| Campaign {
+            aid: k.to_string(),
+            ad: vec![k as u32 + 1, 1],
+            role: Role::Train,
+            stage1: rows.clone(),
+            stage2: Vec::new(),
+        })
+        .collect();
+    let refs: Vec<&Campaign> = camps.iter().collect();
+    for mode in [MetaGrad::FirstOrder, MetaGrad::SecondOrder, MetaGrad::None] {
+        let cfg = MetaConfig::new()
+            .with_meta_grad(mode)
+            .with_task_count(2)
+            .with_support_size(64)
+            .with_query_size(64)
+            .with_outer_lr(1e-2)
+            .with_plain_batch(128);
+        let mut t = MetaTrainer::new(model(&config(&s), &device, 9), cfg, &u, &refs, 3);
+        let loss = |s: lookalike_core::meta::StepStats| {
+            if s.query_loss.is_nan() {
+                s.support_loss
+            } else {
+                s.query_loss
+            }
+        };
+        let first: f32 = (0..3).map(|_| loss(t.step())).sum::<f32>() / 3.0;
+        for _ in 0..40 {
+            t.step();
+        }
+        let last: f32 = (0..3).map(|_| loss(t.step())).sum::<f32>() / 3.0;
+        assert!(last < first * 0.8, "{mode:?}: loss {first} → {last}");
+    }
+}
+
+fn header(s: &Schema, c: &MetaHeacConfig, precision: Precision) -> RecordHeader {
+    RecordHeader {
+        model: c.clone(),
+        schema: s.clone(),
+        precision,
+        training: TrainingInfo::default(),
+        parameters: 0,
+    }
+}
+
+#[test]
+fn record_round_trips() {
+    let device = Device::flex();
+    let s = schema();
+    let c = config(&s);
+    let m = model(&c, &device, 17);
+    let u = users(50, 18);
+    let r = rows(50, 19);
+    let x = inputs(&u, &[2, 1], &r, &device);
+    let want = values(m.forward(&x).prob);
+
+    let bytes = record::to_bytes(&m, &header(&s, &c, Precision::F32)).unwrap();
+    let (h, back) = record::from_bytes(&bytes, &device).unwrap();
+    assert_eq!(h.schema, s);
+    assert_eq!(
+        values(back.forward(&x).prob),
+        want,
+        "f32 round trip must be exact"
+    );
+
+    let half = record::to_bytes(&m, &header(&s, &c, Precision::F16)).unwrap();
+    // At the default layer sizes the weights halve (tiny tensors are dominated by names and alignment).
+    let big_c = MetaHeacConfig::new(s.table_sizes());
+    let big = big_c
+        .init(Init::Seeded(1), &device)
+        .with_multi_lens(LENS.to_vec());
+    let weights = |p| {
+        record::read_header(&record::to_bytes(&big, &header(&s, &big_c, p)).unwrap())
+            .unwrap()
+            .1
+            .len()
+    };
+    let (w32, w16) = (weights(Precision::F32), weights(Precision::F16));
+    assert!(
+        (w16 as f64) < 0.55 * w32 as f64,
+        "f16 weights {w16} B vs f32 {w32} B"
+    );
+    let (_, back) = record::from_bytes(&half, &device).unwrap();
+    for (a, b) in values(back.forward(&x).prob).iter().zip(&want) {
+        assert!((a - b).abs() < 5e-3, "f16 prediction {a} vs {b}");
+    }
+
+    assert!(matches!(
+        record::from_bytes(b"junk", &device),
+        Err(record::RecordError::BadMagic)
+    ));
+    assert!(matches!(
+        record::from_bytes(&bytes[..bytes.len() - 10], &device),
+        Err(record::RecordError::Truncated(_))
+    ));
+    let mut other = bytes.clone();
+    other[8] = 9;
+    assert!(matches!(
+        record::from_bytes(&other, &device),
+        Err(record::RecordError::Version(9))
+    ));
+}

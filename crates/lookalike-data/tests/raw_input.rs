@@ -1,0 +1,241 @@
+//! The raw-layout readers and `prepare` on good and bad input: every problem names file, line and field,
+//! and nothing is half-written.
+
+use lookalike_core::data::Role;
+use lookalike_data::prepare::{PrepareConfig, Prepared, prepare};
+use lookalike_data::synth::{Scale, SynthConfig, synth};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+fn world(tag: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join(tag);
+    synth(&raw, &SynthConfig::new(Scale::Tiny, 7), false).unwrap();
+    (dir, raw)
+}
+
+fn config() -> PrepareConfig {
+    PrepareConfig {
+        cold_threshold: 30,
+        ..Default::default()
+    }
+}
+
+fn quiet(_: &str, _: u64) {}
+
+fn err(raw: &Path) -> String {
+    prepare(raw, &config(), &quiet).unwrap_err().to_string()
+}
+
+fn rewrite(path: &Path, f: impl FnOnce(String) -> String) {
+    let s = std::fs::read_to_string(path).unwrap();
+    std::fs::write(path, f(s)).unwrap();
+}
+
+fn append(path: &Path, bytes: &[u8]) {
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .unwrap()
+        .write_all(bytes)
+        .unwrap();
+}
+
+#[test]
+fn prepare_is_deterministic_and_round_trips() {
+    let (dir, raw) = world("w");
+    let p = prepare(&raw, &config(), &quiet).unwrap();
+    assert!(p.campaigns.iter().any(|c| c.role == Role::Train));
+    assert!(p.campaigns.iter().any(|c| c.role != Role::Train));
+    // Vocabularies are sorted numerically and id 0 is free.
+    let age = &p
+        .schema
+        .user_single
+        .iter()
+        .find(|f| f.name == "age")
+        .unwrap()
+        .vocab;
+    assert_eq!(age.tokens(), ["1", "2", "3", "4", "5"]);
+    assert_eq!(age.id("1"), 1);
+    assert_eq!(age.id("never"), 0);
+    // Lengths are clipped to the field's max length.
+    assert!(p.users.lens.iter().all(|&l| l <= 10));
+    let a = dir.path().join("a.lkd");
+    let b = dir.path().join("b.lkd");
+    p.save(&a).unwrap();
+    prepare(&raw, &config(), &quiet).unwrap().save(&b).unwrap();
+    // Same input, same content (the header's timing aside).
+    let (back, again) = (Prepared::load(&a).unwrap(), Prepared::load(&b).unwrap());
+    assert!(
+        back.schema == again.schema
+            && back.users == again.users
+            && back.campaigns == again.campaigns
+    );
+    assert_eq!(back.schema, p.schema);
+    assert_eq!(back.users, p.users);
+    assert_eq!(back.campaigns, p.campaigns);
+}
+
+#[test]
+fn crlf_bom_and_gzip_read_the_same() {
+    let (_d1, plain) = world("plain");
+    let (_d2, dos) = world("dos");
+    for f in [
+        "adFeature.csv",
+        "train.csv",
+        "test1_truth.csv",
+        "userFeature.data",
+    ] {
+        rewrite(&dos.join(f), |s| {
+            format!("\u{feff}{}", s.replace('\n', "\r\n"))
+        });
+    }
+    let (_d3, gz) = world("gz");
+    synth(&gz, &SynthConfig::new(Scale::Tiny, 7), true).unwrap();
+    for f in [
+        "adFeature.csv",
+        "train.csv",
+        "test1_truth.csv",
+        "userFeature.data",
+    ] {
+        std::fs::remove_file(gz.join(f)).unwrap();
+    }
+    let a = prepare(&plain, &config(), &quiet).unwrap();
+    for other in [&dos, &gz] {
+        let b = prepare(other, &config(), &quiet).unwrap();
+        assert_eq!(a.schema, b.schema);
+        assert_eq!(a.users, b.users);
+        assert_eq!(a.campaigns, b.campaigns);
+    }
+}
+
+#[test]
+fn bad_rows_name_file_line_and_field() {
+    let cases: [(&str, &[u8], &str); 7] = [
+        ("train.csv", b"1000,5\n", "expected 3 columns"),
+        ("train.csv", b"1000,abc,1\n", "field `uid`"),
+        ("train.csv", b"1000,100000,yes\n", "field `label`"),
+        (
+            "train.csv",
+            b"999999,100000,1\n",
+            "aid 999999 is not in adFeature.csv",
+        ),
+        ("test1_truth.csv", b"1000,1000\xff00,1\n", "not valid UTF-8"),
+        (
+            "userFeature.data",
+            b"age 3|gender 1\n",
+            "field `uid`: missing",
+        ),
+        (
+            "userFeature.data",
+            b"uid 100000|age 2\n",
+            "uid 100000 appears twice",
+        ),
+    ];
+    for (file, line, want) in cases {
+        let (_d, raw) = world("bad");
+        let path = raw.join(file);
+        let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+        append(&path, line);
+        let e = err(&raw);
+        assert!(e.contains(want), "{file}: {e}");
+        assert!(
+            e.contains(&format!("{file}:{}", lines + 1)),
+            "{file}: no line number in {e}"
+        );
+    }
+}
+
+#[test]
+fn bad_files_are_explained() {
+    let (_d, raw) = world("e1");
+    std::fs::write(raw.join("train.csv"), "").unwrap();
+    assert!(err(&raw).contains("train.csv: no rows"), "{}", err(&raw));
+
+    let (_d, raw) = world("e2");
+    rewrite(&raw.join("train.csv"), |s| {
+        s.replacen("aid,uid,label\n", "", 1)
+    });
+    assert!(
+        err(&raw).contains("train.csv:1: expected the header `aid,uid,label`"),
+        "{}",
+        err(&raw)
+    );
+
+    let (_d, raw) = world("e3");
+    rewrite(&raw.join("adFeature.csv"), |s| {
+        s.replacen("adCategoryId", "category", 1)
+    });
+    assert!(
+        err(&raw).contains("adFeature.csv:1: field `adCategoryId`: missing column"),
+        "{}",
+        err(&raw)
+    );
+
+    let (_d, raw) = world("e4");
+    std::fs::remove_file(raw.join("userFeature.data")).unwrap();
+    assert!(err(&raw).contains("missing file"), "{}", err(&raw));
+
+    let (_d, raw) = world("e5");
+    std::fs::write(
+        raw.join("userFeature.data"),
+        b"\x00\x01\x02\xff\xfe binary junk\n",
+    )
+    .unwrap();
+    assert!(err(&raw).contains("userFeature.data:1"), "{}", err(&raw));
+
+    let (_d, raw) = world("e6");
+    std::fs::write(raw.join("userFeature.data"), b"uid 1|age 2\n").unwrap();
+    assert!(err(&raw).contains("none of the users"), "{}", err(&raw));
+
+    let (_d, raw) = world("e7");
+    let bad = PrepareConfig {
+        train_fraction: 1.5,
+        ..config()
+    };
+    assert!(
+        prepare(&raw, &bad, &quiet)
+            .unwrap_err()
+            .to_string()
+            .contains("train fraction")
+    );
+}
+
+#[test]
+fn failed_writes_leave_nothing_behind() {
+    let (dir, raw) = world("w");
+    let p = prepare(&raw, &config(), &quiet).unwrap();
+    let target = dir.path().join("keep.lkd");
+    std::fs::write(&target, b"old").unwrap();
+    // A folder where the file should go: the write fails, the folder and the old file stay as they were.
+    let blocked = dir.path().join("blocked.lkd");
+    std::fs::create_dir(&blocked).unwrap();
+    assert!(p.save(&blocked).is_err());
+    assert!(blocked.is_dir());
+    p.save(&target).unwrap();
+    assert!(Prepared::load(&target).is_ok());
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    std::fs::write(&target, b"LKDATA\0\0\x01\0\0\0junk").unwrap();
+    assert!(
+        Prepared::load(&target)
+            .unwrap_err()
+            .to_string()
+            .contains("damaged")
+    );
+}
+
+#[test]
+fn users_missing_from_the_user_file_get_unknown_features() {
+    let (_d, raw) = world("m");
+    append(&raw.join("train.csv"), b"1000,424242,1\n");
+    let p = prepare(&raw, &config(), &quiet).unwrap();
+    assert_eq!(p.info.missing_users, 1);
+    let u = p.users.uids.iter().position(|&u| u == 424242).unwrap();
+    assert!(p.users.single_of(u).iter().all(|&x| x == 0));
+    assert!(p.users.lens_of(u).iter().all(|&x| x == 0));
+}
