@@ -32,6 +32,32 @@ fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
+/// `expand` with the flags every call here shares, then `extra`.
+fn expand_args<'a>(
+    rec: &'a Path,
+    raw: &'a Path,
+    seeds: &'a Path,
+    aid: &'a str,
+    out: &'a Path,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "expand",
+        "--model",
+        p(rec),
+        "--raw",
+        p(raw),
+        "--seeds",
+        p(seeds),
+        "--like-aid",
+        aid,
+        "--out",
+        p(out),
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 struct World {
     _dir: tempfile::TempDir,
     root: PathBuf,
@@ -205,21 +231,14 @@ fn pipeline_end_to_end() {
     let seed_file = w.path("seeds.csv");
     std::fs::write(&seed_file, format!("uid\r\n{}\r\n", seeds.join("\r\n"))).unwrap();
     let audience = w.path("audience.csv");
-    let out = ok(&[
-        "expand",
-        "--model",
-        p(&rec),
-        "--raw",
-        p(&raw),
-        "--seeds",
-        p(&seed_file),
-        "--like-aid",
+    let out = ok(&expand_args(
+        &rec,
+        &raw,
+        &seed_file,
         &aid,
-        "--top",
-        "50",
-        "--out",
-        p(&audience),
-    ]);
+        &audience,
+        &["--top", "50"],
+    ));
     assert!(out.contains("match rate 100.0 %"), "{out}");
     let csv = std::fs::read_to_string(&audience).unwrap();
     let mut lines = csv.lines();
@@ -247,51 +266,15 @@ fn pipeline_end_to_end() {
     ] {
         let f = w.path("seeds.bad");
         std::fs::write(&f, content).unwrap();
-        let e = fails(&[
-            "expand",
-            "--model",
-            p(&rec),
-            "--raw",
-            p(&raw),
-            "--seeds",
-            p(&f),
-            "--like-aid",
-            &aid,
-            "--out",
-            p(&bad_out),
-        ]);
+        let e = fails(&expand_args(&rec, &raw, &f, &aid, &bad_out, &[]));
         assert!(e.contains(want), "{e}");
         assert!(!bad_out.exists());
     }
     let few = w.path("few.csv");
     std::fs::write(&few, seeds[..3].join("\n")).unwrap();
-    let e = fails(&[
-        "expand",
-        "--model",
-        p(&rec),
-        "--raw",
-        p(&raw),
-        "--seeds",
-        p(&few),
-        "--like-aid",
-        &aid,
-        "--out",
-        p(&bad_out),
-    ]);
+    let e = fails(&expand_args(&rec, &raw, &few, &aid, &bad_out, &[]));
     assert!(e.contains("only 3 seeds match"), "{e}");
-    let e = fails(&[
-        "expand",
-        "--model",
-        p(&rec),
-        "--raw",
-        p(&raw),
-        "--seeds",
-        p(&seed_file),
-        "--like-aid",
-        "nope",
-        "--out",
-        p(&bad_out),
-    ]);
+    let e = fails(&expand_args(&rec, &raw, &seed_file, "nope", &bad_out, &[]));
     assert!(e.contains("aid nope is not in"), "{e}");
 }
 

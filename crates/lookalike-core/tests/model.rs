@@ -412,3 +412,48 @@ fn record_round_trips() {
         Err(record::RecordError::Version(9))
     ));
 }
+
+/// The wgpu path (Mesa's lavapipe in CI: `wgpu-cpu`) agrees with the CPU backend on the forward pass and on
+/// a few meta-training steps.
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_agrees_with_flex() {
+    use burn::module::Module;
+    use lookalike_core::backend::BackendKind;
+    let gpu = BackendKind::WgpuCpu.device().unwrap();
+    let cpu = Device::flex();
+    let s = schema();
+    let c = config(&s);
+    let u = users(64, 41);
+    let r = rows(64, 42);
+    let on = |device: &Device| {
+        let m = model(&c, &device.clone().autodiff(), 43);
+        let p0 = values(m.valid().forward(&inputs(&u, &[1, 2], &r, device)).prob);
+        let camp = Campaign {
+            aid: "1".into(),
+            ad: vec![1, 2],
+            role: Role::Train,
+            stage1: r.clone(),
+            stage2: Vec::new(),
+        };
+        let cfg = MetaConfig::new()
+            .with_support_size(32)
+            .with_query_size(32)
+            .with_outer_lr(1e-2);
+        let mut t = MetaTrainer::new(m, cfg, &u, &[&camp], 44);
+        let losses: Vec<f32> = (0..3).map(|_| t.step().query_loss).collect();
+        let p1 = values(
+            t.model()
+                .valid()
+                .forward(&inputs(&u, &[1, 2], &r, device))
+                .prob,
+        );
+        (p0, losses, p1)
+    };
+    let (a0, al, a1) = on(&cpu);
+    let (b0, bl, b1) = on(&gpu);
+    let close = |x: &[f32], y: &[f32], tol: f32| x.iter().zip(y).all(|(a, b)| (a - b).abs() <= tol);
+    assert!(close(&a0, &b0, 1e-5), "forward: {a0:?} vs {b0:?}");
+    assert!(close(&al, &bl, 1e-4), "losses: {al:?} vs {bl:?}");
+    assert!(close(&a1, &b1, 1e-3), "after training: {a1:?} vs {b1:?}");
+}
