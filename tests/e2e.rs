@@ -256,6 +256,31 @@ fn pipeline_end_to_end() {
         "seeds are excluded"
     );
 
+    // Ad features given by hand instead of an aid; an unknown field is refused.
+    let by_hand = w.path("by-hand.csv");
+    let args = [
+        "expand",
+        "--model",
+        p(&rec),
+        "--raw",
+        p(&raw),
+        "--seeds",
+        p(&seed_file),
+        "--out",
+        p(&by_hand),
+    ];
+    ok(&[
+        &args[..],
+        &["--ad", "adCategoryId=30,productType=4", "--top", "10"],
+    ]
+    .concat());
+    assert_eq!(
+        std::fs::read_to_string(&by_hand).unwrap().lines().count(),
+        11
+    );
+    let e = fails(&[&args[..], &["--ad", "colour=red"]].concat());
+    assert!(e.contains("unknown ad field `colour`"), "{e}");
+
     // Bad seed lists: clear errors, no output written.
     let bad_out = w.path("nothing.csv");
     for (content, want) in [
