@@ -160,8 +160,3 @@ pub fn gate_weights(model: &MetaHeac, users: &UserTable, ad: &[u32], rows: &[Row
         critic: mean(out.critic_gate),
     }
 }
-
-/// Copy of a model on another device (e.g. back from a GPU before export).
-pub fn to_device(model: &MetaHeac, device: &burn::tensor::Device) -> MetaHeac {
-    model.clone().to_device(device)
-}

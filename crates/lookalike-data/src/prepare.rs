@@ -475,7 +475,7 @@ impl Prepared {
     }
 }
 
-/// Reads only what is needed to check an `AdTable` for a campaign: exposed for `expand`.
+/// A campaign's ad-field ids under a schema's vocabularies (unseen values → 0); `None` for an unknown aid.
 pub fn ad_ids(schema: &Schema, ads: &AdTable, aid: &str) -> Option<Vec<u32>> {
     ads.ads.get(aid).map(|vals| {
         vals.iter()

@@ -535,23 +535,25 @@ pub fn read_users(
             })
             .collect()
     };
-    let build_mode = schema.is_none();
-    chunks.par_iter_mut().for_each(|c| {
-        if !build_mode {
-            return;
-        }
-        let sm = remap(&c.single_tokens, &single_vocab);
-        let n_single = spec.user_single.len();
-        for (i, id) in c.single.iter_mut().enumerate() {
-            *id = sm[i % n_single][*id as usize];
-        }
-        let mm = remap(&c.multi_tokens, &multi_vocab);
-        for (i, id) in c.multi.iter_mut().enumerate() {
-            let slot = i % spec.multi_width().max(1);
-            let field = offsets.partition_point(|&o| o <= slot) - 1;
-            *id = mm[field][*id as usize];
-        }
-    });
+    // Build mode: the blocks hold local ids; map them to the global vocabularies.
+    if schema.is_none() {
+        let slot_field: Vec<usize> = spec
+            .user_multi
+            .iter()
+            .enumerate()
+            .flat_map(|(f, (_, len))| std::iter::repeat_n(f, *len))
+            .collect();
+        chunks.par_iter_mut().for_each(|c| {
+            let sm = remap(&c.single_tokens, &single_vocab);
+            for (i, id) in c.single.iter_mut().enumerate() {
+                *id = sm[i % sm.len()][*id as usize];
+            }
+            let mm = remap(&c.multi_tokens, &multi_vocab);
+            for (i, id) in c.multi.iter_mut().enumerate() {
+                *id = mm[slot_field[i % slot_field.len()]][*id as usize];
+            }
+        });
+    }
 
     let mut table = UserTable {
         single_fields: spec.user_single.len(),
