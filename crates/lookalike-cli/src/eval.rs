@@ -1,11 +1,12 @@
 //! `lookalike eval`: the paper's evaluation protocol on the test campaigns.
 
-use crate::{FineTuneArgs, backend, load_prepared, load_record, progress};
+use crate::{FineTuneArgs, backend, load_prepared, progress};
 use anyhow::{Context, Result, bail};
 use lookalike_core::data::Role;
 use lookalike_core::finetune::{FineTuner, predict};
 use lookalike_core::metrics::{CampaignMetrics, GroupMetrics};
 use lookalike_core::model::{Init, MetaHeacConfig};
+use lookalike_core::record;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -62,9 +63,14 @@ pub fn run(a: Args) -> Result<()> {
     }
     let data = load_prepared(&a.data)?;
     let device = backend(&a.backend)?;
-    let general = match (&a.model, a.no_pretrain) {
-        (Some(path), no_pretrain) => {
-            let (h, model) = load_record(path, &device)?;
+    let train_device = device.clone().autodiff();
+    // With --no-pretrain a record contributes only its config: its weights are not decoded.
+    let (config, trained) = match &a.model {
+        Some(path) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+            let (h, _) =
+                record::read_header(&bytes).with_context(|| format!("{}", path.display()))?;
             if h.schema != data.schema {
                 bail!(
                     "{} was trained on other data than {} (their vocabularies differ); evaluate on the prepared file it was trained on",
@@ -72,18 +78,25 @@ pub fn run(a: Args) -> Result<()> {
                     a.data.display()
                 );
             }
-            if no_pretrain {
-                h.model
-                    .init(Init::Seeded(a.seed), &device.clone().autodiff())
-                    .with_multi_lens(data.multi_lens())
+            let trained = if a.no_pretrain {
+                None
             } else {
-                model
-            }
+                Some(
+                    record::from_bytes(&bytes, &train_device)
+                        .with_context(|| format!("{}", path.display()))?
+                        .1,
+                )
+            };
+            (h.model, trained)
         }
-        (None, true) => MetaHeacConfig::new(data.schema.table_sizes())
-            .init(Init::Seeded(a.seed), &device.clone().autodiff())
+        None if a.no_pretrain => (MetaHeacConfig::new(data.schema.table_sizes()), None),
+        None => bail!("--model is required (or --no-pretrain)"),
+    };
+    let general = match trained {
+        Some(model) => model,
+        None => config
+            .init(Init::Seeded(a.seed), &train_device)
             .with_multi_lens(data.multi_lens()),
-        (None, false) => bail!("--model is required (or --no-pretrain)"),
     };
     let ft = a.finetune.config();
     let start = Instant::now();

@@ -88,8 +88,12 @@ impl<'a> FineTuner<'a> {
         }
         let end = (self.cursor + self.config.batch).min(self.rows.len());
         let model = self.model.take().expect("model present between steps");
-        let lens = model.multi_lens.clone();
-        let batch = Batch::gather(self.users, &lens, self.ad, &self.rows[self.cursor..end]);
+        let batch = Batch::gather(
+            self.users,
+            &model.multi_lens,
+            self.ad,
+            &self.rows[self.cursor..end],
+        );
         let x = Inputs::new(&batch, &model.device());
         let loss = bce(model.forward(&x).prob, x.labels.clone());
         let value = loss.clone().into_scalar::<f32>();

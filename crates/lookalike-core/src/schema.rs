@@ -36,9 +36,7 @@ impl Vocabulary {
         let mut tokens: Vec<String> = tokens.into_iter().collect();
         tokens.sort_unstable();
         tokens.dedup();
-        if tokens.iter().all(|t| t.parse::<i64>().is_ok()) {
-            tokens.sort_by_key(|t| t.parse::<i64>().unwrap_or(0));
-        }
+        sort_ids(&mut tokens);
         let mut v = Vocabulary {
             tokens,
             index: HashMap::new(),
@@ -80,6 +78,15 @@ impl Vocabulary {
 
     pub fn tokens(&self) -> &[String] {
         &self.tokens
+    }
+}
+
+/// Sorts ids numerically when all are integers, lexicographically otherwise.
+pub fn sort_ids(ids: &mut [String]) {
+    if ids.iter().all(|a| a.parse::<i64>().is_ok()) {
+        ids.sort_by_key(|a| a.parse::<i64>().unwrap_or(0));
+    } else {
+        ids.sort();
     }
 }
 

@@ -4,7 +4,7 @@
 use crate::error::{DataError, Result};
 use crate::raw::{self, AdTable, FieldSpec, RowFile, UserStats, Vocabs};
 use lookalike_core::data::{Campaign, Role, Row, UserTable};
-use lookalike_core::schema::{Field, Schema, Vocabulary};
+use lookalike_core::schema::{Field, Schema, Vocabulary, sort_ids};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -95,15 +95,6 @@ fn check_spec(spec: &FieldSpec) -> std::result::Result<(), String> {
         return Err("no user fields".into());
     }
     Ok(())
-}
-
-/// Sorts ids numerically when all are integers, lexicographically otherwise.
-pub fn sort_ids(ids: &mut [String]) {
-    if ids.iter().all(|a| a.parse::<i64>().is_ok()) {
-        ids.sort_by_key(|a| a.parse::<i64>().unwrap_or(0));
-    } else {
-        ids.sort();
-    }
 }
 
 /// Reads a raw directory and builds the prepared dataset.
