@@ -5,12 +5,9 @@ use anyhow::{Context, Result, bail};
 use lookalike_core::data::Row;
 use lookalike_core::finetune::{FineTuner, gate_weights, predict};
 use lookalike_core::metrics::{auc, top_k};
+use lookalike_core::online::{self, OnlineConfig, OnlineError, match_seeds, uid_index};
 use lookalike_core::seeds::parse_seed_list;
 use lookalike_data::raw::{self, FieldSpec, Vocabs};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use rand::seq::{IndexedRandom, SliceRandom};
-use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -137,88 +134,42 @@ pub fn run(a: Args) -> Result<()> {
         std::fs::read(&a.seeds).with_context(|| format!("{}: cannot read", a.seeds.display()))?;
     let list = parse_seed_list(&bytes)
         .map_err(|e| anyhow::anyhow!("{}:{}: {}", a.seeds.display(), e.line, e.message))?;
-    let index: HashMap<u64, u32> = users
-        .uids
-        .iter()
-        .enumerate()
-        .map(|(i, &u)| (u, i as u32))
-        .collect();
-    let mut matched: Vec<u32> = list
-        .uids
-        .iter()
-        .filter_map(|u| index.get(u).copied())
-        .collect();
-    let rate = matched.len() as f64 / list.uids.len() as f64;
+    let found = match_seeds(&list, &uid_index(&users));
     println!(
         "seeds: {} ids ({} duplicates dropped), {} in the pool: match rate {:.1} %",
-        list.uids.len(),
-        list.duplicates,
-        matched.len(),
-        rate * 100.0
+        found.listed,
+        found.duplicates,
+        found.matched.len(),
+        found.rate() * 100.0
     );
-    if matched.is_empty() {
-        bail!(
-            "{}: none of the {} seed ids is in the pool {}",
+    let config = OnlineConfig::new()
+        .with_negatives_per_seed(a.negatives_per_seed)
+        .with_min_seeds(a.min_seeds)
+        .with_holdout(a.holdout);
+    let plan = online::plan(users.len(), &found, &config, a.seed).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e} {}",
             a.seeds.display(),
-            list.uids.len(),
-            user_path.display()
-        );
+            match e {
+                OnlineError::TooFew { .. } => "or lower --min-seeds".to_string(),
+                _ => format!("(pool {})", user_path.display()),
+            }
+        )
+    })?;
+    if let Some(w) = &plan.warning {
+        eprintln!("warning: {w}");
     }
-    if matched.len() < a.min_seeds {
-        bail!(
-            "{}: only {} seeds match the pool (minimum {}); add seeds or lower --min-seeds",
-            a.seeds.display(),
-            matched.len(),
-            a.min_seeds
-        );
-    }
-    if matched.len() < 100 {
-        eprintln!(
-            "warning: only {} matched seeds; the expansion will be noisy (100 or more is better)",
-            matched.len()
-        );
-    }
-    let seed_set: HashSet<u32> = matched.iter().copied().collect();
-    let candidates: Vec<u32> = (0..users.len() as u32)
-        .filter(|u| !seed_set.contains(u))
-        .collect();
-    if candidates.is_empty() {
-        bail!("every user of the pool is a seed: nothing to expand to");
-    }
+    let (train_seeds, held, negatives, candidates, rows, seed_rows) = (
+        &plan.train_seeds,
+        &plan.held,
+        &plan.negatives,
+        &plan.candidates,
+        &plan.rows,
+        &plan.gate_rows,
+    );
 
-    // Training rows: seeds (minus a held-out share) and sampled non-seeds.
-    let mut rng = StdRng::seed_from_u64(a.seed);
-    matched.shuffle(&mut rng);
-    let n_hold = if matched.len() >= 20 {
-        ((matched.len() as f64) * a.holdout) as usize
-    } else {
-        0
-    };
-    let (held, train_seeds) = matched.split_at(n_hold);
-    let n_neg = (train_seeds.len() * a.negatives_per_seed).min(candidates.len());
-    let negatives: Vec<u32> = candidates.sample(&mut rng, n_neg).copied().collect();
-    let mut rows: Vec<Row> = train_seeds
-        .iter()
-        .map(|&u| Row {
-            user: u,
-            label: true,
-        })
-        .collect();
-    rows.extend(negatives.iter().map(|&u| Row {
-        user: u,
-        label: false,
-    }));
-
-    let seed_rows: Vec<Row> = train_seeds
-        .iter()
-        .take(2048)
-        .map(|&u| Row {
-            user: u,
-            label: true,
-        })
-        .collect();
-    let before = gate_weights(&general, &users, &ad, &seed_rows);
-    let ft = FineTuner::new(general, a.finetune.config(), &users, &ad, &rows, a.seed);
+    let before = gate_weights(&general, &users, &ad, seed_rows);
+    let ft = FineTuner::new(general, a.finetune.config(), &users, &ad, rows, a.seed);
     let bar = progress::steps(ft.total_steps() as u64, "fine-tune");
     let t_ft = Instant::now();
     let tuned = ft.run(&mut |_, _, loss| {
@@ -227,29 +178,16 @@ pub fn run(a: Args) -> Result<()> {
     });
     bar.finish_and_clear();
     let ft_seconds = t_ft.elapsed().as_secs_f64();
-    let after = gate_weights(&tuned, &users, &ad, &seed_rows);
+    let after = gate_weights(&tuned, &users, &ad, seed_rows);
 
     // Held-out seeds against random candidates: can the model find seeds it never saw?
     if !held.is_empty() {
-        let others: Vec<u32> = candidates
-            .sample(&mut rng, 2000.min(candidates.len()))
-            .copied()
-            .collect();
-        let probe: Vec<Row> = held
-            .iter()
-            .chain(&others)
-            .map(|&u| Row {
-                user: u,
-                label: false,
-            })
-            .collect();
-        let s = predict(&tuned, &users, &ad, &probe, 4096);
-        let labels: Vec<bool> = (0..probe.len()).map(|i| i < held.len()).collect();
-        if let Some(v) = auc(&labels, &s) {
+        let s = predict(&tuned, &users, &ad, &plan.probe, 4096);
+        if let Some(v) = auc(&plan.probe_labels, &s) {
             println!(
                 "held-out seeds: {} seeds vs {} random candidates, AUC {:.4}",
                 held.len(),
-                others.len(),
+                plan.probe.len() - held.len(),
                 v
             );
         }
@@ -274,8 +212,7 @@ pub fn run(a: Args) -> Result<()> {
     let score_seconds = t_score.elapsed().as_secs_f64();
     let k = match a.top {
         Some(k) => k.min(candidates.len()),
-        None => ((candidates.len() as f64 * a.audience_pct / 100.0).floor() as usize)
-            .clamp(1, candidates.len()),
+        None => online::audience_size(candidates.len(), a.audience_pct),
     };
     let top = top_k(&scores, k);
     lookalike_data::prepare::write_atomic(&a.out, |w| {

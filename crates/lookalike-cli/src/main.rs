@@ -75,6 +75,17 @@ enum Command {
     Eval(eval::Args),
     /// Expand a seed list: fine-tune on seeds plus sampled non-seeds, score the pool, write the top users.
     Expand(expand::Args),
+    /// Write the candidate pool and campaigns of a prepared dataset in the web app's compact form.
+    ExportPool {
+        /// Prepared dataset (`lookalike prepare`).
+        #[arg(long)]
+        data: PathBuf,
+        /// The record the pool is for: its vocabularies must be the dataset's.
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Describe a model record.
     Inspect {
         record: PathBuf,
@@ -235,7 +246,37 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => eval::run(a),
         Command::Expand(a) => expand::run(a),
         Command::Inspect { record, json } => inspect(&record, json),
+        Command::ExportPool { data, model, out } => export_pool(&data, &model, &out),
     }
+}
+
+fn export_pool(data: &Path, model: &Path, out: &Path) -> Result<()> {
+    let p = load_prepared(data)?;
+    let bytes =
+        std::fs::read(model).with_context(|| format!("{}: cannot read", model.display()))?;
+    let (header, _) = lookalike_core::record::read_header(&bytes)
+        .with_context(|| format!("{}", model.display()))?;
+    let source = data
+        .file_name()
+        .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+    let pool = lookalike_core::pool::Pool::new(&p.schema, p.users, p.campaigns, &source);
+    pool.check_schema(&header.schema).with_context(|| {
+        format!(
+            "{} and {} do not belong together",
+            data.display(),
+            model.display()
+        )
+    })?;
+    let encoded = pool.to_bytes();
+    lookalike_data::prepare::write_atomic(out, |w| w.write_all(&encoded))?;
+    println!(
+        "wrote {}: {} users, {} campaigns, {:.2} MB",
+        out.display(),
+        pool.header.users,
+        pool.campaigns.len(),
+        encoded.len() as f64 / 1e6
+    );
+    Ok(())
 }
 
 fn inspect(path: &Path, json: bool) -> Result<()> {

@@ -65,6 +65,16 @@ impl BackendKind {
     }
 }
 
+/// Initialises wgpu on the best adapter, asynchronously: the only way in a browser (WebGPU), where the
+/// synchronous path cannot block on the adapter request.
+#[cfg(feature = "wgpu")]
+pub async fn wgpu_device_async() -> Result<Device, String> {
+    Device::wgpu_options()
+        .init_async()
+        .await
+        .map_err(|e| format!("{e}"))
+}
+
 impl std::str::FromStr for BackendKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

@@ -5,6 +5,7 @@ use crate::model::{Inputs, MetaHeac, bce};
 use burn::config::Config;
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Tensor, TensorData};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -83,6 +84,12 @@ impl<'a> FineTuner<'a> {
 
     /// One mini-batch step; returns its loss, or `None` when all epochs are done.
     pub fn step(&mut self) -> Option<f32> {
+        self.step_lazy().map(|loss| loss.into_scalar::<f32>())
+    }
+
+    /// One mini-batch step that reads nothing back: returns the (detached) loss tensor, so a browser
+    /// on WebGPU can read it asynchronously, or only every few steps.
+    pub fn step_lazy(&mut self) -> Option<Tensor<1>> {
         if self.is_done() {
             return None;
         }
@@ -96,7 +103,7 @@ impl<'a> FineTuner<'a> {
         );
         let x = Inputs::new(&batch, &model.device());
         let loss = bce(model.forward(&x).prob, x.labels.clone());
-        let value = loss.clone().into_scalar::<f32>();
+        let value = loss.clone().detach();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         self.model = Some(self.optim.step(self.config.lr, model, grads));
         self.step += 1;
@@ -107,6 +114,16 @@ impl<'a> FineTuner<'a> {
             self.rows.shuffle(&mut self.rng);
         }
         Some(value)
+    }
+
+    /// Changes the learning rate of the next steps (the optimizer state is kept).
+    pub fn set_lr(&mut self, lr: f64) {
+        self.config.lr = lr;
+    }
+
+    /// Changes the number of epochs (e.g. to train on after a run finished).
+    pub fn set_epochs(&mut self, epochs: usize) {
+        self.config.epochs = epochs;
     }
 
     /// Runs the remaining steps; `on_step(step, total, loss)` after each.
@@ -123,6 +140,16 @@ impl<'a> FineTuner<'a> {
     }
 }
 
+/// The scores of one chunk of rows, not yet read back.
+fn score_tensor(model: &MetaHeac, users: &UserTable, ad: &[u32], rows: &[Row]) -> Tensor<1> {
+    let b = Batch::gather(users, &model.multi_lens, ad, rows);
+    model.forward(&Inputs::new(&b, &model.device())).prob
+}
+
+fn f32s(data: TensorData) -> Vec<f32> {
+    data.try_into_vec_as::<f32>().expect("f32 data")
+}
+
 /// Scores of `rows` (labels ignored) for one campaign, in row order, without autodiff.
 pub fn predict(
     model: &MetaHeac,
@@ -132,14 +159,31 @@ pub fn predict(
     batch: usize,
 ) -> Vec<f32> {
     let model = model.valid();
-    let device = model.device();
     let mut out = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(batch.max(1)) {
-        let b = Batch::gather(users, &model.multi_lens, ad, chunk);
-        let p = model.forward(&Inputs::new(&b, &device)).prob;
-        out.extend(p.into_data().try_to_vec::<f32>().expect("f32 scores"));
+        out.extend(f32s(score_tensor(&model, users, ad, chunk).into_data()));
     }
     out
+}
+
+/// [`predict`] with asynchronous read-back (required on WebGPU in a browser).
+pub async fn predict_async(
+    model: &MetaHeac,
+    users: &UserTable,
+    ad: &[u32],
+    rows: &[Row],
+    batch: usize,
+) -> Result<Vec<f32>, String> {
+    let model = model.valid();
+    let mut out = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(batch.max(1)) {
+        let data = score_tensor(&model, users, ad, chunk)
+            .into_data_async()
+            .await
+            .map_err(|e| format!("reading scores back: {e:?}"))?;
+        out.extend(f32s(data));
+    }
+    Ok(out)
 }
 
 /// Mean expert-gate and critic-gate weights over some rows of a campaign.
@@ -149,18 +193,44 @@ pub struct GateWeights {
     pub critic: Vec<f32>,
 }
 
-pub fn gate_weights(model: &MetaHeac, users: &UserTable, ad: &[u32], rows: &[Row]) -> GateWeights {
+/// Expert and critic gates averaged over the rows, as one `[E + C]` tensor.
+fn gate_tensor(
+    model: &MetaHeac,
+    users: &UserTable,
+    ad: &[u32],
+    rows: &[Row],
+) -> (Tensor<1>, usize) {
     let model = model.valid();
     let b = Batch::gather(users, &model.multi_lens, ad, rows);
     let out = model.forward(&Inputs::new(&b, &model.device()));
-    let mean = |t: burn::tensor::Tensor<2>| {
-        t.mean_dim(0)
-            .into_data()
-            .try_to_vec::<f32>()
-            .expect("f32 gate weights")
-    };
+    let experts = out.expert_gate.dims()[1];
+    let both = Tensor::cat(vec![out.expert_gate, out.critic_gate], 1).mean_dim(0);
+    (both.flatten::<1>(0, 1), experts)
+}
+
+fn split_gates(v: Vec<f32>, experts: usize) -> GateWeights {
     GateWeights {
-        expert: mean(out.expert_gate),
-        critic: mean(out.critic_gate),
+        expert: v[..experts].to_vec(),
+        critic: v[experts..].to_vec(),
     }
+}
+
+pub fn gate_weights(model: &MetaHeac, users: &UserTable, ad: &[u32], rows: &[Row]) -> GateWeights {
+    let (t, experts) = gate_tensor(model, users, ad, rows);
+    split_gates(f32s(t.into_data()), experts)
+}
+
+/// [`gate_weights`] with asynchronous read-back.
+pub async fn gate_weights_async(
+    model: &MetaHeac,
+    users: &UserTable,
+    ad: &[u32],
+    rows: &[Row],
+) -> Result<GateWeights, String> {
+    let (t, experts) = gate_tensor(model, users, ad, rows);
+    let data = t
+        .into_data_async()
+        .await
+        .map_err(|e| format!("reading gate weights back: {e:?}"))?;
+    Ok(split_gates(f32s(data), experts))
 }

@@ -10,6 +10,8 @@ pub mod grads;
 pub mod meta;
 pub mod metrics;
 pub mod model;
+pub mod online;
+pub mod pool;
 pub mod record;
 pub mod schema;
 pub mod seeds;

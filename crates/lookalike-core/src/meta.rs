@@ -87,6 +87,22 @@ pub struct StepStats {
     pub rows: usize,
 }
 
+/// One task's meta-step in slow motion (see [`MetaTrainer::walkthrough`]).
+#[derive(Debug, Clone)]
+pub struct Walkthrough {
+    pub aid: String,
+    pub support: Vec<Row>,
+    pub query: Vec<Row>,
+    /// Support loss L_S at θ and at the adapted θ'.
+    pub support_before: f32,
+    pub support_after: f32,
+    /// Query loss L_Q at θ and at θ'.
+    pub query_before: f32,
+    pub query_adapted: f32,
+    /// L_Q at θ' again, once θ took its meta-step (θ' re-adapted from the new θ).
+    pub query_after_meta: f32,
+}
+
 /// Meta-trainer over a set of training campaigns.
 pub struct MetaTrainer<'a> {
     /// Always `Some` between calls; taken while the optimizer consumes it.
@@ -292,6 +308,46 @@ impl<'a> MetaTrainer<'a> {
             query_loss,
             rows,
         }
+    }
+
+    /// One first-order meta-step on a single task, taken apart for teaching: the support set adapts θ to
+    /// θ' ("understand the campaign"), the query set scores θ' ("find its audience"), and the general
+    /// weights take the Adam step on that query loss. Reads losses synchronously (CPU devices).
+    pub fn walkthrough(&mut self, task: usize) -> Walkthrough {
+        let task = task.min(self.tasks.len().saturating_sub(1));
+        let (s, q) = self.support_query(task);
+        let (support, query) = (
+            self.batch(self.tasks[task], &s),
+            self.batch(self.tasks[task], &q),
+        );
+        let loss = |m: &MetaHeac, x: &Inputs| {
+            bce(m.forward(x).prob, x.labels.clone()).into_scalar::<f32>()
+        };
+        let support_before = loss(self.model(), &support);
+        let query_before = loss(self.model(), &query);
+        let (fast, _, _) = self.adapt(self.model(), &support, false);
+        let support_after = loss(&fast, &support);
+        let lq = bce(fast.forward(&query).prob, query.labels.clone());
+        let query_adapted = lq.clone().into_scalar::<f32>();
+        let grads = GradientsParams::from_grads(lq.backward(), self.model());
+        self.apply(grads);
+        let (fast, _, _) = self.adapt(self.model(), &support, false);
+        let query_after_meta = loss(&fast, &query);
+        Walkthrough {
+            aid: self.tasks[task].aid.clone(),
+            support: s,
+            query: q,
+            support_before,
+            support_after,
+            query_before,
+            query_adapted,
+            query_after_meta,
+        }
+    }
+
+    /// The training campaigns, in task order.
+    pub fn tasks(&self) -> &[&'a Campaign] {
+        &self.tasks
     }
 
     /// Support-loss gradient at a given point (a model whose parameters are leaves).

@@ -148,6 +148,18 @@ impl Schema {
         }
     }
 
+    /// A stable 64-bit digest (FNV-1a of the JSON form: names, lengths, tokens), in hex: ids encoded
+    /// with one schema are only meaningful to a model with the same fingerprint.
+    pub fn fingerprint(&self) -> String {
+        let json = serde_json::to_vec(self).expect("schema serialises");
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in json {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        format!("{h:016x}")
+    }
+
     pub fn table_sizes(&self) -> TableSizes {
         TableSizes {
             user_single: self.user_single.iter().map(Field::table_size).collect(),

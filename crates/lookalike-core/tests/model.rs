@@ -2,90 +2,15 @@
 
 use burn::optim::GradientsParams;
 use burn::tensor::Device;
-use lookalike_core::data::{Batch, Campaign, Role, Row, UserTable};
+use lookalike_core::data::{Campaign, Role, Row, UserTable};
 use lookalike_core::grads;
 use lookalike_core::meta::{MetaConfig, MetaGrad, MetaTrainer};
 use lookalike_core::model::{CriticCombine, Init, Inputs, MetaHeac, MetaHeacConfig, bce};
 use lookalike_core::record::{self, Precision, RecordHeader, TrainingInfo};
-use lookalike_core::schema::{Field, Schema, Vocabulary};
-use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
+use lookalike_core::schema::Schema;
 
-const LENS: [usize; 2] = [3, 2];
-
-fn schema() -> Schema {
-    let field = |name: &str, n: usize, max_len: usize| Field {
-        name: name.into(),
-        max_len,
-        vocab: Vocabulary::from_tokens((1..n).map(|i| i.to_string())),
-    };
-    Schema {
-        user_single: vec![field("age", 5, 1), field("gender", 3, 1)],
-        user_multi: vec![field("interest1", 9, LENS[0]), field("kw1", 7, LENS[1])],
-        ad: vec![field("adCategoryId", 4, 1), field("productType", 3, 1)],
-    }
-}
-
-fn config(s: &Schema) -> MetaHeacConfig {
-    MetaHeacConfig::new(s.table_sizes())
-        .with_embed_dim(4)
-        .with_expert_dims(vec![6, 5])
-        .with_num_experts(3)
-        .with_num_critics(2)
-        .with_gate_hidden(4)
-}
-
-/// Random users with some empty multi-valued fields.
-fn users(n: usize, seed: u64) -> UserTable {
-    let s = schema();
-    let mut t = UserTable::new(&s);
-    let mut rng = StdRng::seed_from_u64(seed);
-    for u in 0..n {
-        let single: Vec<u32> = s
-            .user_single
-            .iter()
-            .map(|f| rng.random_range(0..f.table_size() as u32))
-            .collect();
-        let mut multi = Vec::new();
-        let mut lens = Vec::new();
-        for f in &s.user_multi {
-            let len = rng.random_range(0..=f.max_len);
-            for p in 0..f.max_len {
-                multi.push(if p < len {
-                    rng.random_range(1..f.table_size() as u32)
-                } else {
-                    0
-                });
-            }
-            lens.push(len as u8);
-        }
-        t.push(u as u64, &single, &multi, &lens);
-    }
-    t
-}
-
-fn rows(n: usize, seed: u64) -> Vec<Row> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    (0..n)
-        .map(|i| Row {
-            user: i as u32,
-            label: rng.random::<f32>() < 0.3,
-        })
-        .collect()
-}
-
-fn model(c: &MetaHeacConfig, device: &Device, seed: u64) -> MetaHeac {
-    c.init(Init::Seeded(seed), device)
-        .with_multi_lens(LENS.to_vec())
-}
-
-fn inputs(users: &UserTable, ad: &[u32], rows: &[Row], device: &Device) -> Inputs {
-    Inputs::new(&Batch::gather(users, &LENS, ad, rows), device)
-}
-
-fn values(t: burn::tensor::Tensor<1>) -> Vec<f32> {
-    t.into_data().try_to_vec::<f32>().unwrap()
-}
+mod common;
+use common::*;
 
 #[test]
 fn gates_are_distributions_and_output_is_a_probability() {

@@ -1,0 +1,232 @@
+//! The pieces the web app and `lookalike expand` share: the pool format, the online plan, lazy and
+//! asynchronous fine-tuning reads, and the teaching walkthrough of a meta-step.
+
+mod common;
+use common::*;
+
+use burn::tensor::Device;
+use lookalike_core::data::{Campaign, Role, Row};
+use lookalike_core::finetune::{
+    FineTuneConfig, FineTuner, gate_weights, gate_weights_async, predict, predict_async,
+};
+use lookalike_core::meta::{MetaConfig, MetaTrainer};
+use lookalike_core::online::{self, OnlineConfig, OnlineError, SeedMatch, match_seeds, uid_index};
+use lookalike_core::pool::{Pool, PoolError};
+use lookalike_core::schema::Vocabulary;
+use lookalike_core::seeds::parse_seed_list;
+use std::collections::HashSet;
+
+/// Polls a future that never waits (the CPU backend's async reads complete at once).
+fn ready<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("a CPU read did not complete at once"),
+    }
+}
+
+fn campaigns(n_users: u32) -> Vec<Campaign> {
+    (0..3u32)
+        .map(|k| Campaign {
+            aid: format!("{}", 100 + k),
+            ad: vec![k + 1, 1],
+            role: [Role::Train, Role::Cold, Role::Hot][k as usize],
+            stage1: (0..n_users)
+                .step_by(3 + k as usize)
+                .map(|u| Row {
+                    user: u,
+                    label: u % 5 == 0,
+                })
+                .collect(),
+            stage2: (0..n_users)
+                .step_by(7)
+                .map(|u| Row {
+                    user: u,
+                    label: u % 2 == 0,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+#[test]
+fn pool_round_trips_and_rejects_damage() {
+    let s = schema();
+    let users = users(120, 5);
+    let pool = Pool::new(&s, users.clone(), campaigns(120), "test");
+    assert_eq!(pool.header.id_bytes, 2);
+    let bytes = pool.to_bytes();
+    let back = Pool::from_bytes(&bytes).unwrap();
+    assert_eq!(back, pool);
+    assert!(back.check_schema(&s).is_ok());
+
+    // Other vocabularies: refused, naming both fingerprints.
+    let mut other = s.clone();
+    other.user_single[0].vocab = Vocabulary::from_tokens(["a".to_string(), "b".to_string()]);
+    match back.check_schema(&other) {
+        Err(PoolError::SchemaMismatch { pool, model }) => assert_ne!(pool, model),
+        r => panic!("expected a schema mismatch, got {r:?}"),
+    }
+
+    assert!(matches!(
+        Pool::from_bytes(b"LKALIKE\0xxxx"),
+        Err(PoolError::BadMagic)
+    ));
+    for cut in [10, 30, bytes.len() / 2, bytes.len() - 1] {
+        assert!(Pool::from_bytes(&bytes[..cut]).is_err(), "cut at {cut}");
+    }
+    // A damaged body is an error, never a panic or a huge allocation.
+    let mut bad = bytes.clone();
+    let n = bad.len();
+    for b in &mut bad[n - 40..n - 20] {
+        *b ^= 0x5a;
+    }
+    assert!(Pool::from_bytes(&bad).is_err());
+
+    // Ids past u16 switch to 4-byte ids.
+    let mut wide = users;
+    wide.single[0] = 70_000;
+    let p = Pool::new(&s, wide, Vec::new(), "wide");
+    assert_eq!(p.header.id_bytes, 4);
+    assert_eq!(Pool::from_bytes(&p.to_bytes()).unwrap(), p);
+}
+
+#[test]
+fn seeds_are_matched_and_planned() {
+    let users = users(500, 8);
+    let index = uid_index(&users);
+    let text = "uid\r\n3\r\n7\r\n7\r\n999999\r\n".to_string()
+        + &(10..60).map(|u| format!("{u}\n")).collect::<String>();
+    let list = parse_seed_list(text.as_bytes()).unwrap();
+    let found = match_seeds(&list, &index);
+    assert_eq!(found.listed, 53);
+    assert_eq!(found.duplicates, 1);
+    assert_eq!(found.matched.len(), 52);
+
+    let config = OnlineConfig::new();
+    let plan = online::plan(users.len(), &found, &config, 1).unwrap();
+    let seeds: HashSet<u32> = found.matched.iter().copied().collect();
+    assert_eq!(plan.held.len(), 5, "10 % of 52 held out");
+    assert_eq!(plan.train_seeds.len() + plan.held.len(), 52);
+    assert!(plan.held.iter().all(|u| !plan.train_seeds.contains(u)));
+    assert_eq!(plan.candidates.len(), 500 - 52);
+    assert!(plan.candidates.iter().all(|u| !seeds.contains(u)));
+    assert!(plan.negatives.iter().all(|u| !seeds.contains(u)));
+    // 20 per training seed, capped by the candidates there are.
+    assert_eq!(plan.negatives.len(), (47 * 20).min(448));
+    let positives = plan.rows.iter().filter(|r| r.label).count();
+    assert_eq!(positives, 47);
+    assert_eq!(plan.probe.len(), 5 + 448.min(2000));
+    assert_eq!(plan.probe_labels.iter().filter(|&&l| l).count(), 5);
+    assert!(plan.warning.is_some(), "52 seeds is a small list");
+    // Same seed, same plan.
+    let again = online::plan(users.len(), &found, &config, 1).unwrap();
+    assert_eq!(again.rows, plan.rows);
+    assert_eq!(again.held, plan.held);
+
+    let none = SeedMatch {
+        listed: 4,
+        duplicates: 0,
+        matched: Vec::new(),
+    };
+    assert_eq!(
+        online::plan(500, &none, &config, 1).unwrap_err(),
+        OnlineError::NoMatches { listed: 4 }
+    );
+    let few = SeedMatch {
+        listed: 3,
+        duplicates: 0,
+        matched: vec![1, 2, 3],
+    };
+    assert_eq!(
+        online::plan(500, &few, &config, 1).unwrap_err(),
+        OnlineError::TooFew {
+            matched: 3,
+            min: 10
+        }
+    );
+    let all = SeedMatch {
+        listed: 12,
+        duplicates: 0,
+        matched: (0..12).collect(),
+    };
+    assert_eq!(
+        online::plan(12, &all, &config, 1).unwrap_err(),
+        OnlineError::NothingToExpand
+    );
+    // Below the hold-out minimum every seed trains.
+    let small = SeedMatch {
+        listed: 12,
+        duplicates: 0,
+        matched: (0..12).collect(),
+    };
+    let p = online::plan(500, &small, &config, 1).unwrap();
+    assert!(p.held.is_empty() && p.probe.is_empty());
+
+    assert_eq!(online::audience_size(1000, 5.0), 50);
+    assert_eq!(online::audience_size(10, 1.0), 1);
+    assert_eq!(online::audience_size(10, 100.0), 10);
+}
+
+#[test]
+fn lazy_steps_and_async_reads_match_the_synchronous_ones() {
+    let device = Device::flex().autodiff();
+    let s = schema();
+    let c = config(&s);
+    let u = users(300, 2);
+    let r = rows(300, 4);
+    let ad = [1u32, 2];
+    let cfg = || FineTuneConfig::new().with_batch(64).with_epochs(1);
+    let mut a = FineTuner::new(model(&c, &device, 1), cfg(), &u, &ad, &r, 9);
+    let mut b = FineTuner::new(model(&c, &device, 1), cfg(), &u, &ad, &r, 9);
+    assert_eq!(a.total_steps(), 5);
+    while let Some(x) = a.step() {
+        let y = b.step_lazy().unwrap().into_scalar::<f32>();
+        assert_eq!(x, y);
+    }
+    assert!(b.step_lazy().is_none());
+    let (a, b) = (a.into_model(), b.into_model());
+    let sync = predict(&a, &u, &ad, &r, 50);
+    let asynchronous = ready(predict_async(&b, &u, &ad, &r, 50)).unwrap();
+    assert_eq!(sync, asynchronous);
+    let g = gate_weights(&a, &u, &ad, &r);
+    assert_eq!(g, ready(gate_weights_async(&b, &u, &ad, &r)).unwrap());
+    assert_eq!(g.expert.len(), 3);
+    assert_eq!(g.critic.len(), 2);
+}
+
+#[test]
+fn walkthrough_takes_one_meta_step_apart() {
+    let device = Device::flex().autodiff();
+    let s = schema();
+    let u = users(400, 31);
+    let labelled: Vec<Row> = (0..400u32)
+        .map(|i| Row {
+            user: i,
+            label: u.single_of(i as usize)[0] >= 3,
+        })
+        .collect();
+    let camps: Vec<Campaign> = (0..2)
+        .map(|k| Campaign {
+            aid: k.to_string(),
+            ad: vec![k as u32 + 1, 1],
+            role: Role::Train,
+            stage1: labelled.clone(),
+            stage2: Vec::new(),
+        })
+        .collect();
+    let refs: Vec<&Campaign> = camps.iter().collect();
+    let cfg = MetaConfig::new()
+        .with_support_size(128)
+        .with_query_size(128)
+        .with_inner_lr(0.1)
+        .with_outer_lr(0.05);
+    let mut t = MetaTrainer::new(model(&config(&s), &device, 9), cfg, &u, &refs, 3);
+    let w = t.walkthrough(1);
+    assert_eq!(w.aid, "1");
+    assert_eq!((w.support.len(), w.query.len()), (128, 128));
+    // The inner step fits the support set; the meta-step helps the adapted model on the query set.
+    assert!(w.support_after < w.support_before, "{w:?}");
+    assert!(w.query_after_meta < w.query_adapted, "{w:?}");
+}

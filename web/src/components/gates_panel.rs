@@ -1,0 +1,47 @@
+use super::gate_bars::GateBars;
+use super::gate_map::GateMap;
+use super::use_store;
+use crate::engine;
+use crate::state::{Action, RunKind};
+use std::rc::Rc;
+use wasm_bindgen_futures::spawn_local;
+use yew::prelude::*;
+
+/// MetaHeac's two gates: which experts (representations) and which critics (scorers) a campaign uses.
+#[function_component(GatesPanel)]
+pub fn gates_panel() -> Html {
+    let store = use_store();
+    // The heat map is computed the first time this tab opens.
+    {
+        let assets = store.assets.clone();
+        let needed = store.campaign_gates.is_none();
+        let dispatch = store.dispatcher();
+        use_effect_with(needed, move |needed| {
+            if let (true, Some(a)) = (*needed, assets) {
+                spawn_local(async move {
+                    let r = engine::campaign_gates(a).await.map(Rc::new);
+                    dispatch.dispatch(Action::CampaignGates(r));
+                });
+            }
+        });
+    }
+    let run = store.run(RunKind::Main);
+    let before = run.and_then(|r| r.gates_before.clone());
+    let after = run.and_then(|r| r.gates_after.clone());
+    html! {
+        <section id="gates">
+            <h2>{"Experts and critics"}</h2>
+            <p class="explain">{"MetaHeac represents a user with several experts and scores them with several critics. Two gates, driven by the campaign (its ad features and the users), mix them: ŷ = Σⱼ cⱼ·σ(Tⱼ(Σₖ gₖ·Eₖ(x))) (Eq. 9). Related campaigns share experts and critics; fine-tuning moves the mix towards what this campaign needs."}</p>
+            if before.is_none() {
+                <p class="muted">{"Fine-tune on a seed list (tab 1) to see this campaign's gates before and after."}</p>
+            }
+            <div class="charts">
+                <GateBars id="expert-gates" title="Expert gate g (this campaign's seeds)" unit="E"
+                    before={before.as_ref().map(|g| g.expert.clone())} after={after.as_ref().map(|g| g.expert.clone())}/>
+                <GateBars id="critic-gates" title="Critic gate c (this campaign's seeds)" unit="C"
+                    before={before.as_ref().map(|g| g.critic.clone())} after={after.as_ref().map(|g| g.critic.clone())}/>
+            </div>
+            <GateMap/>
+        </section>
+    }
+}
