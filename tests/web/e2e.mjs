@@ -136,11 +136,31 @@ try {
   });
 
   await check("fine-tunes on the CPU fallback to an expanded audience", async () => {
+    // Epochs and learning rate are knobs; 3 epochs of 2 steps each here.
+    await page.fill("#epochs", "3");
+    await page.press("#epochs", "Tab");
+    await page.fill("#lr", "0.002");
+    await page.press("#lr", "Tab");
+    // Longest gap between 50 ms timer ticks while the job runs: how long the page ever froze.
+    await page.evaluate(() => {
+      window.__gaps = [];
+      let last = performance.now();
+      window.__ticker = setInterval(() => {
+        const now = performance.now();
+        window.__gaps.push(now - last);
+        last = now;
+      }, 50);
+    });
     await page.click("#btn-start");
     await page.waitForSelector("#audience-table tbody tr", { timeout: 600_000 });
     await noPanic();
     const status = await page.getAttribute("#run-status", "data-status");
     assert(status === "done", `status ${status}`);
+    measured.cpu_longest_freeze_ms = Math.round(await page.evaluate(() => {
+      clearInterval(window.__ticker);
+      return Math.max(...window.__gaps);
+    }));
+    assert(/step 6 \/ 6, epoch 3 of 3/.test(await page.textContent("#run-status")), "3 epochs were asked");
     const used = await page.textContent("#backend-used");
     assert(/CPU \(wasm\)/.test(used), `backend: ${used}`);
     const points = Number(await page.getAttribute("#loss-chart", "data-points"));
@@ -262,10 +282,33 @@ try {
       const points = Number(await page.getAttribute("#loss-chart", "data-points"));
       assert(points >= 2, `loss points: ${points}`);
       measured.webgpu_status = await page.textContent("#run-status");
+      // Resume, then pause again: the running step finishes, then the job waits.
+      await page.click("#btn-pause");
+      await page.waitForSelector("#run-status[data-status='running']");
+      await page.click("#btn-pause");
+      await page.waitForSelector("#run-status[data-status='paused']", { timeout: 300_000 });
       await page.click("#btn-reset");
+      await page.waitForSelector("#run-status[data-status='idle']");
       await noPanic();
     });
   }
+
+  await check("your own record and pool load; a wrong file is refused", async () => {
+    await page.click("#assets summary");
+    await page.setInputFiles("#record-file", join(root, "dist/demo-none.rec"));
+    await page.setInputFiles("#pool-file", join(fixtures, "junk.bin"));
+    await page.click("#btn-load");
+    await page.waitForSelector("#load-error", { timeout: 30_000 });
+    const err = await page.textContent("#load-error");
+    assert(/junk\.bin: not a look-alike pool file/.test(err), `error: ${err}`);
+    await page.setInputFiles("#pool-file", join(root, "dist/demo.pool"));
+    await page.click("#btn-load");
+    await page.waitForSelector("#assets-info:has-text('demo-none.rec')", { timeout: 30_000 });
+    const info = await page.textContent("#assets-info");
+    assert(/trained without meta-learning/.test(info), `info: ${info}`);
+    assert(!(await page.$("#load-error")), "error still shown");
+    await noPanic();
+  });
 
   await check("no request left for anything but the page's own files", async () => {
     assert(foreign.length === 0, `foreign requests: ${foreign.join(", ")}`);

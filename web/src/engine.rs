@@ -5,6 +5,7 @@
 use crate::state::{Action, RunKind};
 use gloo_timers::future::TimeoutFuture;
 use js_sys::{Reflect, Uint8Array};
+use lookalike_core::burn::module::Module;
 use lookalike_core::burn::tensor::Device;
 use lookalike_core::data::Row;
 use lookalike_core::finetune::{FineTuneConfig, FineTuner, gate_weights_async, predict_async};
@@ -24,8 +25,11 @@ use crate::state::AppState;
 
 /// Files larger than this are refused before they are read (the page holds everything in memory).
 pub const MAX_UPLOAD_BYTES: f64 = 512.0 * 1024.0 * 1024.0;
-/// Rows per forward pass when scoring.
-const SCORE_CHUNK: usize = 2048;
+/// Rows per forward pass when scoring: small enough that one pass never freezes the page for long
+/// on the CPU backend (about 0.2 s), large enough to keep throughput.
+const SCORE_CHUNK: usize = 512;
+/// Rows between progress reports while scoring the pool.
+const REPORT_EVERY: usize = 4096;
 
 /// The general model and the candidate pool the page works with.
 pub struct Assets {
@@ -410,12 +414,24 @@ pub async fn run(job: Job, dispatch: UseReducerDispatcher<AppState>) {
     }
 }
 
+/// Scores rows in small forward passes, giving the browser a turn between them.
+async fn score(model: &MetaHeac, job: &Job, rows: &[Row]) -> Result<Vec<f32>, String> {
+    let model = model.valid();
+    let mut out = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(SCORE_CHUNK) {
+        yield_now().await;
+        out.extend(
+            predict_async(&model, &job.assets.pool.users, &job.ad, chunk, SCORE_CHUNK).await?,
+        );
+    }
+    Ok(out)
+}
+
 async fn held_out_auc(model: &MetaHeac, job: &Job) -> Result<Option<f64>, String> {
     if job.plan.held.is_empty() {
         return Ok(None);
     }
-    let users = &job.assets.pool.users;
-    let s = predict_async(model, users, &job.ad, &job.plan.probe, SCORE_CHUNK).await?;
+    let s = score(model, job, &job.plan.probe).await?;
     Ok(auc(&job.plan.probe_labels, &s))
 }
 
@@ -442,6 +458,7 @@ async fn run_inner(
             .init(Init::Seeded(job.seed), &train_device)
             .with_multi_lens(assets.multi_lens()),
     };
+    yield_now().await;
     let users = &assets.pool.users;
     let backend = if on_gpu {
         match &job.gpu {
@@ -474,6 +491,7 @@ async fn run_inner(
             after: false,
             gates: g,
         });
+        yield_now().await;
     }
     if let Some(a) = held_out_auc(ft.model(), job).await? {
         say(RunEvent::HeldOutAuc { step: 0, auc: a });
@@ -516,6 +534,9 @@ async fn run_inner(
             epoch: ft.epoch,
             loss,
         });
+        if ft.step % eval_every == 0 || ft.is_done() {
+            yield_now().await;
+        }
         if (ft.step % eval_every == 0 || ft.is_done())
             && let Some(a) = held_out_auc(ft.model(), job).await?
         {
@@ -535,7 +556,7 @@ async fn run_inner(
     let model = ft.into_model();
     let truth_auc = match &job.truth {
         Some(rows) if !rows.is_empty() => {
-            let s = predict_async(&model, users, &job.ad, rows, SCORE_CHUNK).await?;
+            let s = score(&model, job, rows).await?;
             let labels: Vec<bool> = rows.iter().map(|r| r.label).collect();
             auc(&labels, &s)
         }
@@ -554,11 +575,11 @@ async fn run_inner(
         after: true,
         gates: g,
     });
+    yield_now().await;
     let t0 = now_ms();
     let candidates = &job.plan.candidates;
     let mut scores = Vec::with_capacity(candidates.len());
-    for chunk in candidates.chunks(SCORE_CHUNK * 4) {
-        yield_now().await;
+    for chunk in candidates.chunks(REPORT_EVERY) {
         if cancelled() {
             return Ok(());
         }
@@ -566,7 +587,7 @@ async fn run_inner(
             .iter()
             .map(|&user| Row { user, label: false })
             .collect();
-        scores.extend(predict_async(&model, users, &job.ad, &rows, SCORE_CHUNK).await?);
+        scores.extend(score(&model, job, &rows).await?);
         say(RunEvent::Scoring {
             done: scores.len(),
             total: candidates.len(),

@@ -59,9 +59,17 @@ pub fn assets_panel() -> Html {
     };
     let info = store.assets.as_ref().map(|a| {
         let h = &a.header;
-        let meta = match &h.training.meta {
-            Some(m) => format!("meta-trained ({:?}, {} iterations on {} campaigns)", m.meta_grad, h.training.iterations, h.training.train_campaigns),
-            None => "not meta-trained".to_string(),
+        let t = &h.training;
+        let meta = match &t.meta {
+            Some(m) if m.meta_grad == lookalike_core::meta::MetaGrad::None => format!(
+                "trained without meta-learning (plain mini-batches, {} iterations on {} campaigns)",
+                t.iterations, t.train_campaigns
+            ),
+            Some(m) => format!(
+                "meta-trained ({:?} MAML, {} iterations on {} campaigns)",
+                m.meta_grad, t.iterations, t.train_campaigns
+            ),
+            None => "not trained (random weights)".to_string(),
         };
         let roles = |r| a.pool.campaigns.iter().filter(|c| c.role == r).count();
         use lookalike_core::data::Role;
