@@ -293,6 +293,15 @@ try {
     });
   }
 
+  await check("ad features set by hand", async () => {
+    await page.click("#tab-expand");
+    const options = await page.$$eval("#ad-adCategoryId option", (o) => o.map((x) => x.value));
+    assert(options.length > 2, `adCategoryId options: ${options.length}`);
+    await page.selectOption("#ad-adCategoryId", options[2]);
+    await page.waitForFunction(() => document.querySelector("#campaign-select").value === "");
+    assert((await page.inputValue("#ad-adCategoryId")) === options[2], "the chosen value did not stick");
+  });
+
   await check("your own record and pool load; a wrong file is refused", async () => {
     await page.click("#assets summary");
     await page.setInputFiles("#record-file", join(root, "dist/demo-none.rec"));

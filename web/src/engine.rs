@@ -172,8 +172,8 @@ pub async fn probe_webgpu() -> GpuProbe {
     if gpu.is_undefined() || gpu.is_null() {
         return none("this browser has no WebGPU (navigator.gpu is missing)");
     }
-    let Ok(request) = Reflect::get(&gpu, &"requestAdapter".into())
-        .and_then(|f| f.dyn_into::<js_sys::Function>().map_err(Into::into))
+    let Ok(request) =
+        Reflect::get(&gpu, &"requestAdapter".into()).and_then(|f| f.dyn_into::<js_sys::Function>())
     else {
         return none("navigator.gpu.requestAdapter is missing");
     };
@@ -534,12 +534,11 @@ async fn run_inner(
             epoch: ft.epoch,
             loss,
         });
-        if ft.step % eval_every == 0 || ft.is_done() {
+        let check = ft.step.is_multiple_of(eval_every) || ft.is_done();
+        if check {
             yield_now().await;
         }
-        if (ft.step % eval_every == 0 || ft.is_done())
-            && let Some(a) = held_out_auc(ft.model(), job).await?
-        {
+        if check && let Some(a) = held_out_auc(ft.model(), job).await? {
             say(RunEvent::HeldOutAuc {
                 step: ft.step,
                 auc: a,

@@ -113,11 +113,12 @@ fn seeds_are_matched_and_planned() {
     assert_eq!(plan.candidates.len(), 500 - 52);
     assert!(plan.candidates.iter().all(|u| !seeds.contains(u)));
     assert!(plan.negatives.iter().all(|u| !seeds.contains(u)));
-    // 20 per training seed, capped by the candidates there are.
-    assert_eq!(plan.negatives.len(), (47 * 20).min(448));
+    // 20 per training seed (940), capped by the 448 candidates there are.
+    assert_eq!(plan.negatives.len(), 448);
     let positives = plan.rows.iter().filter(|r| r.label).count();
     assert_eq!(positives, 47);
-    assert_eq!(plan.probe.len(), 5 + 448.min(2000));
+    // Held-out seeds + min(2000, candidates) random candidates.
+    assert_eq!(plan.probe.len(), 5 + 448);
     assert_eq!(plan.probe_labels.iter().filter(|&&l| l).count(), 5);
     assert!(plan.warning.is_some(), "52 seeds is a small list");
     // Same seed, same plan.
