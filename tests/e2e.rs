@@ -130,6 +130,50 @@ fn pipeline_end_to_end() {
         weights(&rec) == weights(&again),
         "same --seed must give the same record"
     );
+
+    // The web app's pool: written for the record's vocabularies, refused for others.
+    let pool = w.path("demo.pool");
+    let out = ok(&[
+        "export-pool",
+        "--data",
+        p(&data),
+        "--model",
+        p(&rec),
+        "--out",
+        p(&pool),
+    ]);
+    assert!(out.contains("users"), "{out}");
+    let decoded = lookalike_core::pool::Pool::from_bytes(&std::fs::read(&pool).unwrap()).unwrap();
+    let (header, _) = lookalike_core::record::read_header(&std::fs::read(&rec).unwrap()).unwrap();
+    decoded.check_schema(&header.schema).unwrap();
+    assert!(
+        decoded
+            .campaigns
+            .iter()
+            .any(|c| c.stage1.iter().any(|r| r.label))
+    );
+    let other = w.path("other.lkd");
+    ok(&[
+        "prepare",
+        "--raw",
+        p(&w.path("raw")),
+        "--out",
+        p(&other),
+        "--user-single",
+        "age,gender",
+    ]);
+    let wrong = w.path("wrong.pool");
+    let e = fails(&[
+        "export-pool",
+        "--data",
+        p(&other),
+        "--model",
+        p(&rec),
+        "--out",
+        p(&wrong),
+    ]);
+    assert!(e.contains("do not belong together"), "{e}");
+    assert!(!wrong.exists());
     let half = w.path("half.rec");
     ok(&[
         "pretrain",

@@ -2,7 +2,7 @@
 
 use burn::optim::GradientsParams;
 use burn::tensor::Device;
-use lookalike_core::data::{Campaign, Role, Row, UserTable};
+use lookalike_core::data::{Campaign, Role, UserTable};
 use lookalike_core::grads;
 use lookalike_core::meta::{MetaConfig, MetaGrad, MetaTrainer};
 use lookalike_core::model::{CriticCombine, Init, Inputs, MetaHeac, MetaHeacConfig, bce};
@@ -228,22 +228,7 @@ fn meta_training_reduces_query_loss() {
     let device = Device::flex().autodiff();
     let s = schema();
     let u = users(400, 31);
-    // Labels follow a feature, so there is something to learn.
-    let rows: Vec<Row> = (0..400u32)
-        .map(|i| Row {
-            user: i,
-            label: u.single_of(i as usize)[0] >= 3,
-        })
-        .collect();
-    let camps: Vec<Campaign> = (0..3)
-        .map(|k| Campaign {
-            aid: k.to_string(),
-            ad: vec![k as u32 + 1, 1],
-            role: Role::Train,
-            stage1: rows.clone(),
-            stage2: Vec::new(),
-        })
-        .collect();
+    let camps = learnable_campaigns(&u, 3);
     let refs: Vec<&Campaign> = camps.iter().collect();
     for mode in [MetaGrad::FirstOrder, MetaGrad::SecondOrder, MetaGrad::None] {
         let cfg = MetaConfig::new()

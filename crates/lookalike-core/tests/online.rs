@@ -202,21 +202,7 @@ fn walkthrough_takes_one_meta_step_apart() {
     let device = Device::flex().autodiff();
     let s = schema();
     let u = users(400, 31);
-    let labelled: Vec<Row> = (0..400u32)
-        .map(|i| Row {
-            user: i,
-            label: u.single_of(i as usize)[0] >= 3,
-        })
-        .collect();
-    let camps: Vec<Campaign> = (0..2)
-        .map(|k| Campaign {
-            aid: k.to_string(),
-            ad: vec![k as u32 + 1, 1],
-            role: Role::Train,
-            stage1: labelled.clone(),
-            stage2: Vec::new(),
-        })
-        .collect();
+    let camps = learnable_campaigns(&u, 2);
     let refs: Vec<&Campaign> = camps.iter().collect();
     let cfg = MetaConfig::new()
         .with_support_size(128)

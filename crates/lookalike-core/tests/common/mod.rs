@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use burn::tensor::Device;
-use lookalike_core::data::{Batch, Row, UserTable};
+use lookalike_core::data::{Batch, Campaign, Role, Row, UserTable};
 use lookalike_core::model::{Init, Inputs, MetaHeac, MetaHeacConfig};
 use lookalike_core::schema::{Field, Schema, Vocabulary};
 use rand::rngs::StdRng;
@@ -82,4 +82,23 @@ pub fn inputs(users: &UserTable, ad: &[u32], rows: &[Row], device: &Device) -> I
 
 pub fn values(t: burn::tensor::Tensor<1>) -> Vec<f32> {
     t.into_data().try_to_vec::<f32>().unwrap()
+}
+
+/// `n` training campaigns over the same users whose labels follow a feature (something to learn).
+pub fn learnable_campaigns(u: &UserTable, n: usize) -> Vec<Campaign> {
+    let rows: Vec<Row> = (0..u.len() as u32)
+        .map(|i| Row {
+            user: i,
+            label: u.single_of(i as usize)[0] >= 3,
+        })
+        .collect();
+    (0..n)
+        .map(|k| Campaign {
+            aid: k.to_string(),
+            ad: vec![k as u32 + 1, 1],
+            role: Role::Train,
+            stage1: rows.clone(),
+            stage2: Vec::new(),
+        })
+        .collect()
 }
