@@ -81,12 +81,14 @@ impl Assets {
         })
     }
 
-    pub fn multi_lens(&self) -> Vec<usize> {
-        self.header
-            .schema
-            .user_multi
-            .iter()
-            .map(|f| f.max_len)
+    /// Pool indices of the campaigns a meta-trainer would use (training role, with stage-1 rows), in
+    /// the order the walkthrough numbers them.
+    pub fn training_campaigns(&self) -> Vec<usize> {
+        (0..self.pool.campaigns.len())
+            .filter(|&i| {
+                let c = &self.pool.campaigns[i];
+                c.role == lookalike_core::data::Role::Train && !c.stage1.is_empty()
+            })
             .collect()
     }
 }
@@ -225,7 +227,7 @@ async fn wgpu_device() -> Result<Device, String> {
     d
 }
 
-/// The device for a run, and the label the badge shows.
+/// The device for a run, and whether it is WebGPU (`Auto` falls back to the CPU when WebGPU fails).
 pub async fn device_for(
     choice: BackendChoice,
     gpu: Option<&GpuProbe>,
@@ -348,7 +350,6 @@ impl Job {
         dispatch.dispatch(Action::Queue {
             kind: self.kind,
             generation: self.generation,
-            now_ms: now_ms(),
         });
     }
 }
@@ -373,7 +374,6 @@ pub enum RunEvent {
         paused: bool,
         backend: String,
         total_steps: usize,
-        steps_per_epoch: usize,
     },
     Gates {
         after: bool,
@@ -393,6 +393,8 @@ pub enum RunEvent {
         seconds: f64,
         steps_per_second: f64,
         truth_auc: Option<f64>,
+        /// Candidates scored next, when the run scores the pool.
+        scoring_next: Option<usize>,
     },
     Scoring {
         done: usize,
@@ -456,7 +458,7 @@ async fn run_inner(
             .header
             .model
             .init(Init::Seeded(job.seed), &train_device)
-            .with_multi_lens(assets.multi_lens()),
+            .with_multi_lens(assets.header.schema.multi_lens()),
     };
     yield_now().await;
     let users = &assets.pool.users;
@@ -478,12 +480,10 @@ async fn run_inner(
         job.seed,
     );
     let total = ft.total_steps();
-    let per_epoch = ft.steps_per_epoch();
     say(RunEvent::Started {
         paused: control.borrow().paused,
         backend,
         total_steps: total,
-        steps_per_epoch: per_epoch,
     });
     if job.score_pool {
         let g = gate_weights_async(ft.model(), users, &job.ad, &job.plan.gate_rows).await?;
@@ -565,6 +565,7 @@ async fn run_inner(
         seconds: train_ms / 1000.0,
         steps_per_second: steps as f64 / (train_ms / 1000.0).max(1e-9),
         truth_auc,
+        scoring_next: job.score_pool.then_some(job.plan.candidates.len()),
     });
     if !job.score_pool {
         return Ok(());
@@ -636,10 +637,9 @@ pub async fn walkthrough(
     let device = Device::flex().autodiff();
     let (_, model) = record::from_bytes(&assets.record, &device).map_err(|e| e.to_string())?;
     let train: Vec<&lookalike_core::data::Campaign> = assets
-        .pool
-        .campaigns
-        .iter()
-        .filter(|c| c.role == lookalike_core::data::Role::Train && !c.stage1.is_empty())
+        .training_campaigns()
+        .into_iter()
+        .map(|i| &assets.pool.campaigns[i])
         .collect();
     if train.is_empty() {
         return Err("this pool has no training campaigns".into());

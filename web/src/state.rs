@@ -90,7 +90,6 @@ pub struct RunState {
     pub status: RunStatus,
     pub backend: String,
     pub total_steps: usize,
-    pub steps_per_epoch: usize,
     pub epoch: usize,
     /// (step, loss)
     pub losses: Vec<(usize, f32)>,
@@ -105,8 +104,7 @@ pub struct RunState {
     /// Candidate scores, in `plan.candidates` order.
     pub scores: Option<Rc<Vec<f32>>>,
     pub score_seconds: Option<f64>,
-    /// Page time when the run was queued and when its audience was ready (ms).
-    pub queued_ms: f64,
+    /// Page time (ms since it opened) when the audience was ready.
     pub done_ms: Option<f64>,
 }
 
@@ -124,7 +122,6 @@ pub struct SeedsState {
     pub name: String,
     pub found: Option<Rc<SeedMatch>>,
     pub error: Option<String>,
-    pub warning: Option<String>,
     /// The demo campaign whose real seeds these are.
     pub from_campaign: Option<usize>,
 }
@@ -213,7 +210,6 @@ pub enum Action {
     Queue {
         kind: RunKind,
         generation: u64,
-        now_ms: f64,
     },
     Run {
         kind: RunKind,
@@ -247,15 +243,11 @@ impl AppState {
     fn replan(&mut self) {
         self.plan = None;
         self.seeds.error = None;
-        self.seeds.warning = None;
         let (Some(assets), Some(found)) = (&self.assets, &self.seeds.found) else {
             return;
         };
         match online::plan(assets.pool.users.len(), found, &OnlineConfig::new(), SEED) {
-            Ok(p) => {
-                self.seeds.warning = p.warning.clone();
-                self.plan = Some(Rc::new(p));
-            }
+            Ok(p) => self.plan = Some(Rc::new(p)),
             Err(e) => self.seeds.error = Some(format!("{}: {e}", self.seeds.name)),
         }
     }
@@ -362,18 +354,13 @@ impl Reducible for AppState {
                 }
             }
             Action::SetAudience(p) => s.audience_pct = p.clamp(1.0, 10.0),
-            Action::Queue {
-                kind,
-                generation,
-                now_ms,
-            } => {
+            Action::Queue { kind, generation } => {
                 s.next_generation = s.next_generation.max(generation + 1);
                 s.runs.insert(
                     kind,
                     RunState {
                         generation,
                         status: RunStatus::Starting,
-                        queued_ms: now_ms,
                         ..Default::default()
                     },
                 );
@@ -415,11 +402,9 @@ fn apply(r: &mut RunState, event: RunEvent) {
             paused,
             backend,
             total_steps,
-            steps_per_epoch,
         } => {
             r.backend = backend;
             r.total_steps = total_steps;
-            r.steps_per_epoch = steps_per_epoch;
             if r.status == RunStatus::Starting {
                 r.status = if paused {
                     RunStatus::Paused
@@ -453,11 +438,16 @@ fn apply(r: &mut RunState, event: RunEvent) {
             seconds,
             steps_per_second,
             truth_auc,
+            scoring_next,
         } => {
             r.train_seconds = Some(seconds);
             r.steps_per_second = Some(steps_per_second);
             r.truth_auc = truth_auc;
-            r.status = RunStatus::Done;
+            // A run that scores the pool next is not done yet (Start stays disabled).
+            r.status = match scoring_next {
+                Some(total) => RunStatus::Scoring { done: 0, total },
+                None => RunStatus::Done,
+            };
         }
         RunEvent::Scoring { done, total } => r.status = RunStatus::Scoring { done, total },
         RunEvent::Scored { scores, seconds } => {

@@ -96,7 +96,7 @@ pub fn run(a: Args) -> Result<()> {
         Some(model) => model,
         None => config
             .init(Init::Seeded(a.seed), &train_device)
-            .with_multi_lens(data.multi_lens()),
+            .with_multi_lens(data.schema.multi_lens()),
     };
     let ft = a.finetune.config();
     let start = Instant::now();

@@ -159,17 +159,17 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(w) = &plan.warning {
         eprintln!("warning: {w}");
     }
-    let (train_seeds, held, negatives, candidates, rows, seed_rows) = (
-        &plan.train_seeds,
-        &plan.held,
-        &plan.negatives,
-        &plan.candidates,
-        &plan.rows,
-        &plan.gate_rows,
-    );
+    let candidates = &plan.candidates;
 
-    let before = gate_weights(&general, &users, &ad, seed_rows);
-    let ft = FineTuner::new(general, a.finetune.config(), &users, &ad, rows, a.seed);
+    let before = gate_weights(&general, &users, &ad, &plan.gate_rows);
+    let ft = FineTuner::new(
+        general,
+        a.finetune.config(),
+        &users,
+        &ad,
+        &plan.rows,
+        a.seed,
+    );
     let bar = progress::steps(ft.total_steps() as u64, "fine-tune");
     let t_ft = Instant::now();
     let tuned = ft.run(&mut |_, _, loss| {
@@ -178,16 +178,16 @@ pub fn run(a: Args) -> Result<()> {
     });
     bar.finish_and_clear();
     let ft_seconds = t_ft.elapsed().as_secs_f64();
-    let after = gate_weights(&tuned, &users, &ad, seed_rows);
+    let after = gate_weights(&tuned, &users, &ad, &plan.gate_rows);
 
     // Held-out seeds against random candidates: can the model find seeds it never saw?
-    if !held.is_empty() {
+    if !plan.held.is_empty() {
         let s = predict(&tuned, &users, &ad, &plan.probe, 4096);
         if let Some(v) = auc(&plan.probe_labels, &s) {
             println!(
                 "held-out seeds: {} seeds vs {} random candidates, AUC {:.4}",
-                held.len(),
-                plan.probe.len() - held.len(),
+                plan.held.len(),
+                plan.probe.len() - plan.held.len(),
                 v
             );
         }
@@ -234,8 +234,8 @@ pub fn run(a: Args) -> Result<()> {
     println!("critic gate after fine-tuning:  {}", show(&after.critic));
     println!(
         "fine-tuned on {} seeds + {} sampled non-seeds in {:.1} s; scored {} candidates in {:.1} s ({:.0} users/s)",
-        train_seeds.len(),
-        negatives.len(),
+        plan.train_seeds.len(),
+        plan.negatives.len(),
         ft_seconds,
         candidates.len(),
         score_seconds,

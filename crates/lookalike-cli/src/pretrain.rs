@@ -139,7 +139,7 @@ pub fn run(a: Args) -> Result<()> {
     }
     let model = mc
         .init(Init::Seeded(a.seed), &device.clone().autodiff())
-        .with_multi_lens(data.multi_lens());
+        .with_multi_lens(data.schema.multi_lens());
     let parameters = record::parameter_count(&model);
     let mut trainer = MetaTrainer::new(
         model,

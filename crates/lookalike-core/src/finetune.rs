@@ -121,11 +121,6 @@ impl<'a> FineTuner<'a> {
         self.config.lr = lr;
     }
 
-    /// Changes the number of epochs (e.g. to train on after a run finished).
-    pub fn set_epochs(&mut self, epochs: usize) {
-        self.config.epochs = epochs;
-    }
-
     /// Runs the remaining steps; `on_step(step, total, loss)` after each.
     pub fn run(mut self, on_step: &mut dyn FnMut(usize, usize, f32)) -> MetaHeac {
         let total = self.total_steps();

@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod data;
 pub mod finetune;
+mod frame;
 pub mod grads;
 pub mod meta;
 pub mod metrics;

@@ -7,6 +7,7 @@
 //! The header carries the schema fingerprint, so a pool cannot be paired with the wrong record.
 
 use crate::data::{Campaign, Role, Row, UserTable};
+use crate::frame::{self, FrameError, take};
 use crate::schema::Schema;
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
@@ -137,26 +138,14 @@ impl Pool {
         z.write_all(&body).expect("in-memory write");
         let body = z.finish().expect("in-memory write");
         let json = serde_json::to_vec(&self.header).expect("pool header serialises");
-        let mut out = Vec::with_capacity(body.len() + json.len() + 32);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        out.extend_from_slice(&(json.len() as u64).to_le_bytes());
-        out.extend_from_slice(&json);
+        let mut out = frame::write_head(MAGIC, FORMAT_VERSION, &json, body.len());
         out.extend_from_slice(&body);
         out
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Pool, PoolError> {
-        if bytes.len() < 8 || &bytes[..8] != MAGIC {
-            return Err(PoolError::BadMagic);
-        }
-        let mut rest = &bytes[8..];
-        let version = u32::from_le_bytes(take(&mut rest, 4, "version")?.try_into().expect("4"));
-        if version != FORMAT_VERSION {
-            return Err(PoolError::Version(version));
-        }
-        let n = u64::from_le_bytes(take(&mut rest, 8, "header length")?.try_into().expect("8"));
-        let header: PoolHeader = serde_json::from_slice(take(&mut rest, n as usize, "header")?)?;
+        let (json, rest) = frame::read_head(bytes, MAGIC, FORMAT_VERSION)?;
+        let header: PoolHeader = serde_json::from_slice(json)?;
         if header.id_bytes != 2 && header.id_bytes != 4 {
             return Err(PoolError::Body(format!(
                 "id width {} bytes",
@@ -208,7 +197,7 @@ impl Pool {
         users.multi = multi.to_vec();
         users.lens = take(&mut b, n * header.multi_fields, "lens")?.to_vec();
         let row = |b: &mut &[u8]| -> Result<Row, PoolError> {
-            let v = u32::from_le_bytes(take(b, 4, "rows")?.try_into().expect("4"));
+            let v = frame::u32_at(b, "rows")?;
             let user = v & !LABEL_BIT;
             if user as usize >= n {
                 return Err(PoolError::Body(format!("row points at user {user} of {n}")));
@@ -242,11 +231,12 @@ impl Pool {
     }
 }
 
-fn take<'a>(bytes: &mut &'a [u8], n: usize, what: &'static str) -> Result<&'a [u8], PoolError> {
-    if bytes.len() < n {
-        return Err(PoolError::Truncated(what));
+impl From<FrameError> for PoolError {
+    fn from(e: FrameError) -> Self {
+        match e {
+            FrameError::BadMagic => PoolError::BadMagic,
+            FrameError::Version(v) => PoolError::Version(v),
+            FrameError::Truncated(what) => PoolError::Truncated(what),
+        }
     }
-    let (head, tail) = bytes.split_at(n);
-    *bytes = tail;
-    Ok(head)
 }

@@ -4,6 +4,7 @@
 //! Layout: `LKALIKE\0` magic, u32 format version, u64 header length, JSON header, u64 weights length,
 //! burnpack bytes. Bytes in, bytes out: the CLI writes files, the web app reads a fetched buffer.
 
+use crate::frame::{self, FrameError};
 use crate::meta::MetaConfig;
 use crate::model::{Init, MetaHeac, MetaHeacConfig};
 use crate::schema::Schema;
@@ -97,44 +98,30 @@ pub fn to_bytes(model: &MetaHeac, header: &RecordHeader) -> Result<Vec<u8>, Reco
         .into_bytes()
         .map_err(|e| RecordError::Weights(format!("{e:?}")))?;
     let json = serde_json::to_vec(header)?;
-    let mut out = Vec::with_capacity(weights.len() + json.len() + 32);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
-    out.extend_from_slice(&json);
+    let mut out = frame::write_head(MAGIC, FORMAT_VERSION, &json, weights.len() + 8);
     out.extend_from_slice(&(weights.len() as u64).to_le_bytes());
     out.extend_from_slice(&weights);
     Ok(out)
 }
 
-fn take<'a>(bytes: &mut &'a [u8], n: usize, what: &'static str) -> Result<&'a [u8], RecordError> {
-    if bytes.len() < n {
-        return Err(RecordError::Truncated(what));
-    }
-    let (head, tail) = bytes.split_at(n);
-    *bytes = tail;
-    Ok(head)
-}
-
-fn u64_at(bytes: &mut &[u8], what: &'static str) -> Result<usize, RecordError> {
-    Ok(u64::from_le_bytes(take(bytes, 8, what)?.try_into().expect("8 bytes")) as usize)
-}
-
 /// Reads only the header (cheap: no weights are decoded).
-pub fn read_header(mut bytes: &[u8]) -> Result<(RecordHeader, &[u8]), RecordError> {
-    if take(&mut bytes, 8, "magic").map_err(|_| RecordError::BadMagic)? != MAGIC {
-        return Err(RecordError::BadMagic);
-    }
-    let version = u32::from_le_bytes(take(&mut bytes, 4, "version")?.try_into().expect("4 bytes"));
-    if version != FORMAT_VERSION {
-        return Err(RecordError::Version(version));
-    }
-    let n = u64_at(&mut bytes, "header length")?;
-    let mut header: RecordHeader = serde_json::from_slice(take(&mut bytes, n, "header")?)?;
+pub fn read_header(bytes: &[u8]) -> Result<(RecordHeader, &[u8]), RecordError> {
+    let (json, mut rest) = frame::read_head(bytes, MAGIC, FORMAT_VERSION)?;
+    let mut header: RecordHeader = serde_json::from_slice(json)?;
     header.schema.rebuild_indices();
-    let n = u64_at(&mut bytes, "weights length")?;
-    let weights = take(&mut bytes, n, "weights")?;
+    let n = frame::u64_at(&mut rest, "weights length")?;
+    let weights = frame::take(&mut rest, n, "weights")?;
     Ok((header, weights))
+}
+
+impl From<FrameError> for RecordError {
+    fn from(e: FrameError) -> Self {
+        match e {
+            FrameError::BadMagic => RecordError::BadMagic,
+            FrameError::Version(v) => RecordError::Version(v),
+            FrameError::Truncated(what) => RecordError::Truncated(what),
+        }
+    }
 }
 
 /// Decodes a record onto a device (f16 weights are cast back to f32).
@@ -148,7 +135,7 @@ pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<(RecordHeader, MetaHe
         .init(Init::Zeros, device)
         .try_load_record(record)
         .map_err(|e| RecordError::Weights(format!("{e:?}")))?
-        .with_multi_lens(header.schema.user_multi.iter().map(|f| f.max_len).collect());
+        .with_multi_lens(header.schema.multi_lens());
     Ok((header, model))
 }
 

@@ -132,6 +132,11 @@ impl Schema {
         self.user_multi.iter().map(|f| f.max_len).sum()
     }
 
+    /// Each multi-valued field's max length: how the model slices the multi-valued slots.
+    pub fn multi_lens(&self) -> Vec<usize> {
+        self.user_multi.iter().map(|f| f.max_len).collect()
+    }
+
     /// Number of user fields F (the expert input is F·D wide).
     pub fn user_fields(&self) -> usize {
         self.user_single.len() + self.user_multi.len()

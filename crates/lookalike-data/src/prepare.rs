@@ -69,10 +69,6 @@ impl Prepared {
     pub fn with_role(&self, role: Role) -> Vec<&Campaign> {
         self.campaigns.iter().filter(|c| c.role == role).collect()
     }
-
-    pub fn multi_lens(&self) -> Vec<usize> {
-        self.schema.user_multi.iter().map(|f| f.max_len).collect()
-    }
 }
 
 fn check_spec(spec: &FieldSpec) -> std::result::Result<(), String> {

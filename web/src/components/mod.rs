@@ -16,8 +16,28 @@ pub mod seeds_panel;
 pub mod train_panel;
 pub mod walkthrough;
 
-use crate::state::Store;
+use crate::state::{Action, AppState, Store};
 use yew::prelude::*;
+
+/// A callback for an `<input>` event: parses the input's value and dispatches `action` of it; values
+/// that do not parse are ignored (the input keeps showing what the user typed).
+pub fn on_input_value<E, T>(
+    dispatch: UseReducerDispatcher<AppState>,
+    action: fn(T) -> Action,
+) -> Callback<E>
+where
+    E: TargetCast + 'static,
+    T: std::str::FromStr + 'static,
+{
+    Callback::from(move |e: E| {
+        let v = e
+            .target_unchecked_into::<web_sys::HtmlInputElement>()
+            .value();
+        if let Ok(x) = v.parse::<T>() {
+            dispatch.dispatch(action(x));
+        }
+    })
+}
 
 /// The store every component reads.
 #[hook]

@@ -1,11 +1,10 @@
 use super::composition::Composition;
 use super::histogram::Histogram;
-use super::{download, thousands, use_store};
+use super::{download, on_input_value, thousands, use_store};
 use crate::state::{Action, RunKind};
 use lookalike_core::metrics::top_k;
 use lookalike_core::online::audience_size;
 use std::rc::Rc;
-use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
 const TABLE_ROWS: usize = 25;
@@ -28,15 +27,7 @@ pub fn results_panel() -> Html {
     let cutoff = top.last().map_or(0.0, |&i| scores[i]);
     let uids = &assets.pool.users.uids;
     let audience: Rc<Vec<u32>> = Rc::new(top.iter().map(|&i| candidates[i]).collect());
-    let on_size = {
-        let dispatch = store.dispatcher();
-        Callback::from(move |e: InputEvent| {
-            let v = e.target_unchecked_into::<HtmlInputElement>().value();
-            if let Ok(x) = v.parse::<f64>() {
-                dispatch.dispatch(Action::SetAudience(x));
-            }
-        })
-    };
+    let on_size: Callback<InputEvent> = on_input_value(store.dispatcher(), Action::SetAudience);
     let csv = {
         let rows: Vec<(u64, f32)> = top
             .iter()

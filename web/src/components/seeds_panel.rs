@@ -145,7 +145,7 @@ pub fn seeds_panel() -> Html {
             </div>
             {real.unwrap_or_default()}
             {summary.unwrap_or_default()}
-            if let Some(w) = &s.warning {
+            if let Some(w) = store.plan.as_ref().and_then(|p| p.warning.as_ref()) {
                 <p class="warning" id="seed-warning">{w}</p>
             }
             if let Some(e) = &s.error {

@@ -1,9 +1,8 @@
 use super::line_chart::{LineChart, Series};
-use super::{opt3, use_store};
+use super::{on_input_value, opt3, use_store};
 use crate::engine::{self, Job, RunEvent, Start};
 use crate::state::{Action, RunKind, RunStatus};
 use wasm_bindgen_futures::spawn_local;
-use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
 /// Fine-tuning controls (epochs, learning rate; start, pause/resume, step, reset), progress, and the
@@ -79,24 +78,8 @@ pub fn train_panel() -> Html {
         let dispatch = store.dispatcher();
         Callback::from(move |_| dispatch.dispatch(Action::ResetRun(RunKind::Main)))
     };
-    let epochs = {
-        let dispatch = store.dispatcher();
-        Callback::from(move |e: Event| {
-            let v = e.target_unchecked_into::<HtmlInputElement>().value();
-            if let Ok(n) = v.parse::<usize>() {
-                dispatch.dispatch(Action::SetEpochs(n));
-            }
-        })
-    };
-    let lr = {
-        let dispatch = store.dispatcher();
-        Callback::from(move |e: Event| {
-            let v = e.target_unchecked_into::<HtmlInputElement>().value();
-            if let Ok(x) = v.parse::<f64>() {
-                dispatch.dispatch(Action::SetLr(x));
-            }
-        })
-    };
+    let epochs: Callback<Event> = on_input_value(store.dispatcher(), Action::SetEpochs);
+    let lr: Callback<Event> = on_input_value(store.dispatcher(), Action::SetLr);
     let active = status.active();
     let (done_steps, total) = run.as_ref().map_or((0, 0), |r| {
         (r.losses.last().map_or(0, |l| l.0), r.total_steps)

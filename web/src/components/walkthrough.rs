@@ -1,7 +1,7 @@
 use super::use_store;
 use crate::engine;
 use crate::state::{Action, SEED};
-use lookalike_core::data::{Role, Row};
+use lookalike_core::data::Row;
 use std::rc::Rc;
 use wasm_bindgen_futures::spawn_local;
 use web_sys::HtmlSelectElement;
@@ -17,9 +17,7 @@ pub fn walkthrough_panel() -> Html {
     let Some(assets) = store.assets.clone() else {
         return html! {};
     };
-    let train: Vec<usize> = (0..assets.pool.campaigns.len())
-        .filter(|&i| assets.pool.campaigns[i].role == Role::Train)
-        .collect();
+    let train = assets.training_campaigns();
     if train.is_empty() {
         return html! {};
     }
