@@ -385,3 +385,78 @@ fn bundled_demo_prepares_without_raw() {
         "{text}"
     );
 }
+
+#[test]
+fn bench_reports_every_method_over_seeds() {
+    let w = World::new();
+    let json = w.path("bench.json");
+    let names = [
+        ("lr", "LR"),
+        ("mlp", "MLP one-stage"),
+        ("mlp-emb", "MLP+emb"),
+        ("pinterest", "Pinterest"),
+        ("hubble", "Hubble"),
+        ("mlp-pre", "MLP+pre-training"),
+        ("shared-bottom", "Shared-Bottom+pre-training"),
+        ("mmoe", "MMoE+pre-training"),
+        ("metaheac", "MetaHeac"),
+        ("wo-hc", "MetaHeac w/o HC"),
+        ("wo-he", "MetaHeac w/o HE"),
+        ("wo-meta", "MetaHeac w/o Meta"),
+    ];
+    let out = ok(&[
+        "bench",
+        "--data",
+        p(&w.path("data.lkd")),
+        "--seeds",
+        "2",
+        "--max-iterations",
+        "3",
+        "--json",
+        p(&json),
+    ]);
+    for (_, name) in names {
+        assert!(
+            out.contains(&format!("| {name} |")),
+            "{name} missing:\n{out}"
+        );
+    }
+    assert!(out.contains("wins over MetaHeac"), "{out}");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    for (_, name) in names {
+        for group in ["cold", "hot"] {
+            let g = &v["methods"][name][group];
+            for metric in ["mean_auc", "precision", "recall"] {
+                let m = &g[metric];
+                assert_eq!(
+                    m["per_seed"].as_array().unwrap().len(),
+                    2,
+                    "{name} {group} {metric}"
+                );
+                assert!(
+                    m["mean"].is_number() && m["std"].is_number(),
+                    "{name} {group} {metric}: {m}"
+                );
+            }
+            if name == "MetaHeac" {
+                assert!(g["vs_metaheac"].is_null());
+            } else {
+                let p = g["vs_metaheac"]["p_value"].as_f64();
+                assert!(
+                    p.is_some_and(|p| (0.0..=1.0).contains(&p))
+                        || g["vs_metaheac"]["n"].as_u64() < Some(2),
+                    "{name}: {}",
+                    g["vs_metaheac"]
+                );
+            }
+        }
+    }
+    let e = fails(&[
+        "bench",
+        "--data",
+        p(&w.path("data.lkd")),
+        "--methods",
+        "lr,gbdt",
+    ]);
+    assert!(e.contains("unknown method \"gbdt\""), "{e}");
+}

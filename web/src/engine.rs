@@ -335,7 +335,11 @@ impl Job {
             assets: state.assets.clone()?,
             plan: state.plan.clone()?,
             ad: state.ad.clone(),
+            // The page runs the epochs its knob sets and shows its own held-out-seed curve, so the
+            // fine-tuner holds nothing out and does not stop early.
             config: FineTuneConfig::new()
+                .with_holdout(0.0)
+                .with_max_steps(usize::MAX)
                 .with_epochs(state.epochs)
                 .with_lr(state.lr),
             seed: crate::state::SEED,
@@ -422,9 +426,9 @@ async fn score(model: &MetaHeac, job: &Job, rows: &[Row]) -> Result<Vec<f32>, St
     let mut out = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(SCORE_CHUNK) {
         yield_now().await;
-        out.extend(
-            predict_async(&model, &job.assets.pool.users, &job.ad, chunk, SCORE_CHUNK).await?,
-        );
+        let s = predict_async(&model, &job.assets.pool.users, &job.ad, chunk, SCORE_CHUNK).await?;
+        lookalike_core::finite::check(&s, "a candidate's score").map_err(|e| e.to_string())?;
+        out.extend(s);
     }
     Ok(out)
 }
@@ -457,8 +461,7 @@ async fn run_inner(
         Start::Scratch => assets
             .header
             .model
-            .init(Init::Seeded(job.seed), &train_device)
-            .with_multi_lens(assets.header.schema.multi_lens()),
+            .init(Init::Seeded(job.seed), &train_device),
     };
     yield_now().await;
     let users = &assets.pool.users;

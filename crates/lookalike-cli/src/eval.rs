@@ -89,14 +89,12 @@ pub fn run(a: Args) -> Result<()> {
             };
             (h.model, trained)
         }
-        None if a.no_pretrain => (MetaHeacConfig::new(data.schema.table_sizes()), None),
+        None if a.no_pretrain => (MetaHeacConfig::for_schema(&data.schema), None),
         None => bail!("--model is required (or --no-pretrain)"),
     };
     let general = match trained {
         Some(model) => model,
-        None => config
-            .init(Init::Seeded(a.seed), &train_device)
-            .with_multi_lens(data.schema.multi_lens()),
+        None => config.init(Init::Seeded(a.seed), &train_device),
     };
     let ft = a.finetune.config();
     let start = Instant::now();
@@ -124,7 +122,8 @@ pub fn run(a: Args) -> Result<()> {
                 &c.stage1,
                 a.seed ^ i as u64,
             )
-            .run(&mut |_, _, _| {});
+            .run(&mut |_, _, _| {})
+            .with_context(|| format!("campaign {}", c.aid))?;
             let s = predict(&tuned, &data.users, &c.ad, &c.stage2, 4096);
             let l: Vec<bool> = c.stage2.iter().map(|r| r.label).collect();
             per.push(CampaignMetrics::new(
@@ -133,7 +132,7 @@ pub fn run(a: Args) -> Result<()> {
                 &l,
                 &s,
                 a.top_fraction,
-            ));
+            )?);
             labels.extend(l);
             scores.extend(s);
             bar.inc(1);

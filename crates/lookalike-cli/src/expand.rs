@@ -175,7 +175,7 @@ pub fn run(a: Args) -> Result<()> {
     let tuned = ft.run(&mut |_, _, loss| {
         bar.set_prefix(format!("loss {loss:.4}"));
         bar.inc(1);
-    });
+    })?;
     bar.finish_and_clear();
     let ft_seconds = t_ft.elapsed().as_secs_f64();
     let after = gate_weights(&tuned, &users, &ad, &plan.gate_rows);
@@ -205,7 +205,9 @@ pub fn run(a: Args) -> Result<()> {
                 label: false,
             })
             .collect();
-        scores.extend(predict(&tuned, &users, &ad, &rows, 4096));
+        let s = predict(&tuned, &users, &ad, &rows, 4096);
+        lookalike_core::finite::check(&s, "a candidate's score")?;
+        scores.extend(s);
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();

@@ -1,6 +1,7 @@
 //! `lookalike`: meta-train a MetaHeac general model on past campaigns (offline stage), evaluate it the
 //! paper's way, and expand a new campaign's seed list (online stage).
 
+mod bench;
 mod demo;
 mod eval;
 mod expand;
@@ -12,7 +13,7 @@ use clap::{Parser, Subcommand};
 use lookalike_core::backend::BackendKind;
 use lookalike_core::burn::tensor::Device;
 use lookalike_data::prepare::{ColdCount, PrepareConfig, Prepared};
-use lookalike_data::synth::{Scale, SynthConfig};
+use lookalike_data::synth::{Scale, Story, SynthConfig};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
@@ -26,14 +27,32 @@ struct Cli {
     command: Command,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy)]
+enum ScaleArg {
+    Tiny,
+    Demo,
+    Paper,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy)]
+enum StoryArg {
+    Taste,
+    Tokens,
+    Skew,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Write a synthetic world in the Tencent raw layout.
     Synth {
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, default_value = "demo", value_parser = ["tiny", "demo", "paper"])]
-        scale: String,
+        #[arg(long, value_enum, default_value_t = ScaleArg::Demo)]
+        scale: ScaleArg,
+        /// What makes users convert: taste affinity (the demo), a few trigger tokens per campaign, or
+        /// campaign-specific demographic skews and idiosyncrasies.
+        #[arg(long, value_enum, default_value_t = StoryArg::Taste)]
+        story: StoryArg,
         #[arg(long, default_value_t = 2021)]
         seed: u64,
         /// Write NAME.gz files (every reader accepts them).
@@ -73,6 +92,8 @@ enum Command {
     Pretrain(pretrain::Args),
     /// Fine-tune on each test campaign's seeds, score its candidates, report AUC, P@5%, R@5% per group.
     Eval(eval::Args),
+    /// Compare MetaHeac with the paper's baselines and ablations over several seeds (Tables 2 and 4).
+    Bench(bench::Args),
     /// Expand a seed list: fine-tune on seeds plus sampled non-seeds, score the pool, write the top users.
     Expand(expand::Args),
     /// Write the candidate pool and campaigns of a prepared dataset in the web app's compact form.
@@ -117,12 +138,23 @@ fn run(cli: Cli) -> Result<()> {
         Command::Synth {
             out,
             scale,
+            story,
             seed,
             gzip,
         } => {
-            let scale: Scale = scale.parse().map_err(anyhow::Error::msg)?;
+            let scale = match scale {
+                ScaleArg::Tiny => Scale::Tiny,
+                ScaleArg::Demo => Scale::Demo,
+                ScaleArg::Paper => Scale::Paper,
+            };
+            let mut config = SynthConfig::new(scale, seed);
+            config.story = match story {
+                StoryArg::Taste => Story::Taste,
+                StoryArg::Tokens => Story::Tokens,
+                StoryArg::Skew => Story::Skew,
+            };
             let t = std::time::Instant::now();
-            let s = lookalike_data::synth::synth(&out, &SynthConfig::new(scale, seed), gzip)?;
+            let s = lookalike_data::synth::synth(&out, &config, gzip)?;
             println!(
                 "wrote {}: {} users, {} campaigns, {} seeds, {} stage-1 rows, {} stage-2 rows ({:.1} s)",
                 out.display(),
@@ -244,6 +276,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Pretrain(a) => pretrain::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Bench(a) => bench::run(a),
         Command::Expand(a) => expand::run(a),
         Command::Inspect { record, json } => inspect(&record, json),
         Command::ExportPool { data, model, out } => export_pool(&data, &model, &out),
@@ -370,10 +403,44 @@ pub fn load_record(
         .with_context(|| format!("{}", path.display()))
 }
 
+/// Which schedules and hyper-parameters a command runs with.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// The product's defaults: offline training until validation AUC stops improving, online
+    /// fine-tuning until the held-out loss stops improving.
+    Product,
+    /// The official code's: one offline epoch, two online epochs, no validation.
+    Reference,
+}
+
+impl Protocol {
+    /// Model, offline and online configurations, every default from its config struct.
+    pub fn configs(
+        self,
+        schema: &lookalike_core::schema::Schema,
+    ) -> (
+        lookalike_core::model::MetaHeacConfig,
+        lookalike_core::meta::MetaConfig,
+        lookalike_core::finetune::FineTuneConfig,
+    ) {
+        use lookalike_core::{finetune::FineTuneConfig, meta::MetaConfig, model::MetaHeacConfig};
+        let model = MetaHeacConfig::for_schema(schema);
+        match self {
+            Protocol::Product => (model, MetaConfig::new(), FineTuneConfig::new()),
+            Protocol::Reference => (model, MetaConfig::reference(), FineTuneConfig::reference()),
+        }
+    }
+}
+
 /// Fine-tuning flags shared by `eval` and `expand`.
 #[derive(clap::Args, Clone)]
 pub struct FineTuneArgs {
-    /// Fine-tuning epochs [default: 2, reference].
+    /// Online schedule: the product's (stop when the held-out loss stops improving) or the reference's
+    /// (2 epochs).
+    #[arg(long, value_enum, default_value_t = Protocol::Product)]
+    protocol: Protocol,
+    /// Most fine-tuning epochs [default: 30; reference 2].
     #[arg(long)]
     finetune_epochs: Option<usize>,
     /// Fine-tuning Adam learning rate [default: 1e-3, reference].
@@ -386,7 +453,10 @@ pub struct FineTuneArgs {
 
 impl FineTuneArgs {
     pub fn config(&self) -> lookalike_core::finetune::FineTuneConfig {
-        let mut c = lookalike_core::finetune::FineTuneConfig::new();
+        let mut c = match self.protocol {
+            Protocol::Product => lookalike_core::finetune::FineTuneConfig::new(),
+            Protocol::Reference => lookalike_core::finetune::FineTuneConfig::reference(),
+        };
         c.epochs = self.finetune_epochs.unwrap_or(c.epochs);
         c.lr = self.finetune_lr.unwrap_or(c.lr);
         c.batch = self.finetune_batch.unwrap_or(c.batch).max(1);

@@ -1,15 +1,64 @@
 //! `lookalike pretrain`: the offline stage.
 
-use crate::{backend, load_prepared, progress};
+use crate::{Protocol, backend, load_prepared, progress};
 use anyhow::{Context, Result, bail};
 use lookalike_core::data::Role;
 use lookalike_core::meta::{MetaConfig, MetaGrad, MetaTrainer, TaskSampling};
-use lookalike_core::model::{CriticCombine, GateContext, Init, MetaHeacConfig};
+use lookalike_core::model::{CriticCombine, GateContext, Init};
 use lookalike_core::record::{self, Precision, RecordHeader, TrainingInfo};
+use lookalike_core::schedule::{self, Progress, Validation};
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// Hyper-parameters left out take the reference defaults of `MetaHeacConfig` and `MetaConfig`.
+/// Meta-gradient of the offline stage.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum MetaArg {
+    FirstOrder,
+    SecondOrder,
+    /// Plain mini-batch training on all rows.
+    None,
+    /// MetaHeac's task batches without the inner step ("w/o Meta").
+    NoAdaptation,
+}
+
+impl From<MetaArg> for MetaGrad {
+    fn from(m: MetaArg) -> Self {
+        match m {
+            MetaArg::FirstOrder => MetaGrad::FirstOrder,
+            MetaArg::SecondOrder => MetaGrad::SecondOrder,
+            MetaArg::None => MetaGrad::None,
+            MetaArg::NoAdaptation => MetaGrad::NoAdaptation,
+        }
+    }
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum CombineArg {
+    Sum,
+    Mean,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum GateContextArg {
+    FieldMean,
+    None,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum SamplingArg {
+    Proportional,
+    Sqrt,
+    Uniform,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum PrecisionArg {
+    F32,
+    F16,
+}
+
+/// Hyper-parameters left out take the defaults of `MetaHeacConfig` and `MetaConfig` (or their
+/// `reference()` with `--protocol reference`).
 #[derive(clap::Args)]
 pub struct Args {
     /// Prepared dataset (from `lookalike prepare`).
@@ -18,24 +67,31 @@ pub struct Args {
     /// Record to write.
     #[arg(long)]
     out: PathBuf,
-    /// Meta-gradient: first-order MAML, exact second-order MAML, or none (plain training, "w/o Meta").
-    #[arg(long, default_value = "first-order", value_parser = ["first-order", "second-order", "none"])]
-    meta: String,
+    /// Schedule: the product's (train until validation AUC stops improving) or the official code's
+    /// (one epoch).
+    #[arg(long, value_enum, default_value_t = Protocol::Product)]
+    protocol: Protocol,
+    /// Meta-gradient [default: first-order].
+    #[arg(long, value_enum)]
+    meta: Option<MetaArg>,
     /// Experts n [default: 8; 1 = "w/o HE"].
     #[arg(long)]
     experts: Option<usize>,
     /// Critics m [default: 5; 1 = "w/o HC"].
     #[arg(long)]
     critics: Option<usize>,
-    /// Epochs; an epoch is ceil(training rows / 512) iterations [default: 1].
+    /// Train exactly this many epochs (ceil(training rows / 512) iterations each), without validation.
     #[arg(long)]
     epochs: Option<usize>,
     /// Stop after this many iterations (for quick runs and benchmarks).
     #[arg(long)]
     max_iterations: Option<usize>,
+    /// Fraction of training campaigns held out for validation [default: 0.2; reference 0].
+    #[arg(long)]
+    val_fraction: Option<f64>,
     /// Stored weight precision.
-    #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
-    precision: String,
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    precision: PrecisionArg,
     /// flex (CPU), wgpu, wgpu-cpu (software Vulkan such as lavapipe) or cuda.
     #[arg(long, default_value = "flex")]
     backend: String,
@@ -44,15 +100,21 @@ pub struct Args {
     /// Embedding dimension D [default: 64].
     #[arg(long)]
     embed_dim: Option<usize>,
+    /// Standard deviation of the embedding initialisation [default: 1, PyTorch's].
+    #[arg(long)]
+    embed_init_std: Option<f64>,
+    /// Learning rate of the fine-tuning that validation runs (the online stage's) [default: 1e-3].
+    #[arg(long)]
+    finetune_lr: Option<f64>,
     /// How critics combine: sum (official) or mean (MTReclib, divides by m).
-    #[arg(long, value_parser = ["sum", "mean"])]
-    critic_combine: Option<String>,
+    #[arg(long, value_enum)]
+    critic_combine: Option<CombineArg>,
     /// What the gates see: field-mean (per-sample mean of user-field embeddings, official) or none.
-    #[arg(long, value_parser = ["field-mean", "none"])]
-    gate_context: Option<String>,
+    #[arg(long, value_enum)]
+    gate_context: Option<GateContextArg>,
     /// Task sampling: proportional to rows (reference), sqrt, or uniform.
-    #[arg(long, value_parser = ["proportional", "sqrt", "uniform"])]
-    task_sampling: Option<String>,
+    #[arg(long, value_enum)]
+    task_sampling: Option<SamplingArg>,
     /// Campaigns per meta-batch [default: 5].
     #[arg(long)]
     task_count: Option<usize>,
@@ -76,25 +138,28 @@ pub struct Args {
     outer_lr: Option<f64>,
 }
 
-pub fn meta_config(a: &Args) -> MetaConfig {
-    let mut m = MetaConfig::new();
-    m.meta_grad = match a.meta.as_str() {
-        "second-order" => MetaGrad::SecondOrder,
-        "none" => MetaGrad::None,
-        _ => MetaGrad::FirstOrder,
-    };
-    if let Some(v) = &a.task_sampling {
-        m.task_sampling = match v.as_str() {
-            "sqrt" => TaskSampling::Sqrt,
-            "uniform" => TaskSampling::Uniform,
-            _ => TaskSampling::Proportional,
+pub fn meta_config(a: &Args, base: MetaConfig) -> MetaConfig {
+    let mut m = base;
+    if let Some(v) = a.meta {
+        m.meta_grad = v.into();
+    }
+    if let Some(v) = a.task_sampling {
+        m.task_sampling = match v {
+            SamplingArg::Proportional => TaskSampling::Proportional,
+            SamplingArg::Sqrt => TaskSampling::Sqrt,
+            SamplingArg::Uniform => TaskSampling::Uniform,
         };
     }
-    m.epochs = a.epochs.unwrap_or(m.epochs);
+    if let Some(e) = a.epochs {
+        // A fixed number of epochs is the reference schedule: no validation.
+        m.epochs = e;
+        m.val_fraction = 0.0;
+    }
+    m.val_fraction = a.val_fraction.unwrap_or(m.val_fraction);
     m.task_count = a.task_count.unwrap_or(m.task_count);
     m.support_size = a.support.unwrap_or(m.support_size);
     m.query_size = a.query.unwrap_or(m.query_size);
-    m.disjoint_support_query = a.disjoint;
+    m.disjoint_support_query = a.disjoint || m.disjoint_support_query;
     m.inner_lr = a.inner_lr.unwrap_or(m.inner_lr);
     m.inner_steps = a.inner_steps.unwrap_or(m.inner_steps);
     m.outer_lr = a.outer_lr.unwrap_or(m.outer_lr);
@@ -104,42 +169,56 @@ pub fn meta_config(a: &Args) -> MetaConfig {
 pub fn run(a: Args) -> Result<()> {
     let data = load_prepared(&a.data)?;
     let device = backend(&a.backend)?;
-    let precision: Precision = a.precision.parse().map_err(anyhow::Error::msg)?;
-    let mut mc = MetaHeacConfig::new(data.schema.table_sizes());
+    let precision = match a.precision {
+        PrecisionArg::F32 => Precision::F32,
+        PrecisionArg::F16 => Precision::F16,
+    };
+    let (mut mc, base_meta, finetune) = a.protocol.configs(&data.schema);
+    if a.embed_init_std
+        .is_some_and(|s| !(s > 0.0 && s.is_finite()))
+    {
+        bail!("--embed-init-std must be a positive number");
+    }
     mc.num_experts = a.experts.unwrap_or(mc.num_experts);
     mc.num_critics = a.critics.unwrap_or(mc.num_critics);
     mc.embed_dim = a.embed_dim.unwrap_or(mc.embed_dim);
-    if let Some(c) = &a.critic_combine {
-        mc.critic_combine = if c == "mean" {
-            CriticCombine::Mean
-        } else {
-            CriticCombine::Sum
+    mc.embed_init_std = a.embed_init_std.unwrap_or(mc.embed_init_std);
+    let lr = a.finetune_lr.unwrap_or(finetune.lr);
+    let finetune = finetune.with_lr(lr);
+    if let Some(c) = a.critic_combine {
+        mc.critic_combine = match c {
+            CombineArg::Sum => CriticCombine::Sum,
+            CombineArg::Mean => CriticCombine::Mean,
         };
     }
-    if let Some(g) = &a.gate_context {
-        mc.gate_context = if g == "none" {
-            GateContext::None
-        } else {
-            GateContext::FieldMean
+    if let Some(g) = a.gate_context {
+        mc.gate_context = match g {
+            GateContextArg::FieldMean => GateContext::FieldMean,
+            GateContextArg::None => GateContext::None,
         };
     }
     if mc.num_experts == 0 || mc.num_critics == 0 || mc.embed_dim == 0 {
         bail!("--experts, --critics and --embed-dim must be at least 1");
     }
-    let meta = meta_config(&a);
+    let meta = meta_config(&a, base_meta);
     if meta.task_count == 0 || meta.support_size == 0 || meta.query_size == 0 || meta.epochs == 0 {
         bail!("--task-count, --support, --query and --epochs must be at least 1");
     }
-    let train = data.with_role(Role::Train);
-    if train.iter().all(|c| c.stage1.is_empty()) {
+    if !(0.0..1.0).contains(&meta.val_fraction) {
+        bail!("--val-fraction must be in [0, 1)");
+    }
+    let all_train = data.with_role(Role::Train);
+    if all_train.iter().all(|c| c.stage1.is_empty()) {
         bail!(
             "{}: no training campaign has stage-1 rows",
             a.data.display()
         );
     }
-    let model = mc
-        .init(Init::Seeded(a.seed), &device.clone().autodiff())
-        .with_multi_lens(data.schema.multi_lens());
+    let (train, val) = schedule::split_campaigns(&all_train, meta.val_fraction, a.seed);
+    // Validation fine-tunes run at every validation: bound them more tightly than the online stage.
+    let val_finetune = finetune.clone().with_max_steps(finetune.max_steps.min(100));
+    let validation = Validation::new(&data.users, &val, val_finetune, 2000, a.seed ^ 0x5eed);
+    let model = mc.init(Init::Seeded(a.seed), &device.clone().autodiff());
     let parameters = record::parameter_count(&model);
     let mut trainer = MetaTrainer::new(
         model,
@@ -148,58 +227,88 @@ pub fn run(a: Args) -> Result<()> {
         &train,
         a.seed.wrapping_add(1),
     );
-    let total = a.max_iterations.map_or(trainer.total_iterations(), |m| {
-        m.min(trainer.total_iterations())
-    });
-    eprintln!(
-        "meta-training ({:?}) on {} campaigns, {} rows: {} iterations, {} parameters, backend {}",
-        meta.meta_grad,
-        train.len(),
-        trainer.training_rows(),
-        total,
-        parameters,
-        a.backend
-    );
-    let bar = progress::steps(total as u64, "pretrain");
-    let start = Instant::now();
-    let (mut rows, mut recent) = (0usize, Vec::new());
-    let log_every = (total / 10).max(1);
-    for i in 0..total {
-        let s = trainer.step();
-        rows += s.rows;
-        let loss = if s.query_loss.is_nan() {
-            s.support_loss
-        } else {
-            s.query_loss
-        };
-        if !loss.is_finite() {
-            bail!(
-                "training diverged at iteration {} (loss {loss}); try a smaller --outer-lr",
-                i + 1
-            );
-        }
-        recent.push(loss);
-        bar.set_prefix(format!("loss {loss:.4}"));
-        bar.inc(1);
-        if !bar.is_hidden() {
-            continue;
-        }
-        if (i + 1) % log_every == 0 || i + 1 == total {
-            let tail = &recent[recent.len().saturating_sub(log_every)..];
-            eprintln!(
-                "  iteration {}/{}: loss {:.4} (mean of last {}), {:.0} rows/s",
-                i + 1,
-                total,
-                tail.iter().sum::<f32>() / tail.len() as f32,
-                tail.len(),
-                rows as f64 / start.elapsed().as_secs_f64()
-            );
-        }
+    if validation.is_empty() {
+        eprintln!(
+            "meta-training ({:?}) on {} campaigns, {} rows: {} iterations (no validation), {} parameters, backend {}",
+            meta.meta_grad,
+            train.len(),
+            trainer.training_rows(),
+            a.max_iterations.map_or(trainer.total_iterations(), |m| m
+                .min(trainer.total_iterations())),
+            parameters,
+            a.backend
+        );
+    } else {
+        eprintln!(
+            "meta-training ({:?}) on {} campaigns, {} rows, validated every {} iterations on {} held-out campaigns (patience {}, at most {} iterations), {} parameters, backend {}",
+            meta.meta_grad,
+            train.len(),
+            trainer.training_rows(),
+            meta.val_every,
+            validation.len(),
+            meta.val_patience,
+            a.max_iterations
+                .unwrap_or(meta.max_iterations)
+                .min(meta.max_iterations),
+            parameters,
+            a.backend
+        );
     }
+    let bar = progress::steps(0, "pretrain");
+    let start = Instant::now();
+    let mut rows = 0usize;
+    let mut last_log = 0usize;
+    let report = schedule::fit(
+        &mut trainer,
+        Some(&validation),
+        a.max_iterations,
+        &mut |p| match p {
+            Progress::Step {
+                iteration,
+                total,
+                loss,
+                rows: r,
+            } => {
+                rows += r;
+                bar.set_length(total as u64);
+                bar.set_position(iteration as u64);
+                bar.set_prefix(format!("loss {loss:.4}"));
+                if bar.is_hidden()
+                    && validation.is_empty()
+                    && iteration >= last_log + (total / 10).max(1)
+                {
+                    last_log = iteration;
+                    eprintln!(
+                        "  iteration {iteration}/{total}: loss {loss:.4}, {:.0} rows/s",
+                        rows as f64 / start.elapsed().as_secs_f64()
+                    );
+                }
+            }
+            Progress::Validated {
+                iteration,
+                auc,
+                best,
+            } => {
+                bar.suspend(|| {
+                    eprintln!(
+                        "  iteration {iteration}: validation mean AUC {auc:.4}{} ({:.0} s)",
+                        if best { " (best)" } else { "" },
+                        start.elapsed().as_secs_f64()
+                    )
+                });
+            }
+        },
+    )?;
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
-    let tail = &recent[recent.len().saturating_sub(50)..];
-    let final_loss = (!tail.is_empty()).then(|| tail.iter().sum::<f32>() / tail.len() as f32);
+    let total = report.iterations;
+    let final_loss = report.final_loss;
+    if let Some(b) = report.best_auc {
+        println!(
+            "kept the weights of iteration {} (validation mean AUC {b:.4}) of {}",
+            report.best_iteration, report.iterations
+        );
+    }
     let header = RecordHeader {
         model: mc,
         schema: data.schema.clone(),

@@ -156,6 +156,20 @@ impl Batch {
         b
     }
 
+    /// Id dropout: each single-valued user id and each ad id is replaced by 0 (unknown) with
+    /// probability `p`, so the unknown rows of those tables learn what an unseen value means.
+    pub fn drop_ids(&mut self, p: f64, rng: &mut impl rand::Rng) {
+        use rand::RngExt;
+        if p <= 0.0 {
+            return;
+        }
+        for id in self.single.iter_mut().chain(self.ad.iter_mut()) {
+            if rng.random::<f64>() < p {
+                *id = 0;
+            }
+        }
+    }
+
     /// Concatenates batches (e.g. the rows of several campaigns).
     pub fn concat(parts: &[Batch]) -> Batch {
         let mut out = parts.first().cloned().unwrap_or_default();

@@ -1,7 +1,8 @@
 //! Online stage: adapt the general model to one campaign (its seeds and non-seeds), then score candidates.
 
 use crate::data::{Batch, Row, UserTable};
-use crate::model::{Inputs, MetaHeac, bce};
+use crate::finite::NonFinite;
+use crate::model::{Inputs, MetaHeac};
 use burn::config::Config;
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
@@ -15,16 +16,51 @@ pub struct FineTuneConfig {
     /// Adam learning rate (reference `local_test_lr`).
     #[config(default = 1e-3)]
     pub lr: f64,
-    #[config(default = 2)]
+    /// Most epochs (the reference runs exactly 2, with no hold-out).
+    #[config(default = 30)]
     pub epochs: usize,
     #[config(default = 512)]
     pub batch: usize,
     #[config(default = 1e-8)]
     pub adam_epsilon: f32,
+    /// Fraction of the rows (stratified by label) held out of training to decide when to stop; 0 runs
+    /// every epoch.
+    #[config(default = 0.2)]
+    pub holdout: f64,
+    /// Stop after this many held-out checks without a lower held-out loss; the best weights are kept.
+    #[config(default = 3)]
+    pub patience: usize,
+    /// A held-out check every this many steps, and at the end of every epoch.
+    #[config(default = 25)]
+    pub check_every: usize,
+    /// Most steps in all (bounds hot campaigns with many rows).
+    #[config(default = 300)]
+    pub max_steps: usize,
+}
+
+impl FineTuneConfig {
+    /// The official code's online stage: 2 epochs, no hold-out, no early stop.
+    pub fn reference() -> Self {
+        Self::new()
+            .with_epochs(2)
+            .with_holdout(0.0)
+            .with_max_steps(usize::MAX)
+    }
+}
+
+/// One point of a fine-tuning curve.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CurvePoint {
+    pub step: usize,
+    /// Training loss of this step's mini-batch (NaN at step 0).
+    pub loss: f32,
+    /// Loss on the held-out rows, where a check ran.
+    pub holdout_loss: Option<f32>,
 }
 
 /// Step-wise fine-tuning (a fresh Adam per campaign, reshuffled each epoch), so a caller can show
-/// progress or yield between steps.
+/// progress or yield between steps. With a hold-out it stops once the held-out loss has not improved
+/// for `patience` checks and returns the best weights seen (the general model itself included).
 pub struct FineTuner<'a> {
     model: Option<MetaHeac>,
     optim: ModuleOptimizer,
@@ -32,10 +68,38 @@ pub struct FineTuner<'a> {
     users: &'a UserTable,
     ad: &'a [u32],
     rows: Vec<Row>,
+    holdout: Vec<Row>,
     rng: StdRng,
     cursor: usize,
+    /// Lowest held-out loss so far and the weights that gave it.
+    best: Option<(f32, MetaHeac)>,
+    checks_since_best: usize,
+    stopped: bool,
+    epoch_ended: bool,
+    pub curve: Vec<CurvePoint>,
     pub epoch: usize,
     pub step: usize,
+}
+
+/// Splits rows into (train, held out) with `fraction` of each label held out (none where a label has
+/// fewer than 2 rows, so training always sees every class it has).
+pub fn stratified_split(rows: &[Row], fraction: f64, rng: &mut StdRng) -> (Vec<Row>, Vec<Row>) {
+    let (mut train, mut held) = (Vec::new(), Vec::new());
+    if fraction <= 0.0 {
+        return (rows.to_vec(), held);
+    }
+    for label in [true, false] {
+        let mut part: Vec<Row> = rows.iter().copied().filter(|r| r.label == label).collect();
+        part.shuffle(rng);
+        let k = if part.len() < 2 {
+            0
+        } else {
+            ((part.len() as f64 * fraction).round() as usize).clamp(1, part.len() - 1)
+        };
+        held.extend_from_slice(&part[..k]);
+        train.extend_from_slice(&part[k..]);
+    }
+    (train, held)
 }
 
 impl<'a> FineTuner<'a> {
@@ -50,7 +114,7 @@ impl<'a> FineTuner<'a> {
     ) -> Self {
         let optim = AdamConfig::new().with_epsilon(config.adam_epsilon).init();
         let mut rng = StdRng::seed_from_u64(seed);
-        let mut rows = rows.to_vec();
+        let (mut rows, holdout) = stratified_split(rows, config.holdout, &mut rng);
         rows.shuffle(&mut rng);
         FineTuner {
             model: Some(model),
@@ -59,8 +123,14 @@ impl<'a> FineTuner<'a> {
             users,
             ad,
             rows,
+            holdout,
             rng,
             cursor: 0,
+            best: None,
+            checks_since_best: 0,
+            stopped: false,
+            epoch_ended: false,
+            curve: Vec::new(),
             epoch: 0,
             step: 0,
         }
@@ -70,25 +140,91 @@ impl<'a> FineTuner<'a> {
         self.rows.len().div_ceil(self.config.batch.max(1))
     }
 
+    /// The most steps this run can take (fewer when it stops early).
     pub fn total_steps(&self) -> usize {
-        self.steps_per_epoch() * self.config.epochs
+        (self.steps_per_epoch() * self.config.epochs).min(self.config.max_steps)
     }
 
     pub fn is_done(&self) -> bool {
-        self.epoch >= self.config.epochs || self.rows.is_empty()
+        self.stopped
+            || self.epoch >= self.config.epochs
+            || self.step >= self.config.max_steps
+            || self.rows.is_empty()
+    }
+
+    /// Rows held out for the stopping rule.
+    pub fn holdout(&self) -> &[Row] {
+        &self.holdout
     }
 
     pub fn model(&self) -> &MetaHeac {
         self.model.as_ref().expect("model present between steps")
     }
 
-    /// One mini-batch step; returns its loss, or `None` when all epochs are done.
-    pub fn step(&mut self) -> Option<f32> {
-        self.step_lazy().map(|loss| loss.into_scalar::<f32>())
+    /// One mini-batch step, then a held-out check when one is due; returns the step's loss, or `None`
+    /// when the run is over. A non-finite loss is an error.
+    pub fn step(&mut self) -> Result<Option<f32>, NonFinite> {
+        if self.step == 0 && self.curve.is_empty() {
+            let h = self.check()?;
+            self.curve.push(CurvePoint {
+                step: 0,
+                loss: f32::NAN,
+                holdout_loss: h,
+            });
+        }
+        let Some(loss) = self.step_lazy() else {
+            return Ok(None);
+        };
+        let loss = loss.into_scalar::<f32>();
+        if !loss.is_finite() {
+            return Err(NonFinite::new(
+                format!("the fine-tuning loss at step {}", self.step),
+                loss,
+            ));
+        }
+        let due =
+            self.epoch_ended || self.step % self.config.check_every.max(1) == 0 || self.is_done();
+        let holdout_loss = if due { self.check()? } else { None };
+        self.curve.push(CurvePoint {
+            step: self.step,
+            loss,
+            holdout_loss,
+        });
+        Ok(Some(loss))
+    }
+
+    /// Held-out loss of the current weights; keeps them if they are the best so far and stops the run
+    /// after `patience` checks without improvement. `None` without a hold-out.
+    fn check(&mut self) -> Result<Option<f32>, NonFinite> {
+        if self.holdout.is_empty() {
+            return Ok(None);
+        }
+        let model = self.model().clone();
+        let loss = mean_loss(&model, self.users, self.ad, &self.holdout, 4096);
+        if !loss.is_finite() {
+            return Err(NonFinite::new(
+                format!("the held-out loss after fine-tuning step {}", self.step),
+                loss,
+            ));
+        }
+        match &self.best {
+            // A relative margin, so noise on a flat curve does not count as progress.
+            Some((best, _)) if loss >= best * (1.0 - 1e-4) => {
+                self.checks_since_best += 1;
+                if self.checks_since_best >= self.config.patience.max(1) {
+                    self.stopped = true;
+                }
+            }
+            _ => {
+                self.best = Some((loss, model));
+                self.checks_since_best = 0;
+            }
+        }
+        Ok(Some(loss))
     }
 
     /// One mini-batch step that reads nothing back: returns the (detached) loss tensor, so a browser
-    /// on WebGPU can read it asynchronously, or only every few steps.
+    /// on WebGPU can read it asynchronously, or only every few steps. Runs no held-out check.
     pub fn step_lazy(&mut self) -> Option<Tensor<1>> {
         if self.is_done() {
             return None;
@@ -102,13 +238,14 @@ impl<'a> FineTuner<'a> {
             &self.rows[self.cursor..end],
         );
         let x = Inputs::new(&batch, &model.device());
-        let loss = bce(model.forward(&x).prob, x.labels.clone());
+        let loss = model.loss(&x);
         let value = loss.clone().detach();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         self.model = Some(self.optim.step(self.config.lr, model, grads));
         self.step += 1;
         self.cursor = end;
-        if self.cursor >= self.rows.len() {
+        self.epoch_ended = self.cursor >= self.rows.len();
+        if self.epoch_ended {
             self.cursor = 0;
             self.epoch += 1;
             self.rows.shuffle(&mut self.rng);
@@ -121,18 +258,46 @@ impl<'a> FineTuner<'a> {
         self.config.lr = lr;
     }
 
-    /// Runs the remaining steps; `on_step(step, total, loss)` after each.
-    pub fn run(mut self, on_step: &mut dyn FnMut(usize, usize, f32)) -> MetaHeac {
+    /// Runs the remaining steps; `on_step(step, total, loss)` after each. Returns the fine-tuned model
+    /// (the best held-out weights when there is a hold-out).
+    pub fn run(
+        mut self,
+        on_step: &mut dyn FnMut(usize, usize, f32),
+    ) -> Result<MetaHeac, NonFinite> {
         let total = self.total_steps();
-        while let Some(loss) = self.step() {
+        while let Some(loss) = self.step()? {
             on_step(self.step, total, loss);
         }
-        self.into_model()
+        Ok(self.into_model())
     }
 
+    /// The fine-tuned model: the best held-out weights when a check ran, else the current ones.
     pub fn into_model(self) -> MetaHeac {
-        self.model.expect("model present between steps")
+        match self.best {
+            Some((_, best)) => best,
+            None => self.model.expect("model present between steps"),
+        }
     }
+}
+
+/// Mean BCE of a model over rows (inference only, read back synchronously).
+pub fn mean_loss(
+    model: &MetaHeac,
+    users: &UserTable,
+    ad: &[u32],
+    rows: &[Row],
+    batch: usize,
+) -> f32 {
+    let model = model.valid();
+    let mut sum = 0.0f64;
+    for chunk in rows.chunks(batch.max(1)) {
+        let b = Batch::gather(users, &model.multi_lens, ad, chunk);
+        let l = model
+            .loss(&Inputs::new(&b, &model.device()))
+            .into_scalar::<f32>();
+        sum += l as f64 * chunk.len() as f64;
+    }
+    (sum / rows.len().max(1) as f64) as f32
 }
 
 /// The scores of one chunk of rows, not yet read back.

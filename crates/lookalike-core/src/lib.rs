@@ -4,17 +4,23 @@
 //! No file-system access here, so the crate compiles to wasm32 for the web app.
 
 pub mod backend;
+pub mod baselines;
 pub mod data;
 pub mod finetune;
+pub mod finite;
 mod frame;
 pub mod grads;
+pub mod lr;
 pub mod meta;
 pub mod metrics;
 pub mod model;
 pub mod online;
 pub mod pool;
 pub mod record;
+pub mod schedule;
 pub mod schema;
 pub mod seeds;
+pub mod stats;
+pub mod unknown;
 
 pub use burn;

@@ -6,7 +6,7 @@
 
 use crate::data::{Batch, Campaign, Row, UserTable};
 use crate::grads;
-use crate::model::{Inputs, MetaHeac, bce};
+use crate::model::{Inputs, MetaHeac};
 use burn::config::Config;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::Device;
@@ -21,8 +21,11 @@ pub enum MetaGrad {
     FirstOrder,
     /// Exact MAML gradient (I − α∇²L_S) ∇L_Q(θ'), the Hessian-vector product by central finite differences.
     SecondOrder,
-    /// No meta-learning: plain mini-batch training on all training rows (the "w/o Meta" ablation).
+    /// No meta-learning: plain mini-batch training on all training rows.
     None,
+    /// No meta-learning with MetaHeac's batch make-up (the "w/o Meta" ablation): the same sampled tasks
+    /// and support + query rows, one loss at θ, no inner step; only meta-learning differs.
+    NoAdaptation,
 }
 
 /// How training campaigns are drawn for a meta-batch.
@@ -74,6 +77,31 @@ pub struct MetaConfig {
     /// Size of the parameter-space step of the finite-difference Hessian-vector product.
     #[config(default = 1e-3)]
     pub hvp_step: f64,
+    /// Id dropout: probability that a single-valued user id or an ad id of a training row is replaced
+    /// by the unknown id 0, which then learns what a new campaign or an unseen value looks like (new
+    /// campaigns' own ids are never trained otherwise).
+    #[config(default = 0.1)]
+    pub id_dropout: f64,
+    /// Fraction of the training campaigns held out to decide when to stop (0: run `epochs` epochs,
+    /// the reference schedule).
+    #[config(default = 0.2)]
+    pub val_fraction: f64,
+    /// A validation every this many iterations.
+    #[config(default = 50)]
+    pub val_every: usize,
+    /// Stop after this many validations without a better validation AUC; the best weights are kept.
+    #[config(default = 4)]
+    pub val_patience: usize,
+    /// Most iterations with validation (the cap of the early-stopping schedule).
+    #[config(default = 5000)]
+    pub max_iterations: usize,
+}
+
+impl MetaConfig {
+    /// The official code's offline stage: one epoch, no validation.
+    pub fn reference() -> Self {
+        Self::new().with_val_fraction(0.0).with_id_dropout(0.0)
+    }
 }
 
 /// Losses of one iteration.
@@ -169,6 +197,16 @@ impl<'a> MetaTrainer<'a> {
         self.model.as_ref().expect("model present between steps")
     }
 
+    /// Which embedding rows the training campaigns touch.
+    pub fn seen(&self) -> crate::unknown::Seen {
+        crate::unknown::Seen::of(self.model(), self.users, &self.tasks)
+    }
+
+    /// Replaces the general weights (the schedule puts back the best validated ones).
+    pub fn set_model(&mut self, model: MetaHeac) {
+        self.model = Some(model);
+    }
+
     pub fn into_model(self) -> MetaHeac {
         self.model.expect("model present between steps")
     }
@@ -190,11 +228,10 @@ impl<'a> MetaTrainer<'a> {
         self.iterations_per_epoch() * self.config.epochs
     }
 
-    fn batch(&self, task: &Campaign, rows: &[Row]) -> Inputs {
-        Inputs::new(
-            &Batch::gather(self.users, &self.multi_lens, &task.ad, rows),
-            &self.device,
-        )
+    fn batch(&mut self, task: &Campaign, rows: &[Row]) -> Inputs {
+        let mut b = Batch::gather(self.users, &self.multi_lens, &task.ad, rows);
+        b.drop_ids(self.config.id_dropout, &mut self.rng);
+        Inputs::new(&b, &self.device)
     }
 
     /// Distinct tasks drawn with probability ∝ weight (Efraimidis–Spirakis keys u^(1/w)).
@@ -242,6 +279,38 @@ impl<'a> MetaTrainer<'a> {
             MetaGrad::None => self.plain_step(),
             MetaGrad::FirstOrder => self.first_order_step(),
             MetaGrad::SecondOrder => self.second_order_step(),
+            MetaGrad::NoAdaptation => self.no_adaptation_step(),
+        }
+    }
+
+    /// The "w/o Meta" step: tasks and rows drawn exactly as a meta-step, one loss at θ on support ∪ query.
+    fn no_adaptation_step(&mut self) -> StepStats {
+        let picked = self.sample_tasks();
+        let n = picked.len() as f32;
+        let mut total = None;
+        let mut rows = 0;
+        for t in picked {
+            let (mut s, q) = self.support_query(t);
+            s.extend_from_slice(&q);
+            rows += s.len();
+            let task = self.tasks[t];
+            let x = self.batch(task, &s);
+            let l = self.model().loss(&x).div_scalar(n);
+            total = Some(match total {
+                Some(a) => a + l,
+                None => l,
+            });
+        }
+        let Some(total) = total else {
+            return StepStats::default();
+        };
+        let value = total.clone().into_scalar::<f32>();
+        let grads = GradientsParams::from_grads(total.backward(), self.model());
+        self.apply(grads);
+        StepStats {
+            support_loss: value,
+            query_loss: f32::NAN,
+            rows,
         }
     }
 
@@ -266,7 +335,7 @@ impl<'a> MetaTrainer<'a> {
         for k in 0..self.config.inner_steps.max(1) {
             // The gradient is taken at the current fast weights and enters θ' as a constant.
             let leaf = grads::releaf(fast.clone());
-            let loss = bce(leaf.forward(support).prob, support.labels.clone());
+            let loss = leaf.loss(support);
             if k == 0 {
                 first_loss = loss.clone().into_scalar::<f32>();
             }
@@ -288,10 +357,11 @@ impl<'a> MetaTrainer<'a> {
         for t in picked {
             let (s, q) = self.support_query(t);
             rows += s.len() + q.len();
-            let (support, query) = (self.batch(self.tasks[t], &s), self.batch(self.tasks[t], &q));
+            let task = self.tasks[t];
+            let (support, query) = (self.batch(task, &s), self.batch(task, &q));
             let (fast, _, ls) = self.adapt(self.model(), &support, false);
             support_loss += ls / n;
-            let lq = bce(fast.forward(&query).prob, query.labels.clone()).div_scalar(n);
+            let lq = fast.loss(&query).div_scalar(n);
             meta_loss = Some(match meta_loss {
                 Some(m) => m + lq,
                 None => lq,
@@ -316,18 +386,14 @@ impl<'a> MetaTrainer<'a> {
     pub fn walkthrough(&mut self, task: usize) -> Walkthrough {
         let task = task.min(self.tasks.len().saturating_sub(1));
         let (s, q) = self.support_query(task);
-        let (support, query) = (
-            self.batch(self.tasks[task], &s),
-            self.batch(self.tasks[task], &q),
-        );
-        let loss = |m: &MetaHeac, x: &Inputs| {
-            bce(m.forward(x).prob, x.labels.clone()).into_scalar::<f32>()
-        };
+        let campaign = self.tasks[task];
+        let (support, query) = (self.batch(campaign, &s), self.batch(campaign, &q));
+        let loss = |m: &MetaHeac, x: &Inputs| m.loss(x).into_scalar::<f32>();
         let support_before = loss(self.model(), &support);
         let query_before = loss(self.model(), &query);
         let (fast, _, _) = self.adapt(self.model(), &support, false);
         let support_after = loss(&fast, &support);
-        let lq = bce(fast.forward(&query).prob, query.labels.clone());
+        let lq = fast.loss(&query);
         let query_adapted = lq.clone().into_scalar::<f32>();
         let grads = GradientsParams::from_grads(lq.backward(), self.model());
         self.apply(grads);
@@ -353,10 +419,7 @@ impl<'a> MetaTrainer<'a> {
     /// Support-loss gradient at a given point (a model whose parameters are leaves).
     fn support_grad(model: &MetaHeac, support: &Inputs) -> GradientsParams {
         let leaf = grads::releaf(model.clone());
-        GradientsParams::from_grads(
-            bce(leaf.forward(support).prob, support.labels.clone()).backward(),
-            &leaf,
-        )
+        GradientsParams::from_grads(leaf.loss(support).backward(), &leaf)
     }
 
     /// Exact MAML meta-gradient of one task by back-propagating v = ∇L_Q(θ_K) through the inner steps:
@@ -369,7 +432,7 @@ impl<'a> MetaTrainer<'a> {
         let alpha = self.config.inner_lr as f32;
         let (fast, points, ls) = self.adapt(self.model(), support, true);
         let fast = grads::releaf(fast);
-        let lq = bce(fast.forward(query).prob, query.labels.clone());
+        let lq = fast.loss(query);
         let lq_value = lq.clone().into_scalar::<f32>();
         let mut v = GradientsParams::from_grads(lq.backward(), &fast);
         for point in points.iter().rev() {
@@ -394,7 +457,8 @@ impl<'a> MetaTrainer<'a> {
         for t in picked {
             let (s, q) = self.support_query(t);
             rows += s.len() + q.len();
-            let (support, query) = (self.batch(self.tasks[t], &s), self.batch(self.tasks[t], &q));
+            let task = self.tasks[t];
+            let (support, query) = (self.batch(task, &s), self.batch(task, &q));
             let (g, ls, lq) = self.exact_task_gradient(&support, &query);
             support_loss += ls / n;
             query_loss += lq / n;
@@ -438,9 +502,11 @@ impl<'a> MetaTrainer<'a> {
             .filter(|(_, rows)| !rows.is_empty())
             .map(|(t, rows)| Batch::gather(self.users, &self.multi_lens, &self.tasks[t].ad, rows))
             .collect();
-        let batch = Inputs::new(&Batch::concat(&parts), &self.device);
+        let mut batch = Batch::concat(&parts);
+        batch.drop_ids(self.config.id_dropout, &mut self.rng);
+        let batch = Inputs::new(&batch, &self.device);
         self.plain_cursor = end;
-        let loss = bce(self.model().forward(&batch).prob, batch.labels.clone());
+        let loss = self.model().loss(&batch);
         let value = loss.clone().into_scalar::<f32>();
         let grads = GradientsParams::from_grads(loss.backward(), self.model());
         self.apply(grads);

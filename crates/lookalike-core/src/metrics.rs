@@ -67,9 +67,17 @@ pub struct CampaignMetrics {
 }
 
 impl CampaignMetrics {
-    pub fn new(aid: &str, seeds: usize, labels: &[bool], scores: &[f32], frac: f64) -> Self {
+    /// A NaN or infinite score is an error (it would make AUC and the top-k meaningless).
+    pub fn new(
+        aid: &str,
+        seeds: usize,
+        labels: &[bool],
+        scores: &[f32],
+        frac: f64,
+    ) -> Result<Self, crate::finite::NonFinite> {
+        crate::finite::check(scores, &format!("the score of campaign {aid}'s candidate"))?;
         let pr = precision_recall_at(labels, scores, frac);
-        CampaignMetrics {
+        Ok(CampaignMetrics {
             aid: aid.to_string(),
             seeds,
             rows: labels.len(),
@@ -77,7 +85,7 @@ impl CampaignMetrics {
             auc: auc(labels, scores),
             precision: pr.map(|p| p.0),
             recall: pr.map(|p| p.1),
-        }
+        })
     }
 }
 
@@ -183,14 +191,21 @@ mod tests {
     }
 
     #[test]
+    fn non_finite_scores_are_refused() {
+        let e = CampaignMetrics::new("7", 1, &[true, false], &[0.5, f32::NAN], 0.05).unwrap_err();
+        assert!(e.to_string().contains("campaign 7"), "{e}");
+        assert!(e.to_string().contains("NaN"), "{e}");
+    }
+
+    #[test]
     fn ties_at_the_cutoff_break_by_row_order() {
         assert_eq!(top_k(&[0.5, 0.7, 0.5, 0.5], 2), vec![1, 0]);
     }
 
     #[test]
     fn group_means_skip_campaigns_without_positives() {
-        let a = CampaignMetrics::new("a", 3, &[true, false], &[0.9, 0.1], 0.05);
-        let b = CampaignMetrics::new("b", 1, &[false, false], &[0.9, 0.1], 0.05);
+        let a = CampaignMetrics::new("a", 3, &[true, false], &[0.9, 0.1], 0.05).unwrap();
+        let b = CampaignMetrics::new("b", 1, &[false, false], &[0.9, 0.1], 0.05).unwrap();
         let g = GroupMetrics::new(
             vec![a, b],
             &[true, false, false, false],

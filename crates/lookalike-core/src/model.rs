@@ -7,13 +7,16 @@
 //!   g  = softmax(G_e(t)),  h = Σ_k g_k E_k(x)     hybrid experts
 //!   c  = softmax(G_c(t)),  ŷ = Σ_j c_j σ(T_j(h))  hybrid critics
 //! ```
+//!
+//! The loss is computed from logits through the mixture, log ŷ = logsumexp_j(log c_j + log σ(z_j)), so it
+//! stays finite (with a finite gradient) where f32 probabilities saturate to exactly 0 or 1.
 
 use crate::data::Batch;
 use crate::schema::TableSizes;
 use burn::config::Config;
 use burn::module::{Module, Param, ParamId};
 use burn::nn::{Embedding, Linear};
-use burn::tensor::activation::{relu, sigmoid, softmax};
+use burn::tensor::activation::{log_sigmoid, log_softmax, relu, sigmoid};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -59,6 +62,13 @@ pub struct MetaHeacConfig {
     pub critic_combine: CriticCombine,
     #[config(default = "GateContext::FieldMean")]
     pub gate_context: GateContext,
+    /// Max length of each multi-valued user field (how the multi-valued slots are laid out), from the
+    /// schema (`Schema::multi_lens`).
+    #[config(default = "Vec::new()")]
+    pub multi_lens: Vec<usize>,
+    /// Standard deviation of the N(0, σ²) embedding initialisation (reference: 1, PyTorch's default).
+    #[config(default = 1.0)]
+    pub embed_init_std: f64,
 }
 
 /// Two-layer MLP with softmax output: a task-driven gate.
@@ -69,8 +79,14 @@ pub struct Gate {
 }
 
 impl Gate {
+    /// log of the gate weights, shape `[B, k]`.
+    pub fn log_weights(&self, t: Tensor<2>) -> Tensor<2> {
+        log_softmax(self.out.forward(relu(self.hidden.forward(t))), 1)
+    }
+
+    /// The gate weights (softmax), shape `[B, k]`.
     pub fn forward(&self, t: Tensor<2>) -> Tensor<2> {
-        softmax(self.out.forward(relu(self.hidden.forward(t))), 1)
+        self.log_weights(t).exp()
     }
 }
 
@@ -111,6 +127,9 @@ pub struct MetaHeac {
 pub struct Output {
     /// ŷ, shape `[B]`.
     pub prob: Tensor<1>,
+    /// log ŷ and log(1 − ŷ), shape `[B]`, computed from logits (finite where ŷ rounds to 0 or 1).
+    pub log_prob: Tensor<1>,
+    pub log_not_prob: Tensor<1>,
     /// g, shape `[B, n]`.
     pub expert_gate: Tensor<2>,
     /// c, shape `[B, m]`.
@@ -185,12 +204,12 @@ impl Initializer {
         Tensor::from_data(TensorData::new(values, shape), &self.device)
     }
 
-    fn embedding(&mut self, rows: usize, dim: usize) -> Embedding {
+    fn embedding(&mut self, rows: usize, dim: usize, std: f32) -> Embedding {
         let weight = self.tensor([rows, dim], |rng| {
-            // Box–Muller: one N(0, 1) draw.
+            // Box–Muller: one N(0, σ²) draw.
             let u1: f32 = rng.random::<f32>().max(f32::MIN_POSITIVE);
             let u2: f32 = rng.random::<f32>();
-            (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+            std * (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
         });
         Embedding {
             weight: self.param(weight),
@@ -210,7 +229,18 @@ impl Initializer {
 }
 
 impl MetaHeacConfig {
+    /// The reference defaults for a data schema (its table sizes and multi-valued layout).
+    pub fn for_schema(schema: &crate::schema::Schema) -> Self {
+        Self::new(schema.table_sizes()).with_multi_lens(schema.multi_lens())
+    }
+
+    /// A complete model: every table, expert, critic and gate, laid out for `multi_lens`.
     pub fn init(&self, init: Init, device: &Device) -> MetaHeac {
+        assert_eq!(
+            self.multi_lens.len(),
+            self.tables.user_multi.len(),
+            "MetaHeacConfig::multi_lens must give one max length per multi-valued field (Schema::multi_lens)"
+        );
         let mut ini = Initializer {
             rng: match init {
                 Init::Seeded(seed) => Some(StdRng::seed_from_u64(seed)),
@@ -219,11 +249,19 @@ impl MetaHeacConfig {
             device: device.clone(),
             next_id: 0,
         };
-        let d = self.embed_dim;
+        let (d, std) = (self.embed_dim, self.embed_init_std as f32);
         let t = &self.tables;
-        let user_single = t.user_single.iter().map(|&n| ini.embedding(n, d)).collect();
-        let user_multi = t.user_multi.iter().map(|&n| ini.embedding(n, d)).collect();
-        let ad = t.ad.iter().map(|&n| ini.embedding(n, d)).collect();
+        let user_single = t
+            .user_single
+            .iter()
+            .map(|&n| ini.embedding(n, d, std))
+            .collect();
+        let user_multi = t
+            .user_multi
+            .iter()
+            .map(|&n| ini.embedding(n, d, std))
+            .collect();
+        let ad = t.ad.iter().map(|&n| ini.embedding(n, d, std)).collect();
         let x_dim = (t.user_single.len() + t.user_multi.len()) * d;
         let experts = (0..self.num_experts)
             .map(|_| {
@@ -261,7 +299,7 @@ impl MetaHeacConfig {
             critic_gate,
             critic_combine: self.critic_combine,
             gate_context: self.gate_context,
-            multi_lens: Vec::new(),
+            multi_lens: self.multi_lens.clone(),
         }
     }
 
@@ -276,12 +314,6 @@ impl MetaHeacConfig {
 }
 
 impl MetaHeac {
-    /// Tells the model how the multi-valued slots are laid out (max length per field).
-    pub fn with_multi_lens(mut self, lens: Vec<usize>) -> Self {
-        self.multi_lens = lens;
-        self
-    }
-
     /// The device the parameters live on.
     pub fn device(&self) -> Device {
         self.critics[0].weight.val().device()
@@ -302,6 +334,13 @@ impl MetaHeac {
             offset += len;
         }
         Tensor::cat(fields, 1)
+    }
+
+    /// The user representation x = [e_1 ‖ … ‖ e_F], shape `[B, F·D]` (the experts' input).
+    pub fn user_vectors(&self, x: &Inputs) -> Tensor<2> {
+        let e_u = self.user_embeddings(x);
+        let [b, f, d] = e_u.dims();
+        e_u.reshape([b, f * d])
     }
 
     pub fn forward(&self, x: &Inputs) -> Output {
@@ -334,32 +373,61 @@ impl MetaHeac {
             .sum_dim(1)
             .squeeze_dim::<2>(1);
 
-        // Hybrid critics: ŷ = Σ_j c_j σ(T_j(h)).
-        let c = self.critic_gate.forward(t);
-        let critics: Vec<Tensor<2>> = self
-            .critics
-            .iter()
-            .map(|t_j| sigmoid(t_j.forward(h.clone())))
-            .collect();
-        let mut y: Tensor<1> = (Tensor::cat(critics, 1) * c.clone())
+        // Hybrid critics: ŷ = Σ_j c_j σ(T_j(h)), with z_j = T_j(h).
+        let log_c = self.critic_gate.log_weights(t);
+        let c = log_c.clone().exp();
+        let z: Tensor<2> = Tensor::cat(
+            self.critics
+                .iter()
+                .map(|t_j| t_j.forward(h.clone()))
+                .collect(),
+            1,
+        );
+        let mut prob: Tensor<1> = (sigmoid(z.clone()) * c.clone())
             .sum_dim(1)
             .squeeze_dim::<1>(1);
-        if self.critic_combine == CriticCombine::Mean {
-            y = y.div_scalar(self.critics.len() as f32);
-        }
+        let mut log_prob = log_sum_exp(log_c.clone() + log_sigmoid(z.clone()));
+        let log_not_prob = match self.critic_combine {
+            // Σ_j c_j = 1, so 1 − ŷ = Σ_j c_j σ(−z_j).
+            CriticCombine::Sum => log_sum_exp(log_c + log_sigmoid(z.neg())),
+            CriticCombine::Mean => {
+                // ŷ/m: 1 − ŷ/m = (1/m) Σ_j c_j (m − σ(z_j)), where m − σ ≥ m − 1 (safe for m ≥ 2).
+                let m = self.critics.len() as f32;
+                if self.critics.len() > 1 {
+                    prob = prob.div_scalar(m);
+                    log_prob = log_prob.sub_scalar(m.ln());
+                    log_sum_exp(log_c + sigmoid(z).neg().add_scalar(m).log()).sub_scalar(m.ln())
+                } else {
+                    log_sum_exp(log_c + log_sigmoid(z.neg()))
+                }
+            }
+        };
         Output {
-            prob: y,
+            prob,
+            log_prob,
+            log_not_prob,
             expert_gate: g,
             critic_gate: c,
         }
     }
+
+    /// Mean binary cross-entropy of the model on a batch.
+    pub fn loss(&self, x: &Inputs) -> Tensor<1> {
+        bce(&self.forward(x), x.labels.clone())
+    }
 }
 
-/// Binary cross-entropy on probabilities, mean over the batch; log clamped at −100 as PyTorch's BCELoss.
-pub fn bce(prob: Tensor<1>, labels: Tensor<1>) -> Tensor<1> {
-    let log_p = prob.clone().log().clamp_min(-100.0);
-    let log_q = prob.neg().add_scalar(1.0).log().clamp_min(-100.0);
-    let pos = labels.clone() * log_p;
-    let neg = labels.neg().add_scalar(1.0) * log_q;
+/// log Σ_j exp(x_j) along dim 1, shape `[B, k]` → `[B]` (the max is subtracted first; it is a constant
+/// for the gradient, so it is detached).
+fn log_sum_exp(x: Tensor<2>) -> Tensor<1> {
+    let max = x.clone().detach().max_dim(1);
+    ((x - max.clone()).exp().sum_dim(1).log() + max).squeeze_dim::<1>(1)
+}
+
+/// Binary cross-entropy, mean over the batch, from the log-probabilities of [`Output`]: finite with a
+/// finite gradient even where ŷ rounds to exactly 0 or 1 (PyTorch's BCELoss clamps the forward only).
+pub fn bce(out: &Output, labels: Tensor<1>) -> Tensor<1> {
+    let pos = labels.clone() * out.log_prob.clone();
+    let neg = labels.neg().add_scalar(1.0) * out.log_not_prob.clone();
     (pos + neg).mean().neg()
 }

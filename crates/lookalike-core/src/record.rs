@@ -109,6 +109,8 @@ pub fn read_header(bytes: &[u8]) -> Result<(RecordHeader, &[u8]), RecordError> {
     let (json, mut rest) = frame::read_head(bytes, MAGIC, FORMAT_VERSION)?;
     let mut header: RecordHeader = serde_json::from_slice(json)?;
     header.schema.rebuild_indices();
+    // The schema decides the slot layout (records written before the config carried it have none).
+    header.model.multi_lens = header.schema.multi_lens();
     let n = frame::u64_at(&mut rest, "weights length")?;
     let weights = frame::take(&mut rest, n, "weights")?;
     Ok((header, weights))
@@ -134,8 +136,7 @@ pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<(RecordHeader, MetaHe
         .model
         .init(Init::Zeros, device)
         .try_load_record(record)
-        .map_err(|e| RecordError::Weights(format!("{e:?}")))?
-        .with_multi_lens(header.schema.multi_lens());
+        .map_err(|e| RecordError::Weights(format!("{e:?}")))?;
     Ok((header, model))
 }
 

@@ -106,10 +106,7 @@ fn dot(m: &MetaHeac, a: &GradientsParams, b: &GradientsParams) -> f64 {
 fn direction(m: &MetaHeac, u: &UserTable, device: &Device, seed: u64) -> GradientsParams {
     let x = inputs(u, &[2, 2], &rows(u.len(), seed), device);
     let leaf = grads::releaf(m.clone());
-    let g = GradientsParams::from_grads(
-        bce(leaf.forward(&x).prob, x.labels.clone()).backward(),
-        &leaf,
-    );
+    let g = GradientsParams::from_grads(leaf.loss(&x).backward(), &leaf);
     let n = grads::norm(m, &g) as f32;
     grads::combine(m, &[(1.0 / n, &g)])
 }
@@ -117,12 +114,9 @@ fn direction(m: &MetaHeac, u: &UserTable, device: &Device, seed: u64) -> Gradien
 /// The meta-objective F(θ) = L_Q(θ − α ∇L_S(θ)) for one task.
 fn meta_objective(m: &MetaHeac, support: &Inputs, query: &Inputs, alpha: f32) -> f64 {
     let leaf = grads::releaf(m.clone());
-    let g = GradientsParams::from_grads(
-        bce(leaf.forward(support).prob, support.labels.clone()).backward(),
-        &leaf,
-    );
+    let g = GradientsParams::from_grads(leaf.loss(support).backward(), &leaf);
     let adapted = grads::shift(m.clone(), &g, -alpha, true);
-    bce(adapted.forward(query).prob, query.labels.clone()).into_scalar::<f32>() as f64
+    adapted.loss(query).into_scalar::<f32>() as f64
 }
 
 #[test]
@@ -154,15 +148,9 @@ fn second_order_meta_gradient_matches_finite_differences() {
 
     // First-order: the query gradient at θ' (what the fast-weights backward gives).
     let leaf = grads::releaf(m.clone());
-    let g = GradientsParams::from_grads(
-        bce(leaf.forward(&support).prob, support.labels.clone()).backward(),
-        &leaf,
-    );
+    let g = GradientsParams::from_grads(leaf.loss(&support).backward(), &leaf);
     let fast = grads::shift(m.clone(), &g, -alpha, false);
-    let fo = GradientsParams::from_grads(
-        bce(fast.forward(&query).prob, query.labels.clone()).backward(),
-        &m,
-    );
+    let fo = GradientsParams::from_grads(fast.loss(&query).backward(), &m);
 
     let (mut err_so, mut err_fo, mut scale) = (0.0f64, 0.0f64, 0.0f64);
     for seed in [101, 202, 303] {
@@ -207,14 +195,10 @@ fn first_order_step_with_tiny_inner_lr_is_the_query_gradient() {
     let r = rows(32, 7);
     let x = inputs(&u, &[1, 1], &r, &device);
     let leaf = grads::releaf(m.clone());
-    let g = GradientsParams::from_grads(
-        bce(leaf.forward(&x).prob, x.labels.clone()).backward(),
-        &leaf,
-    );
+    let g = GradientsParams::from_grads(leaf.loss(&x).backward(), &leaf);
     // θ' = θ − 0·g: the backward through the fast weights reaches θ unchanged.
     let fast = grads::shift(m.clone(), &g, 0.0, false);
-    let through =
-        GradientsParams::from_grads(bce(fast.forward(&x).prob, x.labels.clone()).backward(), &m);
+    let through = GradientsParams::from_grads(fast.loss(&x).backward(), &m);
     let diff = grads::norm(&m, &grads::combine(&m, &[(1.0, &through), (-1.0, &g)]));
     assert!(
         diff < 1e-6,
@@ -230,7 +214,12 @@ fn meta_training_reduces_query_loss() {
     let u = users(400, 31);
     let camps = learnable_campaigns(&u, 3);
     let refs: Vec<&Campaign> = camps.iter().collect();
-    for mode in [MetaGrad::FirstOrder, MetaGrad::SecondOrder, MetaGrad::None] {
+    for mode in [
+        MetaGrad::FirstOrder,
+        MetaGrad::SecondOrder,
+        MetaGrad::None,
+        MetaGrad::NoAdaptation,
+    ] {
         let cfg = MetaConfig::new()
             .with_meta_grad(mode)
             .with_task_count(2)
@@ -287,10 +276,8 @@ fn record_round_trips() {
 
     let half = record::to_bytes(&m, &header(&s, &c, Precision::F16)).unwrap();
     // At the default layer sizes the weights halve (tiny tensors are dominated by names and alignment).
-    let big_c = MetaHeacConfig::new(s.table_sizes());
-    let big = big_c
-        .init(Init::Seeded(1), &device)
-        .with_multi_lens(LENS.to_vec());
+    let big_c = MetaHeacConfig::for_schema(&s);
+    let big = big_c.init(Init::Seeded(1), &device);
     let weights = |p| {
         record::read_header(&record::to_bytes(&big, &header(&s, &big_c, p)).unwrap())
             .unwrap()
@@ -366,4 +353,200 @@ fn wgpu_agrees_with_flex() {
     assert!(close(&a0, &b0, 1e-5), "forward: {a0:?} vs {b0:?}");
     assert!(close(&al, &bl, 1e-4), "losses: {al:?} vs {bl:?}");
     assert!(close(&a1, &b1, 1e-3), "after training: {a1:?} vs {b1:?}");
+}
+
+/// Saturated critics: σ(z) rounds to exactly 1 (or 0) in f32, where log(1 − ŷ) of probabilities is −∞
+/// and its gradient 0·∞ = NaN. The loss from logits stays finite, with a finite gradient.
+#[test]
+fn loss_has_a_finite_gradient_at_p_zero_and_one() {
+    use burn::module::Param;
+    use burn::tensor::Tensor;
+    let device = Device::flex().autodiff();
+    let s = schema();
+    let u = users(16, 3);
+    for (bias, label) in [(200.0f32, false), (-200.0, true)] {
+        for combine in [CriticCombine::Sum, CriticCombine::Mean] {
+            let mut m = model(&config(&s).with_critic_combine(combine), &device, 5);
+            for c in &mut m.critics {
+                c.bias = Some(Param::from_tensor(Tensor::full([1], bias, &device)));
+            }
+            let r: Vec<_> = (0..16)
+                .map(|i| lookalike_core::data::Row { user: i, label })
+                .collect();
+            let x = inputs(&u, &[1, 2], &r, &device);
+            let out = m.forward(&x);
+            let p = values(out.prob.clone());
+            assert!(
+                p.iter()
+                    .all(|&v| v == if label { 0.0 } else { 1.0 } || combine == CriticCombine::Mean),
+                "{p:?}"
+            );
+            let loss = bce(&out, x.labels.clone());
+            let v = loss.clone().into_scalar::<f32>();
+            // Under `mean`, ŷ ≤ 1/m, so only σ → 0 saturates the output.
+            let saturated = label || combine == CriticCombine::Sum;
+            assert!(
+                v.is_finite() && (!saturated || v > 50.0),
+                "{combine:?} loss {v}"
+            );
+            let g = loss.backward();
+            for w in [
+                m.critics[0].weight.val().grad(&g).unwrap(),
+                m.experts[0].layers[0].weight.val().grad(&g).unwrap(),
+            ] {
+                let w = w.into_data().try_to_vec::<f32>().unwrap();
+                assert!(
+                    w.iter().all(|x| x.is_finite()),
+                    "{combine:?}: non-finite gradient"
+                );
+            }
+            let e = m.user_single[0].weight.val().grad(&g).unwrap();
+            let e = e.into_data().try_to_vec::<f32>().unwrap();
+            assert!(e.iter().all(|x| x.is_finite()));
+        }
+    }
+}
+
+/// A NaN weight (as a diverged step leaves) stops fine-tuning and meta-training with a clear error.
+#[test]
+fn a_nan_in_training_stops_with_a_clear_error() {
+    use burn::module::Param;
+    use burn::tensor::Tensor;
+    use lookalike_core::finetune::{FineTuneConfig, FineTuner};
+    let device = Device::flex().autodiff();
+    let s = schema();
+    let u = users(64, 8);
+    let r = rows(64, 9);
+    let poisoned = || {
+        let mut m = model(&config(&s), &device, 2);
+        let n = m.critics[0].weight.val().dims();
+        m.critics[0].weight = Param::from_tensor(Tensor::full(n, f32::NAN, &device));
+        m
+    };
+    let mut ft = FineTuner::new(poisoned(), FineTuneConfig::reference(), &u, &[1, 2], &r, 1);
+    let e = ft.step().unwrap_err().to_string();
+    assert!(
+        e.contains("fine-tuning loss at step 1") && e.contains("NaN"),
+        "{e}"
+    );
+    // With a hold-out, the check of the general model comes first.
+    let mut ft = FineTuner::new(poisoned(), FineTuneConfig::new(), &u, &[1, 2], &r, 1);
+    let e = ft.step().unwrap_err().to_string();
+    assert!(e.contains("held-out loss") && e.contains("NaN"), "{e}");
+
+    let camps = learnable_campaigns(&u, 3);
+    let refs: Vec<&Campaign> = camps.iter().collect();
+    let cfg = MetaConfig::new().with_support_size(16).with_query_size(16);
+    let mut t = MetaTrainer::new(poisoned(), cfg, &u, &refs, 3);
+    let e = lookalike_core::schedule::fit(&mut t, None, Some(3), &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("training loss at iteration 1"), "{e}");
+}
+
+/// Early stopping keeps the best held-out weights and stops within its bounds.
+#[test]
+fn fine_tuning_stops_on_the_held_out_loss() {
+    use lookalike_core::finetune::{FineTuneConfig, FineTuner};
+    let device = Device::flex().autodiff();
+    let s = schema();
+    let u = users(300, 8);
+    let camps = learnable_campaigns(&u, 1);
+    let cfg = FineTuneConfig::new()
+        .with_batch(32)
+        .with_epochs(50)
+        .with_patience(2)
+        .with_check_every(5)
+        .with_max_steps(400);
+    let mut ft = FineTuner::new(
+        model(&config(&s), &device, 4),
+        cfg,
+        &u,
+        &[1, 2],
+        &camps[0].stage1,
+        6,
+    );
+    let held = ft.holdout().len();
+    assert!(
+        (55..=65).contains(&held),
+        "20 % of 300 rows held out, stratified: {held}"
+    );
+    while ft.step().unwrap().is_some() {}
+    assert!(ft.step <= 400);
+    let checks: Vec<f32> = ft.curve.iter().filter_map(|p| p.holdout_loss).collect();
+    let best = checks.iter().cloned().fold(f32::INFINITY, f32::min);
+    assert!(
+        best < checks[0],
+        "fine-tuning lowered the held-out loss: {checks:?}"
+    );
+    let holdout = ft.holdout().to_vec();
+    let kept = ft.into_model();
+    let again = lookalike_core::finetune::mean_loss(&kept, &u, &[1, 2], &holdout, 4096);
+    assert!(
+        (again - best).abs() < 1e-5,
+        "the best weights are kept: {again} vs {best}"
+    );
+}
+
+/// Rows no training row touches take the learned unknown row (single-valued and ad tables) or zero
+/// (multi-valued tables); touched rows are unchanged.
+#[test]
+fn unseen_ids_get_the_learned_unknown_row() {
+    use lookalike_core::unknown::{Seen, fill_unseen};
+    let device = Device::flex().autodiff();
+    let s = schema();
+    let u = users(40, 12);
+    // One campaign over the first 10 users, with ad ids (1, 1): every other ad id is unseen.
+    let camp = Campaign {
+        aid: "a".into(),
+        ad: vec![1, 1],
+        role: Role::Train,
+        stage1: rows(10, 3),
+        stage2: Vec::new(),
+    };
+    let m = model(&config(&s), &device, 4);
+    let seen = Seen::of(&m, &u, &[&camp]);
+    assert!(seen.ad[0][1] && !seen.ad[0][2] && !seen.ad[0][3]);
+    assert!(seen.unseen() > 0);
+    let rows_of = |e: &burn::nn::Embedding| -> Vec<Vec<f32>> {
+        let w = e.weight.val();
+        let d = w.dims()[1];
+        values(w.flatten::<1>(0, 1))
+            .chunks(d)
+            .map(|c| c.to_vec())
+            .collect()
+    };
+    let before = rows_of(&m.ad[0]);
+    let filled = fill_unseen(m.clone(), &seen);
+    let after = rows_of(&filled.ad[0]);
+    assert_eq!(after[1], before[1], "a seen row is kept");
+    assert_eq!(after[2], before[0], "an unseen ad id takes the unknown row");
+    assert_eq!(after[3], before[0]);
+    for (f, table) in filled.user_multi.iter().enumerate() {
+        for (id, row) in rows_of(table).iter().enumerate().skip(1) {
+            if !seen.multi[f][id] {
+                assert!(
+                    row.iter().all(|&x| x == 0.0),
+                    "unseen token {id} of field {f} is zero"
+                );
+            }
+        }
+    }
+    for (f, table) in filled.user_single.iter().enumerate() {
+        let (b, a) = (rows_of(&m.user_single[f]), rows_of(table));
+        for id in 1..a.len() {
+            assert_eq!(
+                a[id],
+                if seen.single[f][id] {
+                    b[id].clone()
+                } else {
+                    b[0].clone()
+                }
+            );
+        }
+    }
+    // Still a trainable model: the filled weights take gradients.
+    let x = inputs(&u, &[2, 2], &rows(40, 5), &device);
+    let g = filled.loss(&x).backward();
+    assert!(filled.ad[0].weight.val().grad(&g).is_some());
 }

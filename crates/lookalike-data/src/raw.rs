@@ -706,8 +706,17 @@ fn parse_block(
                     }
                     let max = spec.user_multi[i].1;
                     let mut n = 0;
-                    for tok in values.split_ascii_whitespace().take(max) {
-                        multi[offsets[i] + n] = multi_int[i].id(tok);
+                    for tok in values.split_ascii_whitespace() {
+                        if n == max {
+                            break;
+                        }
+                        // A token the vocabulary lacks (a new pool read with a record's vocabulary)
+                        // is left out, so it does not count as present in the masked mean.
+                        let id = multi_int[i].id(tok);
+                        if id == 0 {
+                            continue;
+                        }
+                        multi[offsets[i] + n] = id;
                         n += 1;
                     }
                     lens[i] = n as u8;

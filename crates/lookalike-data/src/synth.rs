@@ -1,6 +1,7 @@
-//! Synthetic look-alike worlds in exactly the Tencent raw layout.
+//! Synthetic look-alike worlds in exactly the Tencent raw layout, from one of three generative stories
+//! ([`Story`]), so that methods are compared on more than one kind of world.
 //!
-//! Users have latent tastes (a primary and a secondary category) that their interest, keyword and
+//! In every story users have latent tastes (a primary and a secondary category) that their interest, keyword and
 //! topic tokens and their demographics reveal noisily. Each campaign belongs to a category, so
 //! campaigns of one category convert the same kind of user: tasks are related and the gates have
 //! something to learn. Seed counts are long-tailed (both cold and hot campaigns exist), about one seed
@@ -41,8 +42,42 @@ impl std::str::FromStr for Scale {
     }
 }
 
+/// What makes a user convert for a campaign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Story {
+    /// Taste affinity: a campaign converts users whose latent category is its own (tasks share one
+    /// structure; the bundled demo).
+    #[default]
+    Taste,
+    /// A few specific tokens: each campaign is triggered by a handful of interest, keyword and topic
+    /// tokens (drawn partly from a pool its category shares), on heavy-tailed vocabularies; taste
+    /// matters only a little. A per-campaign LR on one-hot tokens is strong here.
+    Tokens,
+    /// Campaign-specific demographics and idiosyncrasies: each campaign has its own effects of age,
+    /// gender, education, consumption ability and region and of a few dozen random tokens; many fields
+    /// are missing; campaigns draw their rows from different regions, so they share few users.
+    Skew,
+}
+
+impl std::str::FromStr for Story {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "taste" => Ok(Story::Taste),
+            "tokens" => Ok(Story::Tokens),
+            "skew" => Ok(Story::Skew),
+            _ => Err(format!(
+                "unknown story {s:?} (expected taste, tokens or skew)"
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SynthConfig {
+    #[serde(default)]
+    pub story: Story,
     pub users: usize,
     pub campaigns: usize,
     pub categories: usize,
@@ -62,6 +97,7 @@ pub struct SynthConfig {
 impl SynthConfig {
     pub fn new(scale: Scale, seed: u64) -> Self {
         let base = SynthConfig {
+            story: Story::Taste,
             users: 3_000,
             campaigns: 12,
             categories: 4,
@@ -115,6 +151,11 @@ struct User {
     secondary: usize,
     age: u32,
     gender: u32,
+    education: u32,
+    consumption: u32,
+    lbs: u32,
+    /// (field index into the multi-valued fields, token) of every token the user has.
+    tokens: Vec<(usize, usize)>,
 }
 
 fn normal(rng: &mut StdRng) -> f64 {
@@ -143,6 +184,12 @@ fn token(rng: &mut StdRng, u: &User, vocab: usize, k: usize, purity: f64) -> usi
     (rank * k + cat) % vocab + 1
 }
 
+/// A Zipf-like token over the whole vocabulary (rank r with probability ∝ 1/r).
+fn zipf(rng: &mut StdRng, vocab: usize) -> usize {
+    let r = (vocab as f64).powf(rng.random::<f64>()) as usize;
+    r.clamp(1, vocab)
+}
+
 fn uid_of(i: usize) -> u64 {
     // Not dense, as real ids are not.
     100_000 + 13 * i as u64 + (7 * i as u64) % 11
@@ -165,7 +212,8 @@ pub fn synth(out: &Path, config: &SynthConfig, gzip: bool) -> Result<SynthSummar
         }
         k - 1
     };
-    let users: Vec<User> = (0..config.users)
+    let story = config.story;
+    let mut users: Vec<User> = (0..config.users)
         .map(|_| {
             let primary = pick(&mut rng);
             let mut secondary = pick(&mut rng);
@@ -183,15 +231,24 @@ pub fn synth(out: &Path, config: &SynthConfig, gzip: bool) -> Result<SynthSummar
             } else {
                 rng.random_range(1..=2)
             };
+            let education = ((primary + rng.random_range(0..3)) % 7) as u32 + 1;
+            let consumption = if rng.random::<f64>() < 0.6 {
+                (secondary % 2) as u32 + 1
+            } else {
+                rng.random_range(1..=2)
+            };
             User {
                 primary,
                 secondary,
                 age,
                 gender,
+                education,
+                consumption,
+                lbs: rng.random_range(1..=400),
+                tokens: Vec::new(),
             }
         })
         .collect();
-
     let ext = if gzip { ".gz" } else { "" };
     let write = |name: &str, body: &dyn Fn(&mut dyn Write) -> std::io::Result<()>| -> Result<()> {
         let path = out.join(format!("{name}{ext}"));
@@ -219,22 +276,23 @@ pub fn synth(out: &Path, config: &SynthConfig, gzip: bool) -> Result<SynthSummar
         ("topic2", kw / 4, 1..=5, 0.45, 0.3),
     ];
     let mut lines = Vec::with_capacity(config.users);
-    for (i, u) in users.iter().enumerate() {
+    for (i, u) in users.iter_mut().enumerate() {
         let mut s = format!(
             "uid {}|age {}|gender {}|marriageStatus {}|education {}|consumptionAbility {}|LBS {}",
             uid_of(i),
             u.age,
             u.gender,
             rng.random_range(1..=15),
-            ((u.primary + rng.random_range(0..3)) % 7) as u32 + 1,
-            if rng.random::<f64>() < 0.6 {
-                (u.secondary % 2) as u32 + 1
-            } else {
-                rng.random_range(1..=2)
-            },
-            rng.random_range(1..=400),
+            u.education,
+            u.consumption,
+            u.lbs,
         );
-        for (name, vocab, len, purity, missing) in fields_vocab.iter().cloned() {
+        for (f, (name, vocab, len, purity, missing)) in fields_vocab.iter().cloned().enumerate() {
+            // The skew story leaves many fields out, as sparse real profiles do.
+            let missing = match story {
+                Story::Skew => 0.15 + 2.0 * missing,
+                _ => missing,
+            };
             if rng.random::<f64>() < missing {
                 continue;
             }
@@ -242,8 +300,14 @@ pub fn synth(out: &Path, config: &SynthConfig, gzip: bool) -> Result<SynthSummar
             s.push('|');
             s.push_str(name);
             for _ in 0..n {
+                let t = match story {
+                    // Heavy-tailed: a few tokens are very common, most are rare.
+                    Story::Tokens if rng.random::<f64>() < 0.5 => zipf(&mut rng, vocab),
+                    _ => token(&mut rng, u, vocab, k, purity),
+                };
+                u.tokens.push((f, t));
                 s.push(' ');
-                s.push_str(&token(&mut rng, u, vocab, k, purity).to_string());
+                s.push_str(&t.to_string());
             }
         }
         s.push_str(&format!(
@@ -267,6 +331,10 @@ pub fn synth(out: &Path, config: &SynthConfig, gzip: bool) -> Result<SynthSummar
         age: u32,
         gender: u32,
         seeds: usize,
+        /// Story-specific effects: (field, token) → weight, and demographic effects.
+        token_weights: std::collections::HashMap<(usize, usize), f64>,
+        demo: [Vec<f64>; 5],
+        region: u32,
     }
     let mut camps = Vec::with_capacity(config.campaigns);
     let mut ad_lines = Vec::with_capacity(config.campaigns);
@@ -290,14 +358,56 @@ pub fn synth(out: &Path, config: &SynthConfig, gzip: bool) -> Result<SynthSummar
             },
             [4, 6, 9, 11][cat % 4],
         ));
+        let mut token_weights = std::collections::HashMap::new();
+        let mut demo: [Vec<f64>; 5] = Default::default();
+        match story {
+            Story::Taste => {}
+            Story::Tokens => {
+                // Six triggers: three from the category's shared pool, three of the campaign's own, from
+                // the common part of interest1, kw1 and topic1 (so enough users carry them).
+                for t in 0..6 {
+                    let f = [0, 3, 5][t % 3];
+                    let vocab = fields_vocab[f].1;
+                    let common = (vocab / 10).max(8);
+                    let tok = if t < 3 {
+                        (cat * 7919 + t * 104_729) % common + 1
+                    } else {
+                        rng.random_range(1..=common)
+                    };
+                    token_weights.insert((f, tok), 1.5 + 1.5 * rng.random::<f64>());
+                }
+            }
+            Story::Skew => {
+                let sizes = [5, 2, 7, 2, 8];
+                for (d, &n) in demo.iter_mut().zip(&sizes) {
+                    *d = (0..=n).map(|_| 0.9 * normal(&mut rng)).collect();
+                }
+                for _ in 0..30 {
+                    let f = [1, 4, 6][rng.random_range(0..3)];
+                    let vocab = fields_vocab[f].1;
+                    token_weights.insert(
+                        (f, rng.random_range(1..=(vocab / 4).max(8))),
+                        1.2 * normal(&mut rng),
+                    );
+                }
+            }
+        }
+        let taste = match story {
+            Story::Taste => 2.5 + 1.5 * rng.random::<f64>(),
+            Story::Tokens => 0.5 * rng.random::<f64>(),
+            Story::Skew => 0.8 * rng.random::<f64>(),
+        };
         camps.push(Camp {
             aid,
             cat,
             bias: 0.0,
-            taste: 2.5 + 1.5 * rng.random::<f64>(),
+            taste,
             age: (cat % 5) as u32 + 1,
             gender: (cat % 2) as u32 + 1,
             seeds,
+            token_weights,
+            demo,
+            region: rng.random_range(0..8),
         });
     }
     let logit = |c: &Camp, u: &User| {
@@ -308,10 +418,27 @@ pub fn synth(out: &Path, config: &SynthConfig, gzip: bool) -> Result<SynthSummar
         } else {
             0.0
         };
-        c.bias
-            + c.taste * affinity
-            + 0.6 * f64::from(u.age == c.age)
-            + 0.4 * f64::from(u.gender == c.gender)
+        let tokens: f64 = if c.token_weights.is_empty() {
+            0.0
+        } else {
+            let mut seen = HashSet::new();
+            u.tokens
+                .iter()
+                .filter(|t| seen.insert(**t))
+                .filter_map(|t| c.token_weights.get(t))
+                .sum()
+        };
+        let demo = if c.demo[0].is_empty() {
+            0.6 * f64::from(u.age == c.age) + 0.4 * f64::from(u.gender == c.gender)
+        } else {
+            let at = |v: &Vec<f64>, i: u32| v[(i as usize).min(v.len() - 1)];
+            at(&c.demo[0], u.age)
+                + at(&c.demo[1], u.gender)
+                + at(&c.demo[2], u.education)
+                + at(&c.demo[3], u.consumption)
+                + at(&c.demo[4], u.lbs % 8)
+        };
+        c.bias + c.taste * affinity + demo + tokens
     };
     // Calibrate each campaign's bias so that about 1 in (1 + negatives_per_seed) rows converts.
     let target = 1.0 / (1.0 + config.negatives_per_seed as f64);
@@ -346,6 +473,10 @@ pub fn synth(out: &Path, config: &SynthConfig, gzip: bool) -> Result<SynthSummar
         let mut taken = HashSet::with_capacity(n1 + n2);
         let mut draw = |rng: &mut StdRng| loop {
             let i = rng.random_range(0..config.users);
+            // Skew: 80 % of a campaign's rows come from its own region, so campaigns share few users.
+            if story == Story::Skew && users[i].lbs % 8 != c.region && rng.random::<f64>() < 0.8 {
+                continue;
+            }
             if taken.insert(i) {
                 return i;
             }

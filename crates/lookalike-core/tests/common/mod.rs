@@ -24,7 +24,7 @@ pub fn schema() -> Schema {
 }
 
 pub fn config(s: &Schema) -> MetaHeacConfig {
-    MetaHeacConfig::new(s.table_sizes())
+    MetaHeacConfig::for_schema(s)
         .with_embed_dim(4)
         .with_expert_dims(vec![6, 5])
         .with_num_experts(3)
@@ -73,7 +73,6 @@ pub fn rows(n: usize, seed: u64) -> Vec<Row> {
 
 pub fn model(c: &MetaHeacConfig, device: &Device, seed: u64) -> MetaHeac {
     c.init(Init::Seeded(seed), device)
-        .with_multi_lens(LENS.to_vec())
 }
 
 pub fn inputs(users: &UserTable, ad: &[u32], rows: &[Row], device: &Device) -> Inputs {

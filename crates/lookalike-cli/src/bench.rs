@@ -1,0 +1,441 @@
+//! `lookalike bench`: the paper's Tables 2 and 4 in one command. Every method on the same test
+//! campaigns, the same fine-tuning rows (stage 1) and the same candidates (stage 2), over several seeds;
+//! per group the mean ± std over seeds of mean campaign AUC, P@k and R@k, and a per-campaign paired
+//! comparison of each method with MetaHeac (mean difference, campaigns won, paired t-test).
+
+use crate::{Protocol, backend, load_prepared, progress};
+use anyhow::{Result, bail};
+use lookalike_core::baselines::{self, General, Method, Task};
+use lookalike_core::data::Role;
+use lookalike_core::data::{Row, UserTable};
+use lookalike_core::lr::{LrConfig, OneHot};
+use lookalike_core::meta::MetaTrainer;
+use lookalike_core::metrics::{CampaignMetrics, GroupMetrics};
+use lookalike_core::model::Init;
+use lookalike_core::schedule::{self, Progress, Validation};
+use lookalike_core::stats::{Paired, mean_std, paired};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Prepared dataset (`lookalike prepare`).
+    #[arg(long)]
+    data: PathBuf,
+    /// Methods, comma-separated, by paper name or id (lr, mlp, mlp-emb, pinterest, hubble, mlp-pre,
+    /// shared-bottom, mmoe, metaheac, wo-hc, wo-he, wo-meta) [default: all].
+    #[arg(long, value_delimiter = ',')]
+    methods: Option<Vec<String>>,
+    /// Number of seeds (general models and fine-tuning are redone for each).
+    #[arg(long, default_value_t = 5)]
+    seeds: usize,
+    /// The first seed; the others follow it.
+    #[arg(long, default_value_t = 2021)]
+    seed: u64,
+    /// Schedules and hyper-parameters: the product's defaults, or the official code's.
+    #[arg(long, value_enum, default_value_t = Protocol::Product)]
+    protocol: Protocol,
+    /// Cap on pre-training iterations per general model (for quick runs).
+    #[arg(long)]
+    max_iterations: Option<usize>,
+    /// Fraction of candidates for P@k / R@k.
+    #[arg(long, default_value_t = 0.05)]
+    top_fraction: f64,
+    /// Also write the results as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    #[arg(long, default_value = "flex")]
+    backend: String,
+    /// Write each test campaign's LR features (the one-hot user tokens) as svmlight files
+    /// `AID.train.svm` / `AID.test.svm` in this folder, for an outside check of the LR fit
+    /// (scripts/check-lr-sklearn.py).
+    #[arg(long)]
+    dump_lr: Option<PathBuf>,
+}
+
+/// One campaign's rows as svmlight lines: `label col:1 col:1 …` (0-based columns).
+fn svmlight(onehot: &OneHot, users: &UserTable, rows: &[Row]) -> String {
+    let mut out = String::new();
+    for r in rows {
+        out.push(if r.label { '1' } else { '0' });
+        for c in onehot.columns(users, r.user as usize) {
+            out.push_str(&format!(" {c}:1"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[derive(Serialize)]
+struct Stat {
+    mean: Option<f64>,
+    std: Option<f64>,
+    per_seed: Vec<Option<f64>>,
+}
+
+impl Stat {
+    fn of(per_seed: Vec<Option<f64>>) -> Stat {
+        let v: Vec<f64> = per_seed.iter().flatten().copied().collect();
+        let (m, s) = mean_std(&v);
+        Stat {
+            mean: (!v.is_empty()).then_some(m),
+            std: (!v.is_empty()).then_some(s),
+            per_seed,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct GroupResult {
+    mean_auc: Stat,
+    precision: Stat,
+    recall: Stat,
+    /// Campaigns in the means (with positives and negatives among the candidates).
+    campaigns: usize,
+    /// Per campaign, the method against MetaHeac on AUC averaged over seeds (absent for MetaHeac).
+    vs_metaheac: Option<Paired>,
+    /// Per campaign (in data order): aid, seeds, AUC averaged over seeds.
+    per_campaign: Vec<(String, usize, Option<f64>)>,
+}
+
+#[derive(Serialize)]
+struct MethodResult {
+    cold: GroupResult,
+    hot: GroupResult,
+}
+
+#[derive(Serialize)]
+struct PretrainResult {
+    seed: u64,
+    iterations: usize,
+    best_iteration: usize,
+    best_validation_auc: Option<f64>,
+    seconds: f64,
+}
+
+#[derive(Serialize)]
+struct Report {
+    data: String,
+    protocol: Protocol,
+    seeds: Vec<u64>,
+    top_fraction: f64,
+    seconds: f64,
+    methods: BTreeMap<String, MethodResult>,
+    pretrain: BTreeMap<String, Vec<PretrainResult>>,
+}
+
+fn parse_methods(list: &Option<Vec<String>>) -> Result<Vec<Method>> {
+    let Some(list) = list else {
+        return Ok(Method::ALL.to_vec());
+    };
+    let mut out = Vec::new();
+    for s in list {
+        match Method::parse(s) {
+            Some(m) if !out.contains(&m) => out.push(m),
+            Some(_) => {}
+            None => bail!(
+                "--methods: unknown method {s:?}; known: {}",
+                Method::ALL.map(|m| m.id()).join(", ")
+            ),
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+pub fn run(a: Args) -> Result<()> {
+    if a.seeds == 0 {
+        bail!("--seeds must be at least 1");
+    }
+    if !(a.top_fraction > 0.0 && a.top_fraction <= 1.0) {
+        bail!("--top-fraction must be in (0, 1]");
+    }
+    let methods = parse_methods(&a.methods)?;
+    let data = load_prepared(&a.data)?;
+    let device = backend(&a.backend)?.autodiff();
+    let (base_model, base_meta, finetune) = a.protocol.configs(&data.schema);
+    // Validation fine-tunes are bounded more tightly: they run at every validation.
+    let val_finetune = finetune.clone().with_max_steps(finetune.max_steps.min(100));
+    let lr_config = LrConfig::default();
+    let train: Vec<_> = data.with_role(Role::Train);
+    let tests: Vec<_> = data
+        .campaigns
+        .iter()
+        .filter(|c| c.role != Role::Train)
+        .collect();
+    if train.is_empty() || tests.is_empty() {
+        bail!("{}: needs training and test campaigns", a.data.display());
+    }
+    let generals: Vec<General> = {
+        let mut g: Vec<General> = methods.iter().filter_map(|m| m.general()).collect();
+        g.sort();
+        g.dedup();
+        g
+    };
+    if let Some(dir) = &a.dump_lr {
+        std::fs::create_dir_all(dir)?;
+        let onehot = OneHot::new(&base_model.tables, &base_model.multi_lens);
+        for c in &tests {
+            for (part, rows) in [("train", &c.stage1), ("test", &c.stage2)] {
+                let body = svmlight(&onehot, &data.users, rows);
+                let path = dir.join(format!("{}.{part}.svm", c.aid));
+                lookalike_data::prepare::write_atomic(&path, |w| w.write_all(body.as_bytes()))?;
+            }
+        }
+        eprintln!(
+            "wrote LR features of {} campaigns ({} columns) to {}",
+            tests.len(),
+            onehot.dim,
+            dir.display()
+        );
+    }
+    let seeds: Vec<u64> = (0..a.seeds as u64).map(|i| a.seed + i).collect();
+    let start = Instant::now();
+    // results[method][seed][campaign]
+    let mut results: BTreeMap<Method, Vec<Vec<CampaignMetrics>>> = BTreeMap::new();
+    let mut pretrain: BTreeMap<String, Vec<PretrainResult>> = BTreeMap::new();
+    eprintln!(
+        "bench: {} methods × {} seeds on {} test campaigns ({} general models per seed), protocol {:?}",
+        methods.len(),
+        seeds.len(),
+        tests.len(),
+        generals.len(),
+        a.protocol
+    );
+    for &seed in &seeds {
+        let mut models = BTreeMap::new();
+        for &g in &generals {
+            let (mc, meta) = g.configure(&base_model, &base_meta);
+            let (train_c, val_c) = schedule::split_campaigns(&train, meta.val_fraction, seed);
+            let validation = Validation::new(
+                &data.users,
+                &val_c,
+                val_finetune.clone(),
+                2000,
+                seed ^ 0x5eed,
+            );
+            let model = mc.init(Init::Seeded(seed), &device);
+            let mut trainer =
+                MetaTrainer::new(model, meta, &data.users, &train_c, seed.wrapping_add(1));
+            let bar = progress::steps(0, &format!("seed {seed} pretrain {g:?}"));
+            let t = Instant::now();
+            let report = schedule::fit(
+                &mut trainer,
+                Some(&validation),
+                a.max_iterations,
+                &mut |p| match p {
+                    Progress::Step {
+                        iteration,
+                        total,
+                        loss,
+                        ..
+                    } => {
+                        bar.set_length(total as u64);
+                        bar.set_position(iteration as u64);
+                        bar.set_prefix(format!("loss {loss:.4}"));
+                    }
+                    Progress::Validated {
+                        iteration,
+                        auc,
+                        best,
+                    } => {
+                        bar.set_message(format!(
+                            "val AUC {auc:.4}{} @ {iteration}",
+                            if best { " *" } else { "" }
+                        ));
+                    }
+                },
+            )?;
+            bar.finish_and_clear();
+            eprintln!(
+                "  seed {seed} {g:?}: {} iterations, best {} (validation AUC {}), {:.1} s",
+                report.iterations,
+                report.best_iteration,
+                report.best_auc.map_or("-".into(), |v| format!("{v:.4}")),
+                t.elapsed().as_secs_f64()
+            );
+            pretrain
+                .entry(format!("{g:?}"))
+                .or_default()
+                .push(PretrainResult {
+                    seed,
+                    iterations: report.iterations,
+                    best_iteration: report.best_iteration,
+                    best_validation_auc: report.best_auc,
+                    seconds: t.elapsed().as_secs_f64(),
+                });
+            models.insert(g, trainer.into_model());
+        }
+        let bar = progress::steps(
+            (tests.len() * methods.len()) as u64,
+            &format!("seed {seed} expand"),
+        );
+        for &m in &methods {
+            let mut per = Vec::with_capacity(tests.len());
+            for (i, c) in tests.iter().enumerate() {
+                bar.set_prefix(format!("{} {}", m.name(), c.aid));
+                let task = Task {
+                    users: &data.users,
+                    ad: &c.ad,
+                    train: &c.stage1,
+                    candidates: &c.stage2,
+                    seed: seed.wrapping_mul(1_000_003) ^ i as u64,
+                };
+                let general = m.general().map(|g| &models[&g]);
+                let e = baselines::expand(
+                    m,
+                    general,
+                    &base_model,
+                    &device,
+                    &task,
+                    &finetune,
+                    &lr_config,
+                )?;
+                let labels: Vec<bool> = c.stage2.iter().map(|r| r.label).collect();
+                per.push(CampaignMetrics::new(
+                    &c.aid,
+                    c.seeds(),
+                    &labels,
+                    &e.scores,
+                    a.top_fraction,
+                )?);
+                bar.inc(1);
+            }
+            results.entry(m).or_default().push(per);
+        }
+        bar.finish_and_clear();
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let group = |m: Method, role: Role| -> GroupResult {
+        let idx: Vec<usize> = (0..tests.len())
+            .filter(|&i| tests[i].role == role)
+            .collect();
+        let runs = &results[&m];
+        let groups: Vec<GroupMetrics> = runs
+            .iter()
+            .map(|per| GroupMetrics::new(idx.iter().map(|&i| per[i].clone()).collect(), &[], &[]))
+            .collect();
+        let campaign_auc = |method: Method, i: usize| -> Option<f64> {
+            let v: Vec<f64> = results[&method]
+                .iter()
+                .filter_map(|per| per[i].auc)
+                .collect();
+            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+        };
+        let vs = (m != Method::MetaHeac && results.contains_key(&Method::MetaHeac)).then(|| {
+            let (mut x, mut y) = (Vec::new(), Vec::new());
+            for &i in &idx {
+                if let (Some(p), Some(q)) = (campaign_auc(m, i), campaign_auc(Method::MetaHeac, i))
+                {
+                    x.push(p);
+                    y.push(q);
+                }
+            }
+            paired(&x, &y)
+        });
+        GroupResult {
+            mean_auc: Stat::of(groups.iter().map(|g| g.mean_auc).collect()),
+            precision: Stat::of(groups.iter().map(|g| g.precision).collect()),
+            recall: Stat::of(groups.iter().map(|g| g.recall).collect()),
+            campaigns: groups.first().map_or(0, |g| g.campaigns),
+            vs_metaheac: vs,
+            per_campaign: idx
+                .iter()
+                .map(|&i| (tests[i].aid.clone(), tests[i].seeds(), campaign_auc(m, i)))
+                .collect(),
+        }
+    };
+    let mut table: BTreeMap<String, MethodResult> = BTreeMap::new();
+    for &m in &methods {
+        table.insert(
+            m.name().to_string(),
+            MethodResult {
+                cold: group(m, Role::Cold),
+                hot: group(m, Role::Hot),
+            },
+        );
+    }
+    print_tables(&methods, &table, a.top_fraction);
+    eprintln!("bench finished in {seconds:.1} s");
+    if let Some(path) = &a.json {
+        let report = Report {
+            data: a.data.display().to_string(),
+            protocol: a.protocol,
+            seeds,
+            top_fraction: a.top_fraction,
+            seconds,
+            methods: table,
+            pretrain,
+        };
+        let json = serde_json::to_vec_pretty(&report)?;
+        lookalike_data::prepare::write_atomic(path, |w| w.write_all(&json))?;
+    }
+    Ok(())
+}
+
+fn pm(s: &Stat) -> String {
+    match (s.mean, s.std) {
+        (Some(m), Some(sd)) => format!("{m:.4} ± {sd:.4}"),
+        _ => "-".into(),
+    }
+}
+
+fn print_tables(methods: &[Method], table: &BTreeMap<String, MethodResult>, frac: f64) {
+    let pct = frac * 100.0;
+    let first = &table[methods[0].name()];
+    let (c, h) = (&first.cold, &first.hot);
+    println!(
+        "| method | cold AUC ({} campaigns) | cold P@{pct}% | cold R@{pct}% | hot AUC ({} campaigns) | hot P@{pct}% | hot R@{pct}% |",
+        c.campaigns, h.campaigns
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for m in methods {
+        let r = &table[m.name()];
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            m.name(),
+            pm(&r.cold.mean_auc),
+            pm(&r.cold.precision),
+            pm(&r.cold.recall),
+            pm(&r.hot.mean_auc),
+            pm(&r.hot.precision),
+            pm(&r.hot.recall)
+        );
+    }
+    if !table.contains_key(Method::MetaHeac.name()) {
+        return;
+    }
+    println!();
+    println!(
+        "Per campaign against MetaHeac (AUC averaged over seeds; Δ = method − MetaHeac; p: paired t-test):"
+    );
+    println!();
+    println!(
+        "| method | cold Δ AUC | cold wins over MetaHeac | cold p | hot Δ AUC | hot wins over MetaHeac | hot p |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for m in methods.iter().filter(|&&m| m != Method::MetaHeac) {
+        let r = &table[m.name()];
+        let cell = |p: &Option<Paired>| match p {
+            Some(p) => [
+                format!("{:+.4}", p.mean_diff),
+                format!("{} of {}", p.wins, p.n),
+                format!("{:.3}", p.p_value),
+            ],
+            None => ["-".into(), "-".into(), "-".into()],
+        };
+        let (c, h) = (cell(&r.cold.vs_metaheac), cell(&r.hot.vs_metaheac));
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            m.name(),
+            c[0],
+            c[1],
+            c[2],
+            h[0],
+            h[1],
+            h[2]
+        );
+    }
+}

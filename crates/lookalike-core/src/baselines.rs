@@ -1,0 +1,301 @@
+//! The methods of the paper's Tables 2 and 4, all on the same model code: every neural baseline is a
+//! MetaHeac configuration (one expert and one critic make the gates constant, i.e. a plain MLP), a
+//! general model trained one way, and a rule for what is fresh, frozen or fine-tuned online.
+
+use crate::data::{Batch, Row, UserTable};
+use crate::finetune::{CurvePoint, FineTuneConfig, FineTuner, predict};
+use crate::finite::{self, NonFinite};
+use crate::lr::{self, LrConfig, OneHot};
+use crate::meta::{MetaConfig, MetaGrad};
+use crate::model::{Init, Inputs, MetaHeac, MetaHeacConfig};
+use burn::module::Module;
+use burn::tensor::Tensor;
+
+/// A method of the comparison, named as in the paper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Method {
+    /// Logistic regression on one-hot user tokens, per campaign (one-stage).
+    Lr,
+    /// An MLP trained from scratch on the campaign's rows (one-stage).
+    MlpOneStage,
+    /// Embeddings from plain pre-training, a fresh MLP, all fine-tuned.
+    MlpEmb,
+    /// Cosine similarity of pre-trained user vectors to the seeds' centroid (no training).
+    Pinterest,
+    /// Pre-trained user representations, frozen, under a fresh MLP fitted per campaign.
+    Hubble,
+    /// An MLP pre-trained on all training campaigns, fine-tuned.
+    MlpPre,
+    /// The pre-trained MLP as a shared bottom with a fresh campaign tower, fine-tuned.
+    SharedBottomPre,
+    /// Experts mixed by a task gate (one critic), pre-trained plainly, fine-tuned.
+    MmoePre,
+    MetaHeac,
+    /// One critic.
+    MetaHeacWoHc,
+    /// One expert.
+    MetaHeacWoHe,
+    /// Pre-trained on MetaHeac's batches without the inner step.
+    MetaHeacWoMeta,
+}
+
+/// How a method's general model is trained (one per kind and seed, shared between methods).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum General {
+    MetaHeac,
+    WoHc,
+    WoHe,
+    WoMeta,
+    /// One expert, one critic, plain training (MLP+pre-training, Shared-Bottom, MLP+emb, Hubble, Pinterest).
+    Mlp,
+    /// n experts, one critic, plain training.
+    Mmoe,
+}
+
+impl Method {
+    pub const ALL: [Method; 12] = [
+        Method::Lr,
+        Method::MlpOneStage,
+        Method::MlpEmb,
+        Method::Pinterest,
+        Method::Hubble,
+        Method::MlpPre,
+        Method::SharedBottomPre,
+        Method::MmoePre,
+        Method::MetaHeac,
+        Method::MetaHeacWoHc,
+        Method::MetaHeacWoHe,
+        Method::MetaHeacWoMeta,
+    ];
+
+    /// The paper's name (the key in `bench`'s JSON).
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Lr => "LR",
+            Method::MlpOneStage => "MLP one-stage",
+            Method::MlpEmb => "MLP+emb",
+            Method::Pinterest => "Pinterest",
+            Method::Hubble => "Hubble",
+            Method::MlpPre => "MLP+pre-training",
+            Method::SharedBottomPre => "Shared-Bottom+pre-training",
+            Method::MmoePre => "MMoE+pre-training",
+            Method::MetaHeac => "MetaHeac",
+            Method::MetaHeacWoHc => "MetaHeac w/o HC",
+            Method::MetaHeacWoHe => "MetaHeac w/o HE",
+            Method::MetaHeacWoMeta => "MetaHeac w/o Meta",
+        }
+    }
+
+    /// Parses a paper name (case-insensitive) or the short id (`lr`, `mlp`, `mlp-emb`, `pinterest`,
+    /// `hubble`, `mlp-pre`, `shared-bottom`, `mmoe`, `metaheac`, `wo-hc`, `wo-he`, `wo-meta`).
+    pub fn parse(s: &str) -> Option<Method> {
+        let s = s.trim().to_ascii_lowercase();
+        Method::ALL
+            .into_iter()
+            .find(|m| m.name().to_ascii_lowercase() == s || m.id() == s)
+    }
+
+    pub fn id(self) -> &'static str {
+        match self {
+            Method::Lr => "lr",
+            Method::MlpOneStage => "mlp",
+            Method::MlpEmb => "mlp-emb",
+            Method::Pinterest => "pinterest",
+            Method::Hubble => "hubble",
+            Method::MlpPre => "mlp-pre",
+            Method::SharedBottomPre => "shared-bottom",
+            Method::MmoePre => "mmoe",
+            Method::MetaHeac => "metaheac",
+            Method::MetaHeacWoHc => "wo-hc",
+            Method::MetaHeacWoHe => "wo-he",
+            Method::MetaHeacWoMeta => "wo-meta",
+        }
+    }
+
+    /// The general model it starts from, if any.
+    pub fn general(self) -> Option<General> {
+        match self {
+            Method::Lr | Method::MlpOneStage => None,
+            Method::MlpEmb
+            | Method::Pinterest
+            | Method::Hubble
+            | Method::MlpPre
+            | Method::SharedBottomPre => Some(General::Mlp),
+            Method::MmoePre => Some(General::Mmoe),
+            Method::MetaHeac => Some(General::MetaHeac),
+            Method::MetaHeacWoHc => Some(General::WoHc),
+            Method::MetaHeacWoHe => Some(General::WoHe),
+            Method::MetaHeacWoMeta => Some(General::WoMeta),
+        }
+    }
+}
+
+impl General {
+    /// The model and offline configuration of this kind, from MetaHeac's.
+    pub fn configure(
+        self,
+        model: &MetaHeacConfig,
+        meta: &MetaConfig,
+    ) -> (MetaHeacConfig, MetaConfig) {
+        let (mut m, mut c) = (model.clone(), meta.clone());
+        match self {
+            General::MetaHeac => {}
+            General::WoHc => m.num_critics = 1,
+            General::WoHe => m.num_experts = 1,
+            General::WoMeta => c.meta_grad = MetaGrad::NoAdaptation,
+            General::Mlp => {
+                m.num_experts = 1;
+                m.num_critics = 1;
+                c.meta_grad = MetaGrad::NoAdaptation;
+            }
+            General::Mmoe => {
+                m.num_critics = 1;
+                c.meta_grad = MetaGrad::NoAdaptation;
+            }
+        }
+        (m, c)
+    }
+}
+
+/// One campaign's expansion by one method: scores of the candidates and the fine-tuning curve.
+pub struct Expansion {
+    pub scores: Vec<f32>,
+    pub curve: Vec<CurvePoint>,
+}
+
+/// What one method needs to expand one campaign.
+pub struct Task<'a> {
+    pub users: &'a UserTable,
+    pub ad: &'a [u32],
+    /// Seeds and non-seeds (stage 1).
+    pub train: &'a [Row],
+    /// Candidates to score (stage 2).
+    pub candidates: &'a [Row],
+    pub seed: u64,
+}
+
+/// A fresh model of `config` with the embedding tables of `general`.
+fn with_embeddings(config: &MetaHeacConfig, general: &MetaHeac, seed: u64) -> MetaHeac {
+    let mut fresh = config.init(Init::Seeded(seed), &general.device());
+    fresh.user_single = general.user_single.clone();
+    fresh.user_multi = general.user_multi.clone();
+    fresh.ad = general.ad.clone();
+    fresh
+}
+
+/// Runs `method` on one campaign. `general` is its general model (on an autodiff device) where it has
+/// one; `scratch` is the model configuration of the one-stage MLP and `device` where it lives.
+pub fn expand(
+    method: Method,
+    general: Option<&MetaHeac>,
+    scratch: &MetaHeacConfig,
+    device: &burn::tensor::Device,
+    task: &Task,
+    finetune: &FineTuneConfig,
+    lr_config: &LrConfig,
+) -> Result<Expansion, NonFinite> {
+    let need = || general.expect("this method needs its general model");
+    let start = match method {
+        Method::Lr => {
+            let onehot = OneHot::new(&scratch.tables, &scratch.multi_lens);
+            let (_, scores) =
+                lr::fit_and_score(&onehot, task.users, task.train, task.candidates, lr_config);
+            finite::check(&scores, "an LR score")?;
+            return Ok(Expansion {
+                scores,
+                curve: Vec::new(),
+            });
+        }
+        Method::Pinterest => {
+            let scores = seed_similarity(need(), task);
+            finite::check(&scores, "a Pinterest similarity")?;
+            return Ok(Expansion {
+                scores,
+                curve: Vec::new(),
+            });
+        }
+        Method::MlpOneStage => mlp_config(scratch).init(Init::Seeded(task.seed), device),
+        Method::MlpEmb => with_embeddings(&mlp_config(scratch), need(), task.seed),
+        Method::Hubble => {
+            let mut m = with_embeddings(&mlp_config(scratch), need(), task.seed);
+            m.user_single = m.user_single.into_iter().map(|e| e.no_grad()).collect();
+            m.user_multi = m.user_multi.into_iter().map(|e| e.no_grad()).collect();
+            m.ad = m.ad.into_iter().map(|e| e.no_grad()).collect();
+            m
+        }
+        Method::SharedBottomPre => {
+            // Keep the pre-trained bottom (embeddings and expert), a fresh tower (critic) per campaign.
+            let mut m = need().clone();
+            let fresh = mlp_config(scratch).init(Init::Seeded(task.seed), device);
+            m.critics = fresh.critics;
+            m
+        }
+        Method::MlpPre
+        | Method::MmoePre
+        | Method::MetaHeac
+        | Method::MetaHeacWoHc
+        | Method::MetaHeacWoHe
+        | Method::MetaHeacWoMeta => need().clone(),
+    };
+    let mut ft = FineTuner::new(
+        start,
+        finetune.clone(),
+        task.users,
+        task.ad,
+        task.train,
+        task.seed,
+    );
+    while ft.step()?.is_some() {}
+    let curve = std::mem::take(&mut ft.curve);
+    let tuned = ft.into_model();
+    let scores = predict(&tuned, task.users, task.ad, task.candidates, 4096);
+    finite::check(&scores, "a candidate score")?;
+    Ok(Expansion { scores, curve })
+}
+
+/// The one-stage MLP: MetaHeac's layers with one expert and one critic.
+pub fn mlp_config(base: &MetaHeacConfig) -> MetaHeacConfig {
+    base.clone().with_num_experts(1).with_num_critics(1)
+}
+
+/// Pinterest-style look-alike: cosine similarity of each candidate's user vector to the centroid of
+/// the seeds' user vectors, minus that to the non-seeds' centroid (a linear score in the embedding
+/// space; rows are scored without any training).
+fn seed_similarity(general: &MetaHeac, task: &Task) -> Vec<f32> {
+    let model = general.valid();
+    let vectors = |rows: &[Row]| -> Tensor<2> {
+        let parts: Vec<Tensor<2>> = rows
+            .chunks(4096)
+            .map(|c| {
+                let b = Batch::gather(task.users, &model.multi_lens, task.ad, c);
+                let v = model.user_vectors(&Inputs::new(&b, &model.device()));
+                let norm = v.clone().powi_scalar(2).sum_dim(1).sqrt().add_scalar(1e-12);
+                v / norm
+            })
+            .collect();
+        Tensor::cat(parts, 0)
+    };
+    let (seeds, others): (Vec<Row>, Vec<Row>) = task.train.iter().partition(|r| r.label);
+    let centroid = |rows: &[Row]| -> Option<Tensor<2>> {
+        (!rows.is_empty()).then(|| {
+            let c = vectors(rows).mean_dim(0);
+            let n = c.clone().powi_scalar(2).sum().sqrt().add_scalar(1e-12);
+            c / n.unsqueeze()
+        })
+    };
+    let Some(pos) = centroid(&seeds) else {
+        return vec![0.0; task.candidates.len()];
+    };
+    let direction = match centroid(&others) {
+        Some(neg) => pos - neg,
+        None => pos,
+    };
+    if task.candidates.is_empty() {
+        return Vec::new();
+    }
+    let sims = vectors(task.candidates).matmul(direction.transpose());
+    sims.flatten::<1>(0, 1)
+        .into_data()
+        .try_into_vec_as::<f32>()
+        .expect("f32 data")
+}

