@@ -336,9 +336,11 @@ impl Job {
             plan: state.plan.clone()?,
             ad: state.ad.clone(),
             // The page runs the epochs its knob sets and shows its own held-out-seed curve, so the
-            // fine-tuner holds nothing out and does not stop early.
+            // fine-tuner holds nothing out and does not stop early; the wide part is fine-tuned
+            // rather than fitted, since that fit reads values back synchronously (not on WebGPU).
             config: FineTuneConfig::new()
                 .with_holdout(0.0)
+                .with_fit_wide(false)
                 .with_max_steps(usize::MAX)
                 .with_epochs(state.epochs)
                 .with_lr(state.lr),

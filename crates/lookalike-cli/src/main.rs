@@ -428,7 +428,11 @@ impl Protocol {
         let model = MetaHeacConfig::for_schema(schema);
         match self {
             Protocol::Product => (model, MetaConfig::new(), FineTuneConfig::new()),
-            Protocol::Reference => (model, MetaConfig::reference(), FineTuneConfig::reference()),
+            Protocol::Reference => (
+                model.with_wide(false),
+                MetaConfig::reference(),
+                FineTuneConfig::reference(),
+            ),
         }
     }
 }

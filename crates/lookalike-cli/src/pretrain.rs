@@ -103,6 +103,9 @@ pub struct Args {
     /// Standard deviation of the embedding initialisation [default: 1, PyTorch's].
     #[arg(long)]
     embed_init_std: Option<f64>,
+    /// The wide part (a weight per user token added to the critics' logits) [default: see MetaHeacConfig].
+    #[arg(long)]
+    wide: Option<bool>,
     /// Learning rate of the fine-tuning that validation runs (the online stage's) [default: 1e-3].
     #[arg(long)]
     finetune_lr: Option<f64>,
@@ -183,6 +186,7 @@ pub fn run(a: Args) -> Result<()> {
     mc.num_critics = a.critics.unwrap_or(mc.num_critics);
     mc.embed_dim = a.embed_dim.unwrap_or(mc.embed_dim);
     mc.embed_init_std = a.embed_init_std.unwrap_or(mc.embed_init_std);
+    mc.wide = a.wide.unwrap_or(mc.wide);
     let lr = a.finetune_lr.unwrap_or(finetune.lr);
     let finetune = finetune.with_lr(lr);
     if let Some(c) = a.critic_combine {

@@ -144,12 +144,12 @@ impl General {
             General::WoHe => m.num_experts = 1,
             General::WoMeta => c.meta_grad = MetaGrad::NoAdaptation,
             General::Mlp => {
-                m.num_experts = 1;
-                m.num_critics = 1;
+                m = mlp_config(&m);
                 c.meta_grad = MetaGrad::NoAdaptation;
             }
             General::Mmoe => {
                 m.num_critics = 1;
+                m.wide = false;
                 c.meta_grad = MetaGrad::NoAdaptation;
             }
         }
@@ -253,9 +253,12 @@ pub fn expand(
     Ok(Expansion { scores, curve })
 }
 
-/// The one-stage MLP: MetaHeac's layers with one expert and one critic.
+/// The paper's MLP: MetaHeac's layers with one expert, one critic and no wide part.
 pub fn mlp_config(base: &MetaHeacConfig) -> MetaHeacConfig {
-    base.clone().with_num_experts(1).with_num_critics(1)
+    base.clone()
+        .with_num_experts(1)
+        .with_num_critics(1)
+        .with_wide(false)
 }
 
 /// Pinterest-style look-alike: cosine similarity of each candidate's user vector to the centroid of

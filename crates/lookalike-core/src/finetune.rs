@@ -36,6 +36,15 @@ pub struct FineTuneConfig {
     /// Most steps in all (bounds hot campaigns with many rows).
     #[config(default = 300)]
     pub max_steps: usize,
+    /// With a wide part, first fit it to convergence on the training rows: an L2 logistic regression
+    /// on the one-hot user tokens with the general model's logit as a fixed offset (a campaign-specific
+    /// correction that a few Adam steps could not reach), then fine-tune everything.
+    #[config(default = true)]
+    pub fit_wide: bool,
+    /// Inverse L2 strengths (scikit-learn's C) tried for that fit; the held-out rows choose among them
+    /// and "no fit" (the first without a hold-out).
+    #[config(default = "vec![0.01, 0.1, 1.0]")]
+    pub wide_c: Vec<f64>,
 }
 
 impl FineTuneConfig {
@@ -45,6 +54,7 @@ impl FineTuneConfig {
             .with_epochs(2)
             .with_holdout(0.0)
             .with_max_steps(usize::MAX)
+            .with_fit_wide(false)
     }
 }
 
@@ -116,6 +126,11 @@ impl<'a> FineTuner<'a> {
         let mut rng = StdRng::seed_from_u64(seed);
         let (mut rows, holdout) = stratified_split(rows, config.holdout, &mut rng);
         rows.shuffle(&mut rng);
+        let model = if config.fit_wide && !model.wide.is_empty() && !rows.is_empty() {
+            choose_wide(model, users, ad, &rows, &holdout, &config.wide_c)
+        } else {
+            model
+        };
         FineTuner {
             model: Some(model),
             optim,
@@ -278,6 +293,121 @@ impl<'a> FineTuner<'a> {
             None => self.model.expect("model present between steps"),
         }
     }
+}
+
+/// Fits the wide part to the rows by L2 logistic regression with the model's logit as offset (see
+/// [`FineTuneConfig::fit_wide`]); the intercept goes into the first single-valued field's weights,
+/// which every user has exactly one of.
+/// The model as it is or with its wide part fitted at one of the strengths `cs`, whichever has the
+/// lowest loss on `holdout` (with no hold-out: the first strength).
+fn choose_wide(
+    model: MetaHeac,
+    users: &UserTable,
+    ad: &[u32],
+    rows: &[Row],
+    holdout: &[Row],
+    cs: &[f64],
+) -> MetaHeac {
+    if holdout.is_empty() {
+        return match cs.first() {
+            Some(&c) => fit_wide(model, users, ad, rows, c),
+            None => model,
+        };
+    }
+    let mut best = (mean_loss(&model, users, ad, holdout, 4096), model.clone());
+    for &c in cs {
+        let m = fit_wide(model.clone(), users, ad, rows, c);
+        let l = mean_loss(&m, users, ad, holdout, 4096);
+        if l < best.0 {
+            best = (l, m);
+        }
+    }
+    best.1
+}
+
+pub fn fit_wide(
+    mut model: MetaHeac,
+    users: &UserTable,
+    ad: &[u32],
+    rows: &[Row],
+    c: f64,
+) -> MetaHeac {
+    use crate::lr::{Lr, LrConfig, OneHot};
+    let sizes: Vec<usize> = model
+        .wide
+        .iter()
+        .map(|e| e.weight.val().dims()[0])
+        .collect();
+    let singles = model.user_single.len();
+    let tables = crate::schema::TableSizes {
+        user_single: sizes[..singles].to_vec(),
+        user_multi: sizes[singles..].to_vec(),
+        ad: Vec::new(),
+    };
+    let onehot = OneHot::new(&tables, &model.multi_lens);
+    let x: Vec<Vec<u32>> = rows
+        .iter()
+        .map(|r| onehot.columns(users, r.user as usize))
+        .collect();
+    let y: Vec<bool> = rows.iter().map(|r| r.label).collect();
+    let offset: Vec<f64> = predict(&model, users, ad, rows, 4096)
+        .into_iter()
+        .map(|p| {
+            let p = (p as f64).clamp(1e-6, 1.0 - 1e-6);
+            (p / (1.0 - p)).ln()
+        })
+        .collect();
+    let cfg = LrConfig {
+        c,
+        ..LrConfig::default()
+    };
+    let fit = Lr::fit_with_offset(&x, &y, Some(&offset), onehot.dim, &cfg);
+    // The offset's coefficient a scales the network's logit: scale the critics' last layers (and the
+    // general wide weights below) by it, exactly so for one critic.
+    let a = fit.offset_scale as f32;
+    // A scaled parameter must stay a leaf of its own (not a node of a graph that is never run).
+    let scale = |t: Tensor<1>| {
+        let rg = t.is_require_grad();
+        t.detach().mul_scalar(a).detach().set_require_grad(rg)
+    };
+    let scale2 = |t: Tensor<2>| {
+        let rg = t.is_require_grad();
+        t.detach().mul_scalar(a).detach().set_require_grad(rg)
+    };
+    model.critics = std::mem::take(&mut model.critics)
+        .into_iter()
+        .map(|mut l| {
+            l.weight = l.weight.map(scale2);
+            l.bias = l.bias.map(|b| b.map(scale));
+            l
+        })
+        .collect();
+    let mut start = 0;
+    let first_single = singles > 0;
+    model.wide = std::mem::take(&mut model.wide)
+        .into_iter()
+        .enumerate()
+        .map(|(f, e)| {
+            let n = sizes[f];
+            let w = e.weight.val();
+            let device = w.device();
+            let mut v: Vec<f32> = w.into_data().try_into_vec_as::<f32>().expect("f32 weights");
+            for (i, x) in v.iter_mut().enumerate() {
+                *x = a * *x + fit.weights[start + i] as f32;
+                if f == 0 && first_single {
+                    *x += fit.bias as f32;
+                }
+            }
+            start += n;
+            let t = Tensor::<2>::from_data(TensorData::new(v, [n, 1]), &device);
+            burn::nn::Embedding {
+                weight: e
+                    .weight
+                    .map(move |old| t.set_require_grad(old.is_require_grad())),
+            }
+        })
+        .collect();
+    model
 }
 
 /// Mean BCE of a model over rows (inference only, read back synchronously).

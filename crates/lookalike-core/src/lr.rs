@@ -88,6 +88,8 @@ impl Default for LrConfig {
 pub struct Lr {
     pub weights: Vec<f64>,
     pub bias: f64,
+    /// Coefficient of the offset (1 without one).
+    pub offset_scale: f64,
     pub iterations: usize,
     pub converged: bool,
 }
@@ -99,12 +101,32 @@ impl Lr {
 
     /// Fits on rows given as active columns; `dim` columns in all.
     pub fn fit(x: &[Vec<u32>], y: &[bool], dim: usize, cfg: &LrConfig) -> Lr {
-        let n = dim + 1; // the last parameter is the intercept
+        Self::fit_with_offset(x, y, None, dim, cfg)
+    }
+
+    /// Fits with a fixed per-row offset added to the logit (a correction on top of another model's
+    /// logit, as a GLM offset).
+    pub fn fit_with_offset(
+        x: &[Vec<u32>],
+        y: &[bool],
+        offset: Option<&[f64]>,
+        dim: usize,
+        cfg: &LrConfig,
+    ) -> Lr {
+        // Parameters: the weights, the intercept, then (with an offset) its unpenalised coefficient,
+        // which starts at 1 so that the fit starts from the other model.
+        let n = dim + 1 + usize::from(offset.is_some());
         let f = |p: &[f64], g: &mut [f64]| -> f64 {
             g.fill(0.0);
             let mut loss = 0.0;
-            for (cols, &label) in x.iter().zip(y) {
-                let z = p[dim] + cols.iter().map(|&j| p[j as usize]).sum::<f64>();
+            for (i, (cols, &label)) in x.iter().zip(y).enumerate() {
+                let o = offset.map_or(0.0, |o| o[i]);
+                let a = if offset.is_some() {
+                    1.0 + p[dim + 1]
+                } else {
+                    1.0
+                };
+                let z = a * o + p[dim] + cols.iter().map(|&j| p[j as usize]).sum::<f64>();
                 let s = if label { 1.0 } else { -1.0 };
                 let m = -s * z;
                 // log(1 + e^m), stably.
@@ -118,6 +140,9 @@ impl Lr {
                     g[j as usize] += dz;
                 }
                 g[dim] += dz;
+                if offset.is_some() {
+                    g[dim + 1] += dz * o;
+                }
             }
             let mut reg = 0.0;
             for j in 0..dim {
@@ -131,6 +156,11 @@ impl Lr {
             lbfgs(n, f, cfg.max_iterations, cfg.gradient_tolerance * scale);
         Lr {
             bias: p[dim],
+            offset_scale: if offset.is_some() {
+                1.0 + p[dim + 1]
+            } else {
+                1.0
+            },
             weights: p[..dim].to_vec(),
             iterations,
             converged,

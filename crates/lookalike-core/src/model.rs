@@ -5,8 +5,13 @@
 //!   x  = [e_1 ‖ … ‖ e_F]                         user-field embeddings (multi-valued: masked mean)
 //!   t  = [mean_f e_f ‖ a_1 ‖ … ‖ a_A]             task representation (per sample, as the official code)
 //!   g  = softmax(G_e(t)),  h = Σ_k g_k E_k(x)     hybrid experts
-//!   c  = softmax(G_c(t)),  ŷ = Σ_j c_j σ(T_j(h))  hybrid critics
+//!   c  = softmax(G_c(t)),  ŷ = Σ_j c_j σ(T_j(h) + w(x))  hybrid critics (+ optional wide part)
 //! ```
+//!
+//! `w(x)` is the wide part (off in the reference): one scalar weight per user token, summed over the
+//! user's tokens (a logistic regression on the one-hot tokens, as in Wide & Deep — the official code's
+//! class is called `WideAndDeepModel`), zero at initialisation and added to every critic's logit. It
+//! lets fine-tuning learn campaign-specific token effects directly.
 //!
 //! The loss is computed from logits through the mixture, log ŷ = logsumexp_j(log c_j + log σ(z_j)), so it
 //! stays finite (with a finite gradient) where f32 probabilities saturate to exactly 0 or 1.
@@ -69,6 +74,10 @@ pub struct MetaHeacConfig {
     /// Standard deviation of the N(0, σ²) embedding initialisation (reference: 1, PyTorch's default).
     #[config(default = 1.0)]
     pub embed_init_std: f64,
+    /// The wide part w(x): a zero-initialised weight per user token added to every critic's logit
+    /// (not in the reference code).
+    #[config(default = true)]
+    pub wide: bool,
 }
 
 /// Two-layer MLP with softmax output: a task-driven gate.
@@ -114,6 +123,9 @@ pub struct MetaHeac {
     pub expert_gate: Gate,
     pub critics: Vec<Linear>,
     pub critic_gate: Gate,
+    /// One `[vocabulary, 1]` table per user field (single-valued, then multi-valued); empty without
+    /// the wide part.
+    pub wide: Vec<Embedding>,
     #[module(skip)]
     pub critic_combine: CriticCombine,
     #[module(skip)]
@@ -229,7 +241,7 @@ impl Initializer {
 }
 
 impl MetaHeacConfig {
-    /// The reference defaults for a data schema (its table sizes and multi-valued layout).
+    /// The defaults for a data schema (its table sizes and multi-valued layout).
     pub fn for_schema(schema: &crate::schema::Schema) -> Self {
         Self::new(schema.table_sizes()).with_multi_lens(schema.multi_lens())
     }
@@ -289,6 +301,17 @@ impl MetaHeacConfig {
         let critics = (0..self.num_critics)
             .map(|_| ini.linear(h_dim, 1))
             .collect();
+        let wide = if self.wide {
+            t.user_single
+                .iter()
+                .chain(&t.user_multi)
+                .map(|&n| Embedding {
+                    weight: ini.param(Tensor::zeros([n, 1], device)),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         MetaHeac {
             user_single,
             user_multi,
@@ -297,6 +320,7 @@ impl MetaHeacConfig {
             expert_gate,
             critics,
             critic_gate,
+            wide,
             critic_combine: self.critic_combine,
             gate_context: self.gate_context,
             multi_lens: self.multi_lens.clone(),
@@ -334,6 +358,35 @@ impl MetaHeac {
             offset += len;
         }
         Tensor::cat(fields, 1)
+    }
+
+    /// The wide logit w(x) = Σ over the user's tokens of their weights, shape `[B, 1]`.
+    fn wide_logit(&self, x: &Inputs) -> Option<Tensor<2>> {
+        if self.wide.is_empty() {
+            return None;
+        }
+        let singles = self.user_single.len();
+        let mut sum: Option<Tensor<2>> = None;
+        let mut add = |t: Tensor<2>| {
+            sum = Some(match sum.take() {
+                Some(s) => s + t,
+                None => t,
+            })
+        };
+        for (f, table) in self.wide[..singles].iter().enumerate() {
+            // [B, 1] ids → [B, 1, 1] weights.
+            add(table
+                .forward(x.single.clone().narrow(1, f, 1))
+                .squeeze_dim::<2>(2));
+        }
+        let mut offset = 0;
+        for (table, &len) in self.wide[singles..].iter().zip(&self.multi_lens) {
+            let ids = x.multi.clone().narrow(1, offset, len);
+            let mask = x.mask.clone().narrow(1, offset, len);
+            add((table.forward(ids) * mask).sum_dim(1).squeeze_dim::<2>(2));
+            offset += len;
+        }
+        sum
     }
 
     /// The user representation x = [e_1 ‖ … ‖ e_F], shape `[B, F·D]` (the experts' input).
@@ -376,13 +429,16 @@ impl MetaHeac {
         // Hybrid critics: ŷ = Σ_j c_j σ(T_j(h)), with z_j = T_j(h).
         let log_c = self.critic_gate.log_weights(t);
         let c = log_c.clone().exp();
-        let z: Tensor<2> = Tensor::cat(
+        let mut z: Tensor<2> = Tensor::cat(
             self.critics
                 .iter()
                 .map(|t_j| t_j.forward(h.clone()))
                 .collect(),
             1,
         );
+        if let Some(w) = self.wide_logit(x) {
+            z = z + w;
+        }
         let mut prob: Tensor<1> = (sigmoid(z.clone()) * c.clone())
             .sum_dim(1)
             .squeeze_dim::<1>(1);
