@@ -369,7 +369,10 @@ fn user_errors_are_clear() {
         "--backend",
         "metal",
     ]);
-    assert!(e.contains("unknown backend"), "{e}");
+    assert!(
+        e.contains("invalid value 'metal' for '--backend") && e.contains("wgpu-cpu"),
+        "{e}"
+    );
     let e = fails(&["eval", "--data", p(&w.path("data.lkd"))]);
     assert!(e.contains("--model is required"), "{e}");
     assert!(!w.path("x.rec").exists());

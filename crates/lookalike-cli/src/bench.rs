@@ -3,7 +3,7 @@
 //! per group the mean ± std over seeds of mean campaign AUC, P@k and R@k, and a per-campaign paired
 //! comparison of each method with MetaHeac (mean difference, campaigns won, paired t-test).
 
-use crate::{Protocol, backend, load_prepared, progress};
+use crate::{BackendArg, Protocol, backend, load_prepared, progress};
 use anyhow::{Result, bail};
 use lookalike_core::baselines::{self, General, Method, Task};
 use lookalike_core::data::Role;
@@ -46,8 +46,8 @@ pub struct Args {
     /// Also write the results as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
-    #[arg(long, default_value = "flex")]
-    backend: String,
+    #[arg(long, value_enum, default_value_t = BackendArg::Flex)]
+    backend: BackendArg,
     /// Write each test campaign's LR features (the one-hot user tokens) as svmlight files
     /// `AID.train.svm` / `AID.test.svm` in this folder, for an outside check of the LR fit
     /// (scripts/check-lr-sklearn.py).
@@ -154,7 +154,7 @@ pub fn run(a: Args) -> Result<()> {
     }
     let methods = parse_methods(&a.methods)?;
     let data = load_prepared(&a.data)?;
-    let device = backend(&a.backend)?.autodiff();
+    let device = backend(a.backend)?.autodiff();
     let (base_model, base_meta, finetune) = a.protocol.configs(&data.schema);
     // Validation fine-tunes are bounded more tightly: they run at every validation.
     let val_finetune = finetune.clone().with_max_steps(finetune.max_steps.min(100));

@@ -1,6 +1,6 @@
 //! `lookalike eval`: the paper's evaluation protocol on the test campaigns.
 
-use crate::{FineTuneArgs, backend, load_prepared, progress};
+use crate::{BackendArg, FineTuneArgs, backend, load_prepared, progress};
 use anyhow::{Context, Result, bail};
 use lookalike_core::data::Role;
 use lookalike_core::finetune::{FineTuner, predict};
@@ -27,8 +27,8 @@ pub struct Args {
     json: Option<PathBuf>,
     #[arg(long, default_value_t = 2021)]
     seed: u64,
-    #[arg(long, default_value = "flex")]
-    backend: String,
+    #[arg(long, value_enum, default_value_t = BackendArg::Flex)]
+    backend: BackendArg,
     /// Fraction of candidates for P@k / R@k.
     #[arg(long, default_value_t = 0.05)]
     top_fraction: f64,
@@ -62,7 +62,7 @@ pub fn run(a: Args) -> Result<()> {
         bail!("--top-fraction must be in (0, 1]");
     }
     let data = load_prepared(&a.data)?;
-    let device = backend(&a.backend)?;
+    let device = backend(a.backend)?;
     let train_device = device.clone().autodiff();
     // With --no-pretrain a record contributes only its config: its weights are not decoded.
     let (config, trained) = match &a.model {

@@ -1,6 +1,6 @@
 //! `lookalike expand`: the online stage for a new campaign.
 
-use crate::{FineTuneArgs, backend, load_record, progress};
+use crate::{BackendArg, FineTuneArgs, backend, load_record, progress};
 use anyhow::{Context, Result, bail};
 use lookalike_core::data::Row;
 use lookalike_core::finetune::{FineTuner, gate_weights, predict};
@@ -48,8 +48,8 @@ pub struct Args {
     holdout: f64,
     #[arg(long, default_value_t = 2021)]
     seed: u64,
-    #[arg(long, default_value = "flex")]
-    backend: String,
+    #[arg(long, value_enum, default_value_t = BackendArg::Flex)]
+    backend: BackendArg,
     #[command(flatten)]
     finetune: FineTuneArgs,
 }
@@ -62,7 +62,7 @@ pub fn run(a: Args) -> Result<()> {
         bail!("--holdout must be in [0, 0.9)");
     }
     let start = Instant::now();
-    let device = backend(&a.backend)?;
+    let device = backend(a.backend)?;
     let (header, general) = load_record(&a.model, &device)?;
     let schema = &header.schema;
 

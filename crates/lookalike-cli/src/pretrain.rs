@@ -1,6 +1,6 @@
 //! `lookalike pretrain`: the offline stage.
 
-use crate::{Protocol, backend, load_prepared, progress};
+use crate::{BackendArg, Protocol, backend, load_prepared, progress};
 use anyhow::{Context, Result, bail};
 use lookalike_core::data::Role;
 use lookalike_core::meta::{MetaConfig, MetaGrad, MetaTrainer, TaskSampling};
@@ -93,8 +93,8 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
     precision: PrecisionArg,
     /// flex (CPU), wgpu, wgpu-cpu (software Vulkan such as lavapipe) or cuda.
-    #[arg(long, default_value = "flex")]
-    backend: String,
+    #[arg(long, value_enum, default_value_t = BackendArg::Flex)]
+    backend: BackendArg,
     #[arg(long, default_value_t = 2021)]
     seed: u64,
     /// Embedding dimension D [default: 64].
@@ -171,7 +171,7 @@ pub fn meta_config(a: &Args, base: MetaConfig) -> MetaConfig {
 
 pub fn run(a: Args) -> Result<()> {
     let data = load_prepared(&a.data)?;
-    let device = backend(&a.backend)?;
+    let device = backend(a.backend)?;
     let precision = match a.precision {
         PrecisionArg::F32 => Precision::F32,
         PrecisionArg::F16 => Precision::F16,
@@ -240,7 +240,7 @@ pub fn run(a: Args) -> Result<()> {
             a.max_iterations.map_or(trainer.total_iterations(), |m| m
                 .min(trainer.total_iterations())),
             parameters,
-            a.backend
+            a.backend.name()
         );
     } else {
         eprintln!(
@@ -255,7 +255,7 @@ pub fn run(a: Args) -> Result<()> {
                 .unwrap_or(meta.max_iterations)
                 .min(meta.max_iterations),
             parameters,
-            a.backend
+            a.backend.name()
         );
     }
     let bar = progress::steps(0, "pretrain");
@@ -326,7 +326,7 @@ pub fn run(a: Args) -> Result<()> {
             seconds,
             rows_per_second: rows as f64 / seconds.max(1e-9),
             final_loss,
-            backend: a.backend.clone(),
+            backend: a.backend.name().to_string(),
             data: a
                 .data
                 .file_name()

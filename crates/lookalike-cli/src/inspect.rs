@@ -1,0 +1,92 @@
+//! `lookalike inspect`: describe a model record.
+
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    record: PathBuf,
+    /// Print the header as JSON (vocabularies left out).
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let (path, json) = (a.record.as_path(), a.json);
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let (h, weights) = lookalike_core::record::read_header(&bytes)
+        .with_context(|| format!("{}", path.display()))?;
+    if json {
+        let mut v = serde_json::to_value(&h)?;
+        for group in ["user_single", "user_multi", "ad"] {
+            if let Some(fields) = v["schema"][group].as_array_mut() {
+                for f in fields {
+                    let n = f["vocab"]["tokens"].as_array().map_or(0, |t| t.len());
+                    f["vocab"] = serde_json::json!({ "size": n });
+                }
+            }
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let m = &h.model;
+    println!("{}: MetaHeac general model", path.display());
+    println!(
+        "  file {:.2} MB, weights {:.2} MB ({:?}), {} parameters",
+        bytes.len() as f64 / 1e6,
+        weights.len() as f64 / 1e6,
+        h.precision,
+        h.parameters
+    );
+    println!(
+        "  embed_dim {}, experts {} × MLP {:?}, critics {}, gate hidden {}, critic combine {:?}, gate context {:?}, wide part {}",
+        m.embed_dim,
+        m.num_experts,
+        m.expert_dims,
+        m.num_critics,
+        m.gate_hidden,
+        m.critic_combine,
+        m.gate_context,
+        if m.wide { "yes" } else { "no" }
+    );
+    println!("  fields (name, vocabulary, max length):");
+    for (kind, fields) in [
+        ("user", &h.schema.user_single),
+        ("user multi", &h.schema.user_multi),
+        ("ad", &h.schema.ad),
+    ] {
+        let list: Vec<String> = fields
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} {}{}",
+                    f.name,
+                    f.vocab.len(),
+                    if f.max_len > 1 {
+                        format!("×{}", f.max_len)
+                    } else {
+                        String::new()
+                    }
+                )
+            })
+            .collect();
+        println!("    {kind:<10} {}", list.join(", "));
+    }
+    let t = &h.training;
+    match &t.meta {
+        Some(meta) => println!(
+            "  trained: meta {:?}, {} iterations on {} campaigns ({} rows), {:.1} s, {:.0} rows/s on {}, final loss {}",
+            meta.meta_grad,
+            t.iterations,
+            t.train_campaigns,
+            t.train_rows,
+            t.seconds,
+            t.rows_per_second,
+            t.backend,
+            t.final_loss.map_or("-".into(), |l| format!("{l:.4}"))
+        ),
+        None => println!("  not trained"),
+    }
+    println!("  seed {}, data {}, {}", t.seed, t.data, t.created_by);
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! `lookalike prepare`: raw layout → one prepared binary dataset.
+
+use crate::{demo, progress};
+use anyhow::{Context, Result, bail};
+use lookalike_data::prepare::{ColdCount, PrepareConfig};
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Raw directory (adFeature.csv, userFeature.data, train.csv, test1_truth.csv, each optionally .gz).
+    /// Without it, the bundled demo world is used.
+    #[arg(long)]
+    raw: Option<PathBuf>,
+    #[arg(long)]
+    out: PathBuf,
+    /// T: test campaigns with ≤ T seeds form the cold group, the others the hot group.
+    #[arg(long, default_value_t = 2000)]
+    cold_threshold: usize,
+    /// Count stage-1 and stage-2 positives for the cold/hot grouping, as the reference code does.
+    #[arg(long)]
+    cold_count_both_stages: bool,
+    /// Fraction of campaigns used for meta-training (reference code 0.5, paper 0.6).
+    #[arg(long, default_value_t = 0.5)]
+    train_fraction: f64,
+    #[arg(long, default_value_t = 2021)]
+    seed: u64,
+    /// Single-valued user fields, comma-separated (default: the reference's 7).
+    #[arg(long, value_delimiter = ',')]
+    user_single: Option<Vec<String>>,
+    /// Multi-valued user fields as name:maxlen, comma-separated (default: the reference's 7).
+    #[arg(long, value_delimiter = ',')]
+    user_multi: Option<Vec<String>>,
+    /// Ad fields, comma-separated (default: the reference's 6).
+    #[arg(long, value_delimiter = ',')]
+    ad_fields: Option<Vec<String>>,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let Args {
+        raw,
+        out,
+        cold_threshold,
+        cold_count_both_stages,
+        train_fraction,
+        seed,
+        user_single,
+        user_multi,
+        ad_fields,
+    } = a;
+    let mut config = PrepareConfig {
+        train_fraction,
+        cold_threshold,
+        cold_count: if cold_count_both_stages {
+            ColdCount::BothStages
+        } else {
+            ColdCount::Stage1
+        },
+        seed,
+        ..Default::default()
+    };
+    if let Some(f) = user_single {
+        config.fields.user_single = f;
+    }
+    if let Some(f) = user_multi {
+        config.fields.user_multi = f
+            .iter()
+            .map(|s| {
+                let (n, l) = s
+                    .split_once(':')
+                    .with_context(|| format!("--user-multi {s:?}: expected name:maxlen"))?;
+                Ok((
+                    n.to_string(),
+                    l.parse()
+                        .with_context(|| format!("--user-multi {s:?}: bad max length"))?,
+                ))
+            })
+            .collect::<Result<_>>()?;
+    }
+    if let Some(f) = ad_fields {
+        config.fields.ad = f;
+    }
+    let (dir, _guard) = match raw {
+        Some(dir) => (dir, None),
+        None => {
+            let tmp = demo::unpack()?;
+            eprintln!("no --raw given: using the bundled demo world");
+            (tmp.path().to_path_buf(), Some(tmp))
+        }
+    };
+    let t = std::time::Instant::now();
+    let bar = progress::bytes("reading");
+    let p = lookalike_data::prepare::prepare(&dir, &config, &|stage, bytes| {
+        bar.set_message(stage.to_string());
+        bar.set_position(bytes);
+    })?;
+    bar.finish_and_clear();
+    p.save(&out)?;
+    let u = &p.info.users;
+    println!(
+        "users: {} lines, {:.1} MB in {:.2} s ({:.0} lines/s), {} kept, {} row users missing from the user file",
+        u.lines,
+        u.bytes as f64 / 1e6,
+        u.seconds,
+        u.lines_per_second(),
+        u.kept,
+        p.info.missing_users
+    );
+    let count = |r| p.campaigns.iter().filter(|c| c.role == r).count();
+    use lookalike_core::data::Role;
+    println!(
+        "campaigns: {} train, {} cold (≤ {} seeds), {} hot; rows: {} stage 1, {} stage 2",
+        count(Role::Train),
+        count(Role::Cold),
+        cold_threshold,
+        count(Role::Hot),
+        p.info.stage1_rows,
+        p.info.stage2_rows
+    );
+    for f in p
+        .schema
+        .user_single
+        .iter()
+        .chain(&p.schema.user_multi)
+        .chain(&p.schema.ad)
+    {
+        if f.vocab.is_empty() {
+            eprintln!(
+                "warning: field `{}` has no values in this data (all ids unknown)",
+                f.name
+            );
+        }
+    }
+    println!(
+        "wrote {} ({:.1} MB) in {:.1} s",
+        out.display(),
+        std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0) as f64 / 1e6,
+        t.elapsed().as_secs_f64()
+    );
+    if count(Role::Train) == 0 || count(Role::Cold) + count(Role::Hot) == 0 {
+        bail!(
+            "the split left no training or no test campaigns; add campaigns or change --train-fraction"
+        );
+    }
+    Ok(())
+}
