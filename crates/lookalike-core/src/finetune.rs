@@ -197,8 +197,9 @@ impl<'a> FineTuner<'a> {
                 loss,
             ));
         }
-        let due =
-            self.epoch_ended || self.step.is_multiple_of(self.config.check_every.max(1)) || self.is_done();
+        let due = self.epoch_ended
+            || self.step.is_multiple_of(self.config.check_every.max(1))
+            || self.is_done();
         let holdout_loss = if due { self.check()? } else { None };
         self.curve.push(CurvePoint {
             step: self.step,
