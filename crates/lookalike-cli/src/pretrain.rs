@@ -106,6 +106,9 @@ pub struct Args {
     /// The wide part (a weight per user token added to the critics' logits) [default: see MetaHeacConfig].
     #[arg(long)]
     wide: Option<bool>,
+    /// Refit the wide part on all of a campaign's rows after fine-tuning (validation fine-tunes too).
+    #[arg(long)]
+    refit_wide: Option<bool>,
     /// Learning rate of the fine-tuning that validation runs (the online stage's) [default: 1e-3].
     #[arg(long)]
     finetune_lr: Option<f64>,
@@ -188,7 +191,8 @@ pub fn run(a: Args) -> Result<()> {
     mc.embed_init_std = a.embed_init_std.unwrap_or(mc.embed_init_std);
     mc.wide = a.wide.unwrap_or(mc.wide);
     let lr = a.finetune_lr.unwrap_or(finetune.lr);
-    let finetune = finetune.with_lr(lr);
+    let refit = a.refit_wide.unwrap_or(finetune.refit_wide);
+    let finetune = finetune.with_lr(lr).with_refit_wide(refit);
     if let Some(c) = a.critic_combine {
         mc.critic_combine = match c {
             CombineArg::Sum => CriticCombine::Sum,

@@ -45,6 +45,10 @@ pub struct FineTuneConfig {
     /// and "no fit" (the first without a hold-out).
     #[config(default = "vec![0.01, 0.1, 1.0]")]
     pub wide_c: Vec<f64>,
+    /// Once fine-tuning ends, fit the wide part once more on all rows, held-out ones included, at the
+    /// strength the hold-out chose (select on the hold-out, then use every row).
+    #[config(default = false)]
+    pub refit_wide: bool,
 }
 
 impl FineTuneConfig {
@@ -83,6 +87,8 @@ pub struct FineTuner<'a> {
     cursor: usize,
     /// Lowest held-out loss so far and the weights that gave it.
     best: Option<(f32, MetaHeac)>,
+    /// The L2 strength the hold-out chose for the wide fit, if one was made.
+    wide_c: Option<f64>,
     checks_since_best: usize,
     stopped: bool,
     epoch_ended: bool,
@@ -126,10 +132,10 @@ impl<'a> FineTuner<'a> {
         let mut rng = StdRng::seed_from_u64(seed);
         let (mut rows, holdout) = stratified_split(rows, config.holdout, &mut rng);
         rows.shuffle(&mut rng);
-        let model = if config.fit_wide && !model.wide.is_empty() && !rows.is_empty() {
+        let (model, wide_c) = if config.fit_wide && !model.wide.is_empty() && !rows.is_empty() {
             choose_wide(model, users, ad, &rows, &holdout, &config.wide_c)
         } else {
-            model
+            (model, None)
         };
         FineTuner {
             model: Some(model),
@@ -142,6 +148,7 @@ impl<'a> FineTuner<'a> {
             rng,
             cursor: 0,
             best: None,
+            wide_c,
             checks_since_best: 0,
             stopped: false,
             epoch_ended: false,
@@ -289,9 +296,16 @@ impl<'a> FineTuner<'a> {
 
     /// The fine-tuned model: the best held-out weights when a check ran, else the current ones.
     pub fn into_model(self) -> MetaHeac {
-        match self.best {
+        let model = match self.best {
             Some((_, best)) => best,
             None => self.model.expect("model present between steps"),
+        };
+        match self.wide_c {
+            Some(c) if self.config.refit_wide && !self.holdout.is_empty() => {
+                let all: Vec<Row> = self.rows.iter().chain(&self.holdout).copied().collect();
+                fit_wide(model, self.users, self.ad, &all, c)
+            }
+            _ => model,
         }
     }
 }
@@ -308,22 +322,26 @@ fn choose_wide(
     rows: &[Row],
     holdout: &[Row],
     cs: &[f64],
-) -> MetaHeac {
+) -> (MetaHeac, Option<f64>) {
     if holdout.is_empty() {
         return match cs.first() {
-            Some(&c) => fit_wide(model, users, ad, rows, c),
-            None => model,
+            Some(&c) => (fit_wide(model, users, ad, rows, c), Some(c)),
+            None => (model, None),
         };
     }
-    let mut best = (mean_loss(&model, users, ad, holdout, 4096), model.clone());
+    let mut best = (
+        mean_loss(&model, users, ad, holdout, 4096),
+        model.clone(),
+        None,
+    );
     for &c in cs {
         let m = fit_wide(model.clone(), users, ad, rows, c);
         let l = mean_loss(&m, users, ad, holdout, 4096);
         if l < best.0 {
-            best = (l, m);
+            best = (l, m, Some(c));
         }
     }
-    best.1
+    (best.1, best.2)
 }
 
 pub fn fit_wide(
