@@ -9,10 +9,9 @@ use lookalike_core::baselines::{self, General, Method, Task};
 use lookalike_core::data::Role;
 use lookalike_core::data::{Row, UserTable};
 use lookalike_core::lr::{LrConfig, OneHot};
-use lookalike_core::meta::MetaTrainer;
 use lookalike_core::metrics::{CampaignMetrics, GroupMetrics};
 use lookalike_core::model::Init;
-use lookalike_core::schedule::{self, Progress, Validation};
+use lookalike_core::schedule::{self, Progress};
 use lookalike_core::stats::{Paired, mean_std, paired};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -156,8 +155,6 @@ pub fn run(a: Args) -> Result<()> {
     let data = load_prepared(&a.data)?;
     let device = backend(a.backend)?.autodiff();
     let (base_model, base_meta, finetune) = a.protocol.configs(&data.schema);
-    // Validation fine-tunes are bounded more tightly: they run at every validation.
-    let val_finetune = finetune.clone().with_max_steps(finetune.max_steps.min(100));
     let lr_config = LrConfig::default();
     let train: Vec<_> = data.with_role(Role::Train);
     let tests: Vec<_> = data
@@ -208,17 +205,12 @@ pub fn run(a: Args) -> Result<()> {
         let mut models = BTreeMap::new();
         for &g in &generals {
             let (mc, meta) = g.configure(&base_model, &base_meta);
-            let (train_c, val_c) = schedule::split_campaigns(&train, meta.val_fraction, seed);
-            let validation = Validation::new(
-                &data.users,
-                &val_c,
-                val_finetune.clone(),
-                2000,
-                seed ^ 0x5eed,
-            );
             let model = mc.init(Init::Seeded(seed), &device);
-            let mut trainer =
-                MetaTrainer::new(model, meta, &data.users, &train_c, seed.wrapping_add(1));
+            let schedule::Setup {
+                mut trainer,
+                validation,
+                ..
+            } = schedule::setup(model, meta, &finetune, &data.users, &train, seed);
             let bar = progress::steps(0, &format!("seed {seed} pretrain {g:?}"));
             let t = Instant::now();
             let report = schedule::fit(

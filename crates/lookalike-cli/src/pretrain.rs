@@ -3,10 +3,10 @@
 use crate::{BackendArg, Protocol, backend, load_prepared, progress};
 use anyhow::{Context, Result, bail};
 use lookalike_core::data::Role;
-use lookalike_core::meta::{MetaConfig, MetaGrad, MetaTrainer, TaskSampling};
+use lookalike_core::meta::{MetaConfig, MetaGrad, TaskSampling};
 use lookalike_core::model::{CriticCombine, GateContext, Init};
 use lookalike_core::record::{self, Precision, RecordHeader, TrainingInfo};
-use lookalike_core::schedule::{self, Progress, Validation};
+use lookalike_core::schedule::{self, Progress};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -222,24 +222,26 @@ pub fn run(a: Args) -> Result<()> {
             a.data.display()
         );
     }
-    let (train, val) = schedule::split_campaigns(&all_train, meta.val_fraction, a.seed);
-    // Validation fine-tunes run at every validation: bound them more tightly than the online stage.
-    let val_finetune = finetune.clone().with_max_steps(finetune.max_steps.min(100));
-    let validation = Validation::new(&data.users, &val, val_finetune, 2000, a.seed ^ 0x5eed);
     let model = mc.init(Init::Seeded(a.seed), &device.clone().autodiff());
     let parameters = record::parameter_count(&model);
-    let mut trainer = MetaTrainer::new(
+    let schedule::Setup {
+        mut trainer,
+        validation,
+        train_campaigns,
+        ..
+    } = schedule::setup(
         model,
         meta.clone(),
+        &finetune,
         &data.users,
-        &train,
-        a.seed.wrapping_add(1),
+        &all_train,
+        a.seed,
     );
     if validation.is_empty() {
         eprintln!(
             "meta-training ({:?}) on {} campaigns, {} rows: {} iterations (no validation), {} parameters, backend {}",
             meta.meta_grad,
-            train.len(),
+            train_campaigns,
             trainer.training_rows(),
             a.max_iterations.map_or(trainer.total_iterations(), |m| m
                 .min(trainer.total_iterations())),
@@ -250,7 +252,7 @@ pub fn run(a: Args) -> Result<()> {
         eprintln!(
             "meta-training ({:?}) on {} campaigns, {} rows, validated every {} iterations on {} held-out campaigns (patience {}, at most {} iterations), {} parameters, backend {}",
             meta.meta_grad,
-            train.len(),
+            train_campaigns,
             trainer.training_rows(),
             meta.val_every,
             validation.len(),
@@ -325,7 +327,7 @@ pub fn run(a: Args) -> Result<()> {
             meta: Some(meta),
             seed: a.seed,
             iterations: total,
-            train_campaigns: train.len(),
+            train_campaigns,
             train_rows: trainer.training_rows(),
             seconds,
             rows_per_second: rows as f64 / seconds.max(1e-9),

@@ -95,6 +95,12 @@ pub struct MetaConfig {
     /// Most iterations with validation (the cap of the early-stopping schedule).
     #[config(default = 5000)]
     pub max_iterations: usize,
+    /// Stage-1 rows kept per validation campaign (half to fine-tune on, half to score).
+    #[config(default = 2000)]
+    pub val_max_rows: usize,
+    /// Most steps of each validation fine-tune (they run at every validation).
+    #[config(default = 100)]
+    pub val_max_steps: usize,
 }
 
 impl MetaConfig {

@@ -5,7 +5,7 @@
 use crate::data::{Campaign, Row, UserTable};
 use crate::finetune::{FineTuneConfig, FineTuner, predict, stratified_split};
 use crate::finite::{self, NonFinite};
-use crate::meta::MetaTrainer;
+use crate::meta::{MetaConfig, MetaTrainer};
 use crate::metrics::auc;
 use crate::model::MetaHeac;
 use crate::unknown::fill_unseen;
@@ -126,6 +126,39 @@ impl<'a> Validation<'a> {
             }
         }
         Ok(if n == 0 { f64::NAN } else { sum / n as f64 })
+    }
+}
+
+/// A meta-trainer on the training campaigns left after the validation ones are held out, and the
+/// validation that decides when it stops: what `pretrain` and `bench` both run before [`fit`].
+pub struct Setup<'a> {
+    pub trainer: MetaTrainer<'a>,
+    pub validation: Validation<'a>,
+    /// Campaigns meta-trained on and held out.
+    pub train_campaigns: usize,
+    pub validation_campaigns: usize,
+}
+
+/// Splits `campaigns` by `meta.val_fraction`, and builds the trainer (on `model`, an autodiff model)
+/// and the validation (fine-tuning as `finetune`, bounded by `meta.val_max_steps`).
+pub fn setup<'a>(
+    model: MetaHeac,
+    meta: MetaConfig,
+    finetune: &FineTuneConfig,
+    users: &'a UserTable,
+    campaigns: &[&'a Campaign],
+    seed: u64,
+) -> Setup<'a> {
+    let (train, val) = split_campaigns(campaigns, meta.val_fraction, seed);
+    let val_finetune = finetune
+        .clone()
+        .with_max_steps(finetune.max_steps.min(meta.val_max_steps));
+    let validation = Validation::new(users, &val, val_finetune, meta.val_max_rows, seed ^ 0x5eed);
+    Setup {
+        train_campaigns: train.len(),
+        validation_campaigns: val.len(),
+        trainer: MetaTrainer::new(model, meta, users, &train, seed.wrapping_add(1)),
+        validation,
     }
 }
 
