@@ -51,6 +51,23 @@ impl UserTable {
         &self.lens[u * self.multi_fields..(u + 1) * self.multi_fields]
     }
 
+    /// The tokens of user `u`'s multi-valued fields as (field, id), each field holding at most its
+    /// `max_lens` slot count.
+    pub fn multi_tokens<'s>(
+        &'s self,
+        u: usize,
+        max_lens: &'s [usize],
+    ) -> impl Iterator<Item = (usize, u32)> + 's {
+        let (multi, lens) = (self.multi_of(u), self.lens_of(u));
+        let mut start = 0;
+        max_lens.iter().enumerate().flat_map(move |(f, &max)| {
+            let len = (lens[f] as usize).min(max);
+            let ids = &multi[start..start + len];
+            start += max;
+            ids.iter().map(move |&id| (f, id))
+        })
+    }
+
     /// Appends one user. Slices must have the table's widths.
     pub fn push(&mut self, uid: u64, single: &[u32], multi: &[u32], lens: &[u8]) {
         debug_assert_eq!(single.len(), self.single_fields);

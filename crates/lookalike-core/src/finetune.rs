@@ -2,6 +2,7 @@
 
 use crate::data::{Batch, Row, UserTable};
 use crate::finite::NonFinite;
+use crate::grads;
 use crate::model::{Inputs, MetaHeac};
 use burn::config::Config;
 use burn::module::Module;
@@ -310,11 +311,8 @@ impl<'a> FineTuner<'a> {
     }
 }
 
-/// Fits the wide part to the rows by L2 logistic regression with the model's logit as offset (see
-/// [`FineTuneConfig::fit_wide`]); the intercept goes into the first single-valued field's weights,
-/// which every user has exactly one of.
 /// The model as it is or with its wide part fitted at one of the strengths `cs`, whichever has the
-/// lowest loss on `holdout` (with no hold-out: the first strength).
+/// lowest loss on `holdout` (with no hold-out: the first strength); and the strength chosen.
 fn choose_wide(
     model: MetaHeac,
     users: &UserTable,
@@ -323,9 +321,10 @@ fn choose_wide(
     holdout: &[Row],
     cs: &[f64],
 ) -> (MetaHeac, Option<f64>) {
+    let problem = WideFit::new(&model, users, ad, rows);
     if holdout.is_empty() {
         return match cs.first() {
-            Some(&c) => (fit_wide(model, users, ad, rows, c), Some(c)),
+            Some(&c) => (problem.apply(model, c), Some(c)),
             None => (model, None),
         };
     }
@@ -335,7 +334,7 @@ fn choose_wide(
         None,
     );
     for &c in cs {
-        let m = fit_wide(model.clone(), users, ad, rows, c);
+        let m = problem.apply(model.clone(), c);
         let l = mean_loss(&m, users, ad, holdout, 4096);
         if l < best.0 {
             best = (l, m, Some(c));
@@ -344,89 +343,103 @@ fn choose_wide(
     (best.1, best.2)
 }
 
-pub fn fit_wide(
-    mut model: MetaHeac,
-    users: &UserTable,
-    ad: &[u32],
-    rows: &[Row],
-    c: f64,
-) -> MetaHeac {
-    use crate::lr::{Lr, LrConfig, OneHot};
-    let sizes: Vec<usize> = model
-        .wide
-        .iter()
-        .map(|e| e.weight.val().dims()[0])
-        .collect();
-    let singles = model.user_single.len();
-    let tables = crate::schema::TableSizes {
-        user_single: sizes[..singles].to_vec(),
-        user_multi: sizes[singles..].to_vec(),
-        ad: Vec::new(),
-    };
-    let onehot = OneHot::new(&tables, &model.multi_lens);
-    let x: Vec<Vec<u32>> = rows
-        .iter()
-        .map(|r| onehot.columns(users, r.user as usize))
-        .collect();
-    let y: Vec<bool> = rows.iter().map(|r| r.label).collect();
-    let offset: Vec<f64> = predict(&model, users, ad, rows, 4096)
-        .into_iter()
-        .map(|p| {
-            let p = (p as f64).clamp(1e-6, 1.0 - 1e-6);
-            (p / (1.0 - p)).ln()
-        })
-        .collect();
-    let cfg = LrConfig {
-        c,
-        ..LrConfig::default()
-    };
-    let fit = Lr::fit_with_offset(&x, &y, Some(&offset), onehot.dim, &cfg);
-    // The offset's coefficient a scales the network's logit: scale the critics' last layers (and the
-    // general wide weights below) by it, exactly so for one critic.
-    let a = fit.offset_scale as f32;
-    // A scaled parameter must stay a leaf of its own (not a node of a graph that is never run).
-    let scale = |t: Tensor<1>| {
-        let rg = t.is_require_grad();
-        t.detach().mul_scalar(a).detach().set_require_grad(rg)
-    };
-    let scale2 = |t: Tensor<2>| {
-        let rg = t.is_require_grad();
-        t.detach().mul_scalar(a).detach().set_require_grad(rg)
-    };
-    model.critics = std::mem::take(&mut model.critics)
-        .into_iter()
-        .map(|mut l| {
-            l.weight = l.weight.map(scale2);
-            l.bias = l.bias.map(|b| b.map(scale));
-            l
-        })
-        .collect();
-    let mut start = 0;
-    let first_single = singles > 0;
-    model.wide = std::mem::take(&mut model.wide)
-        .into_iter()
-        .enumerate()
-        .map(|(f, e)| {
-            let n = sizes[f];
-            let w = e.weight.val();
-            let device = w.device();
-            let mut v: Vec<f32> = w.into_data().try_into_vec_as::<f32>().expect("f32 weights");
-            for (i, x) in v.iter_mut().enumerate() {
-                *x = a * *x + fit.weights[start + i] as f32;
-                if f == 0 && first_single {
-                    *x += fit.bias as f32;
+/// Fits the wide part to the rows by L2 logistic regression (inverse strength `c`) with the model's
+/// logit as offset (see [`FineTuneConfig::fit_wide`]).
+pub fn fit_wide(model: MetaHeac, users: &UserTable, ad: &[u32], rows: &[Row], c: f64) -> MetaHeac {
+    WideFit::new(&model, users, ad, rows).apply(model, c)
+}
+
+/// One campaign's wide-part regression, whatever the strength: the rows' one-hot user columns, labels
+/// and the model's logits (the offset), computed once.
+struct WideFit {
+    /// Rows of each wide table (single-valued fields, then multi-valued ones).
+    sizes: Vec<usize>,
+    dim: usize,
+    x: Vec<Vec<u32>>,
+    y: Vec<bool>,
+    offset: Vec<f64>,
+}
+
+impl WideFit {
+    fn new(model: &MetaHeac, users: &UserTable, ad: &[u32], rows: &[Row]) -> Self {
+        use crate::lr::OneHot;
+        let sizes: Vec<usize> = model
+            .wide
+            .iter()
+            .map(|e| e.weight.val().dims()[0])
+            .collect();
+        let singles = model.user_single.len();
+        let tables = crate::schema::TableSizes {
+            user_single: sizes[..singles].to_vec(),
+            user_multi: sizes[singles..].to_vec(),
+            ad: Vec::new(),
+        };
+        let onehot = OneHot::new(&tables, &model.multi_lens);
+        let offset = predict(model, users, ad, rows, 4096)
+            .into_iter()
+            .map(|p| {
+                let p = (p as f64).clamp(1e-6, 1.0 - 1e-6);
+                (p / (1.0 - p)).ln()
+            })
+            .collect();
+        WideFit {
+            sizes,
+            dim: onehot.dim,
+            x: rows
+                .iter()
+                .map(|r| onehot.columns(users, r.user as usize))
+                .collect(),
+            y: rows.iter().map(|r| r.label).collect(),
+            offset,
+        }
+    }
+
+    /// `model` (the one the offsets came from) with the fit at strength `c` written into it: the
+    /// critics and the general wide weights scaled by the offset's coefficient a, the fitted weights
+    /// added, and the intercept put into the first single-valued field's weights, which every user has
+    /// exactly one of.
+    fn apply(&self, mut model: MetaHeac, c: f64) -> MetaHeac {
+        use crate::lr::{Lr, LrConfig};
+        let cfg = LrConfig {
+            c,
+            ..LrConfig::default()
+        };
+        let fit = Lr::fit_with_offset(&self.x, &self.y, Some(&self.offset), self.dim, &cfg);
+        // a scales the network's logit: exactly so for one critic.
+        let a = fit.offset_scale as f32;
+        let scale = |v: &mut [f32]| v.iter_mut().for_each(|x| *x *= a);
+        model.critics = std::mem::take(&mut model.critics)
+            .into_iter()
+            .map(|mut l| {
+                l.weight = grads::rewrite(l.weight, scale);
+                l.bias = l.bias.map(|b| grads::rewrite(b, scale));
+                l
+            })
+            .collect();
+        let has_single = !model.user_single.is_empty();
+        let mut start = 0;
+        model.wide = std::mem::take(&mut model.wide)
+            .into_iter()
+            .enumerate()
+            .map(|(f, e)| {
+                let weights = &fit.weights[start..start + self.sizes[f]];
+                start += self.sizes[f];
+                let bias = if f == 0 && has_single {
+                    fit.bias as f32
+                } else {
+                    0.0
+                };
+                burn::nn::Embedding {
+                    weight: grads::rewrite(e.weight, |v| {
+                        for (x, w) in v.iter_mut().zip(weights) {
+                            *x = a * *x + *w as f32 + bias;
+                        }
+                    }),
                 }
-            }
-            start += n;
-            let t = Tensor::<2>::from_data(TensorData::new(v, [n, 1]), &device);
-            burn::nn::Embedding {
-                weight: e
-                    .weight
-                    .map(move |old| t.set_require_grad(old.is_require_grad())),
-            }
-        })
-        .collect();
-    model
+            })
+            .collect();
+        model
+    }
 }
 
 /// Mean BCE of a model over rows (inference only, read back synchronously).

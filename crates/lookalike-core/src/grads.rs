@@ -33,6 +33,24 @@ impl ModuleMapper for Shift<'_> {
     }
 }
 
+/// A parameter with its values edited on the host: a fresh leaf with the same id, recording gradients
+/// exactly when the old one did (not a node of a graph that is never run).
+pub fn rewrite<const D: usize>(
+    p: Param<Tensor<D>>,
+    edit: impl FnOnce(&mut [f32]),
+) -> Param<Tensor<D>> {
+    p.map(|t| {
+        let (shape, device, require_grad) = (t.shape(), t.device(), t.is_require_grad());
+        let mut v: Vec<f32> = t
+            .into_data()
+            .try_into_vec_as::<f32>()
+            .expect("f32 parameters");
+        edit(&mut v);
+        Tensor::from_data(burn::tensor::TensorData::new(v, shape), &device)
+            .set_require_grad(require_grad)
+    })
+}
+
 /// Shifts a module's parameters; see [`Shift`].
 pub fn shift<M: Module>(module: M, grads: &GradientsParams, scale: f32, leaf: bool) -> M {
     module.map(&mut Shift { grads, scale, leaf })

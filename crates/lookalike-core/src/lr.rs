@@ -46,17 +46,11 @@ impl OneHot {
             .zip(&self.single)
             .map(|(&id, &o)| (o + id as usize) as u32)
             .collect();
-        let (multi, lens) = (users.multi_of(u), users.lens_of(u));
-        let mut start = 0;
-        for ((&o, &max), &len) in self.multi.iter().zip(&self.multi_lens).zip(lens) {
-            let len = (len as usize).min(max);
-            cols.extend(
-                multi[start..start + len]
-                    .iter()
-                    .map(|&id| (o + id as usize) as u32),
-            );
-            start += max;
-        }
+        cols.extend(
+            users
+                .multi_tokens(u, &self.multi_lens)
+                .map(|(f, id)| (self.multi[f] + id as usize) as u32),
+        );
         cols.sort_unstable();
         cols.dedup();
         cols

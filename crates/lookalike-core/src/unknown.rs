@@ -6,10 +6,9 @@
 //! to the masked mean — tokens outside the vocabulary are left out of it when data are read).
 
 use crate::data::{Campaign, UserTable};
+use crate::grads;
 use crate::model::MetaHeac;
-use burn::module::Param;
 use burn::nn::Embedding;
-use burn::tensor::{Tensor, TensorData};
 
 /// Which rows of each embedding table training touched.
 #[derive(Debug, Clone)]
@@ -46,14 +45,8 @@ impl Seen {
             for (f, &id) in users.single_of(u).iter().enumerate() {
                 mark(&mut seen.single, f, id);
             }
-            let (multi, lens) = (users.multi_of(u), users.lens_of(u));
-            let mut start = 0;
-            for (f, &max) in model.multi_lens.iter().enumerate() {
-                let len = (lens[f] as usize).min(max);
-                for &id in &multi[start..start + len] {
-                    mark(&mut seen.multi, f, id);
-                }
-                start += max;
+            for (f, id) in users.multi_tokens(u, &model.multi_lens) {
+                mark(&mut seen.multi, f, id);
             }
         }
         seen
@@ -81,24 +74,18 @@ fn fill(e: Embedding, seen: &[bool], copy_unknown: bool) -> Embedding {
     if seen.iter().skip(1).all(|s| *s) {
         return e;
     }
-    let w = e.weight.val();
-    let [n, d] = w.dims();
-    let device = w.device();
-    let mut v: Vec<f32> = w.into_data().try_into_vec_as::<f32>().expect("f32 weights");
-    let unknown: Vec<f32> = if copy_unknown {
-        v[..d].to_vec()
-    } else {
-        vec![0.0; d]
-    };
-    for (row, _) in seen.iter().enumerate().skip(1).filter(|(_, s)| !**s) {
-        v[row * d..(row + 1) * d].copy_from_slice(&unknown);
-    }
-    let t = Tensor::<2>::from_data(TensorData::new(v, [n, d]), &device);
-    Embedding {
-        weight: Param::map(e.weight, move |old| {
-            t.set_require_grad(old.is_require_grad())
-        }),
-    }
+    let d = e.weight.val().dims()[1];
+    let weight = grads::rewrite(e.weight, |v| {
+        let unknown: Vec<f32> = if copy_unknown {
+            v[..d].to_vec()
+        } else {
+            vec![0.0; d]
+        };
+        for (row, _) in seen.iter().enumerate().skip(1).filter(|(_, s)| !**s) {
+            v[row * d..(row + 1) * d].copy_from_slice(&unknown);
+        }
+    });
+    Embedding { weight }
 }
 
 /// The model with every row that training never touched replaced by the learned unknown row.
