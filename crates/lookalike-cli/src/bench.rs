@@ -265,6 +265,13 @@ pub fn run(a: Args) -> Result<()> {
             &format!("seed {seed} expand"),
         );
         for &m in &methods {
+            if !m.uses_seed()
+                && let Some(first) = results.get(&m).and_then(|r| r.first()).cloned()
+            {
+                results.entry(m).or_default().push(first);
+                bar.inc(tests.len() as u64);
+                continue;
+            }
             let mut per = Vec::with_capacity(tests.len());
             for (i, c) in tests.iter().enumerate() {
                 bar.set_prefix(format!("{} {}", m.name(), c.aid));

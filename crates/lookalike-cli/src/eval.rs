@@ -3,7 +3,7 @@
 use crate::{BackendArg, FineTuneArgs, backend, load_prepared, progress};
 use anyhow::{Context, Result, bail};
 use lookalike_core::data::Role;
-use lookalike_core::finetune::{FineTuner, predict};
+use lookalike_core::finetune::tune_and_score;
 use lookalike_core::metrics::{CampaignMetrics, GroupMetrics};
 use lookalike_core::model::{Init, MetaHeacConfig};
 use lookalike_core::record;
@@ -114,17 +114,16 @@ pub fn run(a: Args) -> Result<()> {
             .filter(|(_, c)| c.role == role)
         {
             bar.set_prefix(c.aid.clone());
-            let tuned = FineTuner::new(
+            let (s, _) = tune_and_score(
                 general.clone(),
-                ft.clone(),
+                &ft,
                 &data.users,
                 &c.ad,
                 &c.stage1,
+                &c.stage2,
                 a.seed ^ i as u64,
             )
-            .run(&mut |_, _, _| {})
             .with_context(|| format!("campaign {}", c.aid))?;
-            let s = predict(&tuned, &data.users, &c.ad, &c.stage2, 4096);
             let l: Vec<bool> = c.stage2.iter().map(|r| r.label).collect();
             per.push(CampaignMetrics::new(
                 &c.aid,

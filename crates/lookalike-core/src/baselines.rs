@@ -3,7 +3,7 @@
 //! general model trained one way, and a rule for what is fresh, frozen or fine-tuned online.
 
 use crate::data::{Batch, Row, UserTable};
-use crate::finetune::{CurvePoint, FineTuneConfig, FineTuner, predict};
+use crate::finetune::{CurvePoint, FineTuneConfig, tune_and_score};
 use crate::finite::{self, NonFinite};
 use crate::lr::{self, LrConfig, OneHot};
 use crate::meta::{MetaConfig, MetaGrad};
@@ -110,6 +110,11 @@ impl Method {
             Method::MetaHeacWoHe => "wo-he",
             Method::MetaHeacWoMeta => "wo-meta",
         }
+    }
+
+    /// Whether the seed changes its result (LR is a convex fit with no randomness).
+    pub fn uses_seed(self) -> bool {
+        self != Method::Lr
     }
 
     /// The general model it starts from, if any.
@@ -237,19 +242,15 @@ pub fn expand(
         | Method::MetaHeacWoHe
         | Method::MetaHeacWoMeta => need().clone(),
     };
-    let mut ft = FineTuner::new(
+    let (scores, curve) = tune_and_score(
         start,
-        finetune.clone(),
+        finetune,
         task.users,
         task.ad,
         task.train,
+        task.candidates,
         task.seed,
-    );
-    while ft.step()?.is_some() {}
-    let curve = std::mem::take(&mut ft.curve);
-    let tuned = ft.into_model();
-    let scores = predict(&tuned, task.users, task.ad, task.candidates, 4096);
-    finite::check(&scores, "a candidate score")?;
+    )?;
     Ok(Expansion { scores, curve })
 }
 

@@ -311,6 +311,26 @@ impl<'a> FineTuner<'a> {
     }
 }
 
+/// The online stage for one campaign: fine-tune `model` (an autodiff model) on `train` as `config`
+/// says, then score `candidates` with the result. Returns the scores, checked finite, and the
+/// fine-tuning curve.
+pub fn tune_and_score(
+    model: MetaHeac,
+    config: &FineTuneConfig,
+    users: &UserTable,
+    ad: &[u32],
+    train: &[Row],
+    candidates: &[Row],
+    seed: u64,
+) -> Result<(Vec<f32>, Vec<CurvePoint>), NonFinite> {
+    let mut ft = FineTuner::new(model, config.clone(), users, ad, train, seed);
+    while ft.step()?.is_some() {}
+    let curve = std::mem::take(&mut ft.curve);
+    let scores = predict(&ft.into_model(), users, ad, candidates, 4096);
+    crate::finite::check(&scores, "a candidate's score")?;
+    Ok((scores, curve))
+}
+
 /// The model as it is or with its wide part fitted at one of the strengths `cs`, whichever has the
 /// lowest loss on `holdout` (with no hold-out: the first strength); and the strength chosen.
 fn choose_wide(

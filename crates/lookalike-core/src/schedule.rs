@@ -3,8 +3,8 @@
 //! AUC on the rest. The reference's fixed "one epoch" is a schedule only on data the size of Tencent's.
 
 use crate::data::{Campaign, Row, UserTable};
-use crate::finetune::{FineTuneConfig, FineTuner, predict, stratified_split};
-use crate::finite::{self, NonFinite};
+use crate::finetune::{FineTuneConfig, stratified_split, tune_and_score};
+use crate::finite::NonFinite;
 use crate::meta::{MetaConfig, MetaTrainer};
 use crate::metrics::auc;
 use crate::model::MetaHeac;
@@ -107,18 +107,15 @@ impl<'a> Validation<'a> {
         let mut sum = 0.0;
         let mut n = 0;
         for (i, v) in self.sets.iter().enumerate() {
-            let ad = &v.campaign.ad;
-            let tuned = FineTuner::new(
+            let (scores, _) = tune_and_score(
                 general.clone(),
-                self.finetune.clone(),
+                &self.finetune,
                 self.users,
-                ad,
+                &v.campaign.ad,
                 &v.tune,
+                &v.eval,
                 self.seed ^ i as u64,
-            )
-            .run(&mut |_, _, _| {})?;
-            let scores = predict(&tuned, self.users, ad, &v.eval, 4096);
-            finite::check(&scores, "a validation score")?;
+            )?;
             let labels: Vec<bool> = v.eval.iter().map(|r| r.label).collect();
             if let Some(a) = auc(&labels, &scores) {
                 sum += a;
@@ -134,9 +131,8 @@ impl<'a> Validation<'a> {
 pub struct Setup<'a> {
     pub trainer: MetaTrainer<'a>,
     pub validation: Validation<'a>,
-    /// Campaigns meta-trained on and held out.
+    /// Campaigns meta-trained on (`validation.len()` are held out).
     pub train_campaigns: usize,
-    pub validation_campaigns: usize,
 }
 
 /// Splits `campaigns` by `meta.val_fraction`, and builds the trainer (on `model`, an autodiff model)
@@ -156,7 +152,6 @@ pub fn setup<'a>(
     let validation = Validation::new(users, &val, val_finetune, meta.val_max_rows, seed ^ 0x5eed);
     Setup {
         train_campaigns: train.len(),
-        validation_campaigns: val.len(),
         trainer: MetaTrainer::new(model, meta, users, &train, seed.wrapping_add(1)),
         validation,
     }
