@@ -107,13 +107,38 @@ pub fn to_bytes(model: &MetaHeac, header: &RecordHeader) -> Result<Vec<u8>, Reco
 /// Reads only the header (cheap: no weights are decoded).
 pub fn read_header(bytes: &[u8]) -> Result<(RecordHeader, &[u8]), RecordError> {
     let (json, mut rest) = frame::read_head(bytes, MAGIC, FORMAT_VERSION)?;
-    let mut header: RecordHeader = serde_json::from_slice(json)?;
+    let mut value: serde_json::Value = serde_json::from_slice(json)?;
+    fill_older_header(&mut value);
+    let mut header: RecordHeader = serde_json::from_value(value)?;
     header.schema.rebuild_indices();
     // The schema decides the slot layout (records written before the config carried it have none).
     header.model.multi_lens = header.schema.multi_lens();
     let n = frame::u64_at(&mut rest, "weights length")?;
     let weights = frame::take(&mut rest, n, "weights")?;
     Ok((header, weights))
+}
+
+/// Gives a header written before some config fields existed the values its model was trained with:
+/// no wide part, N(0, 1) embeddings, no layout (the schema gives it), and the reference schedule
+/// (`MetaConfig::reference`). Fields present are left alone.
+fn fill_older_header(header: &mut serde_json::Value) {
+    fn fill(target: Option<&mut serde_json::Value>, defaults: serde_json::Value) {
+        if let (Some(serde_json::Value::Object(t)), serde_json::Value::Object(d)) =
+            (target, defaults)
+        {
+            for (k, v) in d {
+                t.entry(k).or_insert(v);
+            }
+        }
+    }
+    fill(
+        header.get_mut("model"),
+        serde_json::json!({ "multi_lens": [], "embed_init_std": 1.0, "wide": false }),
+    );
+    let meta = header.get_mut("training").and_then(|t| t.get_mut("meta"));
+    if let Ok(reference) = serde_json::to_value(MetaConfig::reference()) {
+        fill(meta, reference);
+    }
 }
 
 impl From<FrameError> for RecordError {

@@ -550,3 +550,50 @@ fn unseen_ids_get_the_learned_unknown_row() {
     let g = filled.loss(&x).backward();
     assert!(filled.ad[0].weight.val().grad(&g).is_some());
 }
+
+/// A record written before the config gained `wide`, `embed_init_std`, `multi_lens` and the schedule
+/// fields still loads, with the values it was trained with (no wide part, the reference schedule).
+#[test]
+fn records_from_before_the_new_config_fields_load() {
+    let device = Device::flex();
+    let s = schema();
+    let c = config(&s).with_wide(false);
+    let m = model(&c, &device, 21);
+    let mut h = header(&s, &c, Precision::F32);
+    h.training.meta = Some(MetaConfig::new());
+    let bytes = record::to_bytes(&m, &h).unwrap();
+    // Layout: magic (8), version (4), header length (8), header JSON, then the weights section.
+    let len = u64::from_le_bytes(bytes[12..20].try_into().unwrap()) as usize;
+    let mut json: serde_json::Value = serde_json::from_slice(&bytes[20..20 + len]).unwrap();
+    for key in ["wide", "embed_init_std", "multi_lens"] {
+        json["model"].as_object_mut().unwrap().remove(key).unwrap();
+    }
+    for key in [
+        "id_dropout",
+        "val_fraction",
+        "val_every",
+        "val_patience",
+        "max_iterations",
+        "val_max_rows",
+        "val_max_steps",
+    ] {
+        json["training"]["meta"]
+            .as_object_mut()
+            .unwrap()
+            .remove(key)
+            .unwrap();
+    }
+    let old_json = serde_json::to_vec(&json).unwrap();
+    let mut old = bytes[..12].to_vec();
+    old.extend_from_slice(&(old_json.len() as u64).to_le_bytes());
+    old.extend_from_slice(&old_json);
+    old.extend_from_slice(&bytes[20 + len..]);
+
+    let (h, back) = record::from_bytes(&old, &device).unwrap();
+    assert!(!h.model.wide && h.model.embed_init_std == 1.0);
+    assert_eq!(h.model.multi_lens, s.multi_lens());
+    let meta = h.training.meta.unwrap();
+    assert_eq!((meta.val_fraction, meta.id_dropout), (0.0, 0.0));
+    let x = inputs(&users(20, 22), &[1, 2], &rows(20, 23), &device);
+    assert_eq!(values(back.forward(&x).prob), values(m.forward(&x).prob));
+}
