@@ -417,7 +417,34 @@ fn bench_reports_every_method_over_seeds() {
         "3",
         "--json",
         p(&json),
+        "--svg",
+        p(&w.path("charts")),
     ]);
+    for file in [
+        "auc-by-method.svg",
+        "auc-by-seeds.svg",
+        "finetune-loss.svg",
+        "finetune-auc.svg",
+    ] {
+        let svg = std::fs::read_to_string(w.path("charts").join(file)).unwrap();
+        assert!(
+            svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+            "{file}"
+        );
+        let want: &[&str] = match file {
+            "auc-by-method.svg" | "auc-by-seeds.svg" => &["LR", "MetaHeac w/o Meta", "Pinterest"],
+            _ => &["MLP one-stage", "MMoE+pre-training", "Hubble", "MetaHeac"],
+        };
+        // The labels drawn: what lies between `<text …>` and `</text>`.
+        let texts: Vec<&str> = svg
+            .split("<text")
+            .skip(1)
+            .filter_map(|t| Some(t.split_once('>')?.1.split_once("</text>")?.0.trim()))
+            .collect();
+        for name in want {
+            assert!(texts.contains(name), "{file} lacks {name}: {texts:?}");
+        }
+    }
     for (_, name) in names {
         assert!(
             out.contains(&format!("| {name} |")),

@@ -3,11 +3,13 @@
 //! per group the mean ± std over seeds of mean campaign AUC, P@k and R@k, and a per-campaign paired
 //! comparison of each method with MetaHeac (mean difference, campaigns won, paired t-test).
 
+use crate::charts;
 use crate::{BackendArg, Protocol, backend, load_prepared, progress};
 use anyhow::{Result, bail};
 use lookalike_core::baselines::{self, General, Method, Task};
 use lookalike_core::data::Role;
 use lookalike_core::data::{Row, UserTable};
+use lookalike_core::finetune::{TracePoint, trace};
 use lookalike_core::lr::{LrConfig, OneHot};
 use lookalike_core::metrics::{CampaignMetrics, GroupMetrics};
 use lookalike_core::model::Init;
@@ -45,6 +47,11 @@ pub struct Args {
     /// Also write the results as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Also draw SVG charts in this folder: AUC per method with error bars (auc-by-method.svg), AUC
+    /// against seed-set size (auc-by-seeds.svg), and fine-tuning loss and AUC curves on one cold
+    /// campaign for MLP one-stage, MMoE, Hubble and MetaHeac (finetune-loss.svg, finetune-auc.svg).
+    #[arg(long)]
+    svg: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = BackendArg::Flex)]
     backend: BackendArg,
     /// Write each test campaign's LR features (the one-hot user tokens) as svmlight files
@@ -193,6 +200,7 @@ pub fn run(a: Args) -> Result<()> {
     // results[method][seed][campaign]
     let mut results: BTreeMap<Method, Vec<Vec<CampaignMetrics>>> = BTreeMap::new();
     let mut pretrain: BTreeMap<String, Vec<PretrainResult>> = BTreeMap::new();
+    let mut traces: Option<Traces> = None;
     eprintln!(
         "bench: {} methods × {} seeds on {} test campaigns ({} general models per seed), protocol {:?}",
         methods.len(),
@@ -305,6 +313,19 @@ pub fn run(a: Args) -> Result<()> {
             results.entry(m).or_default().push(per);
         }
         bar.finish_and_clear();
+        if a.svg.is_some() && seed == seeds[0] {
+            traces = trace_campaign(
+                &methods,
+                &models,
+                &base_model,
+                &device,
+                &tests,
+                &data.users,
+                seed,
+                &finetune,
+                &lr_config,
+            )?;
+        }
     }
     let seconds = start.elapsed().as_secs_f64();
     let group = |m: Method, role: Role| -> GroupResult {
@@ -358,6 +379,9 @@ pub fn run(a: Args) -> Result<()> {
     }
     print_tables(&methods, &table, a.top_fraction);
     eprintln!("bench finished in {seconds:.1} s");
+    if let Some(dir) = &a.svg {
+        draw(dir, &a.data, &methods, &table, seeds.len(), traces.as_ref())?;
+    }
     if let Some(path) = &a.json {
         let report = Report {
             data: a.data.display().to_string(),
@@ -371,6 +395,142 @@ pub fn run(a: Args) -> Result<()> {
         let json = serde_json::to_vec_pretty(&report)?;
         lookalike_data::prepare::write_atomic(path, |w| w.write_all(&json))?;
     }
+    Ok(())
+}
+
+/// Traced fine-tunes of several methods on one campaign.
+struct Traces {
+    aid: String,
+    runs: Vec<(Method, Vec<TracePoint>)>,
+}
+
+/// Fine-tunes the methods of the paper's Fig. 3 that were run (MLP one-stage, MMoE, Hubble, MetaHeac)
+/// on one cold campaign, the one with the median seed count (chosen by size, not by result), scoring
+/// its candidates along the way. Returns the campaign's id and the traces.
+#[allow(clippy::too_many_arguments)]
+fn trace_campaign(
+    methods: &[Method],
+    models: &BTreeMap<General, lookalike_core::model::MetaHeac>,
+    scratch: &lookalike_core::model::MetaHeacConfig,
+    device: &lookalike_core::burn::tensor::Device,
+    tests: &[&lookalike_core::data::Campaign],
+    users: &UserTable,
+    seed: u64,
+    finetune: &lookalike_core::finetune::FineTuneConfig,
+    lr_config: &LrConfig,
+) -> Result<Option<Traces>> {
+    let mut cold: Vec<usize> = (0..tests.len())
+        .filter(|&i| tests[i].role == Role::Cold)
+        .collect();
+    if cold.is_empty() {
+        cold = (0..tests.len()).collect();
+    }
+    cold.sort_by_key(|&i| (tests[i].seeds(), i));
+    let i = cold[cold.len() / 2];
+    let c = tests[i];
+    let task = Task {
+        users,
+        ad: &c.ad,
+        train: &c.stage1,
+        candidates: &c.stage2,
+        seed: seed.wrapping_mul(1_000_003) ^ i as u64,
+    };
+    let mut out = Vec::new();
+    for m in [
+        Method::MlpOneStage,
+        Method::MmoePre,
+        Method::Hubble,
+        Method::MetaHeac,
+    ] {
+        if !methods.contains(&m) {
+            continue;
+        }
+        let general = m.general().map(|g| &models[&g]);
+        if let baselines::Start::Model(start) =
+            baselines::start(m, general, scratch, device, &task, lr_config)?
+        {
+            let points = trace(
+                *start, finetune, users, &c.ad, &c.stage1, &c.stage2, task.seed,
+            )?;
+            out.push((m, points));
+        }
+    }
+    Ok((!out.is_empty()).then(|| Traces {
+        aid: c.aid.clone(),
+        runs: out,
+    }))
+}
+
+/// Writes the charts of `--svg`.
+fn draw(
+    dir: &std::path::Path,
+    data: &std::path::Path,
+    methods: &[Method],
+    table: &BTreeMap<String, MethodResult>,
+    seeds: usize,
+    traces: Option<&Traces>,
+) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let world = data.file_stem().map_or_else(
+        || data.display().to_string(),
+        |s| s.to_string_lossy().into(),
+    );
+    let ms = |s: &Stat| s.mean.zip(s.std);
+    let by_method: Vec<charts::MethodAuc> = methods
+        .iter()
+        .map(|m| {
+            let r = &table[m.name()];
+            charts::MethodAuc {
+                name: m.name(),
+                cold: ms(&r.cold.mean_auc),
+                hot: ms(&r.hot.mean_auc),
+            }
+        })
+        .collect();
+    charts::auc_by_method(
+        &dir.join("auc-by-method.svg"),
+        &format!("{world}: AUC per method over {seeds} seeds"),
+        &by_method,
+    )?;
+    let by_seeds: Vec<charts::BySeeds> = methods
+        .iter()
+        .map(|m| {
+            let r = &table[m.name()];
+            charts::BySeeds {
+                name: m.name(),
+                points: r
+                    .cold
+                    .per_campaign
+                    .iter()
+                    .chain(&r.hot.per_campaign)
+                    .filter_map(|(_, s, auc)| auc.map(|a| (*s, a)))
+                    .collect(),
+            }
+        })
+        .collect();
+    charts::auc_by_seeds(
+        &dir.join("auc-by-seeds.svg"),
+        &format!("{world}: AUC against seed-set size (all test campaigns)"),
+        &by_seeds,
+    )?;
+    let mut written = vec!["auc-by-method.svg", "auc-by-seeds.svg"];
+    if let Some(Traces { aid, runs }) = traces {
+        let curves: Vec<charts::Curve> = runs
+            .iter()
+            .map(|(m, points)| charts::Curve {
+                name: m.name(),
+                points: points.clone(),
+            })
+            .collect();
+        charts::finetune_curves(
+            &dir.join("finetune-loss.svg"),
+            &dir.join("finetune-auc.svg"),
+            &format!("{world}: fine-tuning on campaign {aid}"),
+            &curves,
+        )?;
+        written.extend(["finetune-loss.svg", "finetune-auc.svg"]);
+    }
+    eprintln!("wrote {} to {}", written.join(", "), dir.display());
     Ok(())
 }
 

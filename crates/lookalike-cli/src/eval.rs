@@ -32,8 +32,19 @@ pub struct Args {
     /// Fraction of candidates for P@k / R@k.
     #[arg(long, default_value_t = 0.05)]
     top_fraction: f64,
+    /// Which campaigns: the test campaigns (the paper's protocol), or the training campaigns that
+    /// `pretrain` held out for validation (the same split and rows; needs --model): for choosing
+    /// online-stage settings (--wide-folds, --finetune-lr, …) without looking at test campaigns.
+    #[arg(long, value_enum, default_value_t = On::Test)]
+    on: On,
     #[command(flatten)]
     finetune: FineTuneArgs,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq, Debug)]
+enum On {
+    Test,
+    Validation,
 }
 
 #[derive(Serialize)]
@@ -65,6 +76,7 @@ pub fn run(a: Args) -> Result<()> {
     let device = backend(a.backend)?;
     let train_device = device.clone().autodiff();
     // With --no-pretrain a record contributes only its config: its weights are not decoded.
+    let mut training = None;
     let (config, trained) = match &a.model {
         Some(path) => {
             let bytes =
@@ -87,6 +99,7 @@ pub fn run(a: Args) -> Result<()> {
                         .1,
                 )
             };
+            training = Some(h.training);
             (h.model, trained)
         }
         None if a.no_pretrain => (MetaHeacConfig::for_schema(&data.schema), None),
@@ -98,6 +111,30 @@ pub fn run(a: Args) -> Result<()> {
     };
     let ft = a.finetune.config();
     let start = Instant::now();
+    if a.on == On::Validation {
+        let info = training.context("--on validation needs --model (a trained record)")?;
+        let meta = info.meta.with_context(|| {
+            format!(
+                "{}: the record does not say how it was trained (written by an older version)",
+                a.model
+                    .as_ref()
+                    .map_or(String::new(), |p| p.display().to_string())
+            )
+        })?;
+        let train = data.with_role(Role::Train);
+        let validation =
+            lookalike_core::schedule::held_out(&meta, ft, &data.users, &train, info.seed);
+        if validation.is_empty() {
+            bail!("the model was trained without validation campaigns (val_fraction 0)");
+        }
+        let auc = validation.mean_auc(&general)?;
+        println!(
+            "validation mean AUC {auc:.4} over {} held-out training campaigns ({:.1} s)",
+            validation.len(),
+            start.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
     let tests: Vec<_> = data
         .campaigns
         .iter()

@@ -3,6 +3,7 @@
 //! This file only dispatches: each subcommand is a module with its `Args` and `run`.
 
 mod bench;
+mod charts;
 mod demo;
 mod eval;
 mod expand;
@@ -168,6 +169,13 @@ pub struct FineTuneArgs {
     /// Fine-tuning batch size [default: 512].
     #[arg(long)]
     finetune_batch: Option<usize>,
+    /// Folds of the cross-validation that chooses the wide part's L2 strength [default: 0: the held-out
+    /// rows choose].
+    #[arg(long)]
+    wide_folds: Option<usize>,
+    /// Refit the wide part on all rows once fine-tuning ends [default: false].
+    #[arg(long)]
+    refit_wide: Option<bool>,
 }
 
 impl FineTuneArgs {
@@ -179,6 +187,8 @@ impl FineTuneArgs {
         c.epochs = self.finetune_epochs.unwrap_or(c.epochs);
         c.lr = self.finetune_lr.unwrap_or(c.lr);
         c.batch = self.finetune_batch.unwrap_or(c.batch).max(1);
+        c.wide_folds = self.wide_folds.unwrap_or(c.wide_folds);
+        c.refit_wide = self.refit_wide.unwrap_or(c.refit_wide);
         c
     }
 }

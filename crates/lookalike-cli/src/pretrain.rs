@@ -112,6 +112,10 @@ pub struct Args {
     /// Learning rate of the fine-tuning that validation runs (the online stage's) [default: 1e-3].
     #[arg(long)]
     finetune_lr: Option<f64>,
+    /// Folds that choose the wide part's strength in validation's fine-tuning [default: 0: the
+    /// held-out rows choose].
+    #[arg(long)]
+    wide_folds: Option<usize>,
     /// How critics combine: sum (official) or mean (MTReclib, divides by m).
     #[arg(long, value_enum)]
     critic_combine: Option<CombineArg>,
@@ -192,7 +196,11 @@ pub fn run(a: Args) -> Result<()> {
     mc.wide = a.wide.unwrap_or(mc.wide);
     let lr = a.finetune_lr.unwrap_or(finetune.lr);
     let refit = a.refit_wide.unwrap_or(finetune.refit_wide);
-    let finetune = finetune.with_lr(lr).with_refit_wide(refit);
+    let folds = a.wide_folds.unwrap_or(finetune.wide_folds);
+    let finetune = finetune
+        .with_lr(lr)
+        .with_refit_wide(refit)
+        .with_wide_folds(folds);
     if let Some(c) = a.critic_combine {
         mc.critic_combine = match c {
             CombineArg::Sum => CriticCombine::Sum,

@@ -30,6 +30,10 @@ pub struct Args {
     story: StoryArg,
     #[arg(long, default_value_t = 2021)]
     seed: u64,
+    /// Number of campaigns [default: the scale's: tiny 12, demo 32, paper 170]. More campaigns give a
+    /// development world a validation split large enough to choose settings with.
+    #[arg(long)]
+    campaigns: Option<usize>,
     /// Write NAME.gz files (every reader accepts them).
     #[arg(long)]
     gzip: bool,
@@ -41,6 +45,7 @@ pub fn run(a: Args) -> Result<()> {
         scale,
         story,
         seed,
+        campaigns,
         gzip,
     } = a;
     let scale = match scale {
@@ -49,6 +54,12 @@ pub fn run(a: Args) -> Result<()> {
         ScaleArg::Paper => Scale::Paper,
     };
     let mut config = SynthConfig::new(scale, seed);
+    if let Some(n) = campaigns {
+        if n < 2 {
+            anyhow::bail!("--campaigns must be at least 2 (one to train on, one to test)");
+        }
+        config.campaigns = n;
+    }
     config.story = match story {
         StoryArg::Taste => Story::Taste,
         StoryArg::Tokens => Story::Tokens,

@@ -188,36 +188,37 @@ fn with_embeddings(config: &MetaHeacConfig, general: &MetaHeac, seed: u64) -> Me
     fresh
 }
 
-/// Runs `method` on one campaign. `general` is its general model (on an autodiff device) where it has
-/// one; `scratch` is the model configuration of the one-stage MLP and `device` where it lives.
-pub fn expand(
+/// Where a method's online stage starts on one campaign.
+pub enum Start {
+    /// Methods with nothing to fine-tune (LR, Pinterest) score the candidates at once.
+    Scores(Vec<f32>),
+    /// The model to fine-tune (on an autodiff device).
+    Model(Box<MetaHeac>),
+}
+
+/// The start of `method` on one campaign. `general` is its general model (on an autodiff device) where
+/// it has one; `scratch` is the model configuration of the one-stage MLP and `device` where it lives.
+pub fn start(
     method: Method,
     general: Option<&MetaHeac>,
     scratch: &MetaHeacConfig,
     device: &burn::tensor::Device,
     task: &Task,
-    finetune: &FineTuneConfig,
     lr_config: &LrConfig,
-) -> Result<Expansion, NonFinite> {
+) -> Result<Start, NonFinite> {
     let need = || general.expect("this method needs its general model");
-    let start = match method {
+    let model = match method {
         Method::Lr => {
             let onehot = OneHot::new(&scratch.tables, &scratch.multi_lens);
             let (_, scores) =
                 lr::fit_and_score(&onehot, task.users, task.train, task.candidates, lr_config);
             finite::check(&scores, "an LR score")?;
-            return Ok(Expansion {
-                scores,
-                curve: Vec::new(),
-            });
+            return Ok(Start::Scores(scores));
         }
         Method::Pinterest => {
             let scores = seed_similarity(need(), task);
             finite::check(&scores, "a Pinterest similarity")?;
-            return Ok(Expansion {
-                scores,
-                curve: Vec::new(),
-            });
+            return Ok(Start::Scores(scores));
         }
         Method::MlpOneStage => mlp_config(scratch).init(Init::Seeded(task.seed), device),
         Method::MlpEmb => with_embeddings(&mlp_config(scratch), need(), task.seed),
@@ -242,16 +243,37 @@ pub fn expand(
         | Method::MetaHeacWoHe
         | Method::MetaHeacWoMeta => need().clone(),
     };
-    let (scores, curve) = tune_and_score(
-        start,
-        finetune,
-        task.users,
-        task.ad,
-        task.train,
-        task.candidates,
-        task.seed,
-    )?;
-    Ok(Expansion { scores, curve })
+    Ok(Start::Model(Box::new(model)))
+}
+
+/// Runs `method` on one campaign (see [`start`]), fine-tuning as `finetune` says.
+pub fn expand(
+    method: Method,
+    general: Option<&MetaHeac>,
+    scratch: &MetaHeacConfig,
+    device: &burn::tensor::Device,
+    task: &Task,
+    finetune: &FineTuneConfig,
+    lr_config: &LrConfig,
+) -> Result<Expansion, NonFinite> {
+    match start(method, general, scratch, device, task, lr_config)? {
+        Start::Scores(scores) => Ok(Expansion {
+            scores,
+            curve: Vec::new(),
+        }),
+        Start::Model(model) => {
+            let (scores, curve) = tune_and_score(
+                *model,
+                finetune,
+                task.users,
+                task.ad,
+                task.train,
+                task.candidates,
+                task.seed,
+            )?;
+            Ok(Expansion { scores, curve })
+        }
+    }
 }
 
 /// The paper's MLP: MetaHeac's layers with one expert, one critic and no wide part.

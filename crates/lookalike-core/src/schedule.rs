@@ -157,6 +157,21 @@ pub fn setup<'a>(
     }
 }
 
+/// The validation campaigns [`setup`] held out of `campaigns` for `meta` and `seed` (the same split and
+/// rows), fine-tuned as `finetune` says without the cap of training-time validation: for choosing the
+/// online stage's settings on a trained general model (`lookalike eval --on validation`), never on
+/// test campaigns.
+pub fn held_out<'a>(
+    meta: &MetaConfig,
+    finetune: FineTuneConfig,
+    users: &'a UserTable,
+    campaigns: &[&'a Campaign],
+    seed: u64,
+) -> Validation<'a> {
+    let (_, val) = split_campaigns(campaigns, meta.val_fraction, seed);
+    Validation::new(users, &val, finetune, meta.val_max_rows, seed ^ 0x5eed)
+}
+
 /// What [`fit`] reports as it goes.
 #[derive(Debug, Clone, Copy)]
 pub enum Progress {

@@ -488,6 +488,53 @@ fn fine_tuning_stops_on_the_held_out_loss() {
     );
 }
 
+/// With a wide part, cross-validation on the training rows chooses to fit it where the user tokens
+/// carry the label, and the fit alone makes the campaign separable; the traced run (Fig. 3's curves)
+/// is the run `tune_and_score` makes, with the candidates' AUC at the start and at every check.
+#[test]
+fn wide_part_is_chosen_by_cross_validation_and_traced() {
+    use lookalike_core::finetune::{FineTuneConfig, FineTuner, predict, trace, tune_and_score};
+    let device = Device::flex().autodiff();
+    let s = schema();
+    let u = users(300, 8);
+    let camps = learnable_campaigns(&u, 1);
+    let rows = &camps[0].stage1;
+    let cfg = FineTuneConfig::new()
+        .with_batch(32)
+        .with_epochs(3)
+        .with_check_every(5)
+        .with_wide_folds(5);
+    let general = model(&config(&s), &device, 4);
+    let ft = FineTuner::new(general.clone(), cfg.clone(), &u, &[1, 2], rows, 6);
+    assert!(
+        ft.wide_c().is_some(),
+        "age decides the label: the fit is chosen"
+    );
+    let labels: Vec<bool> = rows.iter().map(|r| r.label).collect();
+    let auc =
+        |m| lookalike_core::metrics::auc(&labels, &predict(m, &u, &[1, 2], rows, 64)).unwrap();
+    assert!(
+        auc(ft.model()) > 0.99,
+        "the fit separates: {}",
+        auc(ft.model())
+    );
+    assert!(auc(&general) < 0.9, "the random general model does not");
+
+    let (_, curve) = tune_and_score(general.clone(), &cfg, &u, &[1, 2], rows, rows, 6).unwrap();
+    let traced = trace(general, &cfg, &u, &[1, 2], rows, rows, 6).unwrap();
+    assert_eq!(curve.len(), traced.len());
+    for (c, t) in curve.iter().zip(&traced) {
+        assert_eq!(c.step, t.step);
+        assert!(c.loss == t.loss || (c.loss.is_nan() && t.loss.is_nan()));
+        assert_eq!(c.holdout_loss, t.holdout_loss);
+        assert_eq!(
+            t.auc.is_some(),
+            t.step == 0 || t.holdout_loss.is_some() || t.step % 5 == 0
+        );
+    }
+    assert!(traced[0].auc.unwrap() > 0.99);
+}
+
 /// Rows no training row touches take the learned unknown row (single-valued and ad tables) or zero
 /// (multi-valued tables); touched rows are unchanged.
 #[test]
