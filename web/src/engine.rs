@@ -2,7 +2,7 @@
 //! fine-tuning job (the same core code as `lookalike expand`). Jobs run as browser tasks that yield
 //! between steps and report to the reducer.
 
-use crate::state::{Action, RunKind};
+use crate::state::{Action, RunKind, TeachRule};
 use gloo_timers::future::TimeoutFuture;
 use js_sys::{Reflect, Uint8Array};
 use lookalike_core::burn::module::Module;
@@ -335,15 +335,20 @@ impl Job {
             assets: state.assets.clone()?,
             plan: state.plan.clone()?,
             ad: state.ad.clone(),
-            // The page runs the epochs its knob sets and shows its own held-out-seed curve, so the
-            // fine-tuner holds nothing out and does not stop early; the wide part is fine-tuned
-            // rather than fitted, since that fit reads values back synchronously (not on WebGPU).
-            config: FineTuneConfig::new()
-                .with_holdout(0.0)
-                .with_fit_wide(false)
-                .with_max_steps(usize::MAX)
-                .with_epochs(state.epochs)
-                .with_lr(state.lr),
+            // The product's online rule, as `lookalike eval` and `expand` run it (wide part fitted
+            // first, a held-out fifth of the rows decides when to stop); the knobs set the most
+            // epochs and the learning rate.
+            config: match state.teach_rule {
+                // The teaching comparison can isolate the starting point with the paper's rule.
+                TeachRule::Paper if kind != RunKind::Main => {
+                    FineTuneConfig::reference().with_lr(state.lr)
+                }
+                // Non-seeds are sampled from the pool, as in `expand`.
+                _ => FineTuneConfig::new()
+                    .sampled_negatives()
+                    .with_epochs(state.epochs)
+                    .with_lr(state.lr),
+            },
             seed: crate::state::SEED,
             truth: state.truth_rows(),
             score_pool,
@@ -380,6 +385,8 @@ pub enum RunEvent {
         paused: bool,
         backend: String,
         total_steps: usize,
+        /// What the online rule did before the first step and how it will stop, in words.
+        rule: String,
     },
     Gates {
         after: bool,
@@ -398,6 +405,8 @@ pub enum RunEvent {
     Trained {
         seconds: f64,
         steps_per_second: f64,
+        /// Where the run stopped and which weights it kept, in words.
+        stop: String,
         truth_auc: Option<f64>,
         /// Candidates scored next, when the run scores the pool.
         scoring_next: Option<usize>,
@@ -476,19 +485,21 @@ async fn run_inner(
     } else {
         "CPU (wasm)".into()
     };
-    let mut ft = FineTuner::new(
+    let mut ft = FineTuner::new_async(
         model,
         job.config.clone(),
         users,
         &job.ad,
         &job.plan.rows,
         job.seed,
-    );
+    )
+    .await?;
     let total = ft.total_steps();
     say(RunEvent::Started {
         paused: control.borrow().paused,
         backend,
         total_steps: total,
+        rule: describe_rule(&ft, &job.config),
     });
     if job.score_pool {
         let g = gate_weights_async(ft.model(), users, &job.ad, &job.plan.gate_rows).await?;
@@ -522,18 +533,11 @@ async fn run_inner(
         }
         ft.set_lr(control.borrow().lr);
         let t0 = now_ms();
-        let Some(loss) = ft.step_lazy() else { break };
-        let loss = loss
-            .into_scalar_async::<f32>()
-            .await
-            .map_err(|e| format!("reading the loss back: {e:?}"))?;
+        // One step and, when due, the held-out check of the stopping rule.
+        let Some(loss) = ft.step_async().await? else {
+            break;
+        };
         train_ms += now_ms() - t0;
-        if !loss.is_finite() {
-            return Err(format!(
-                "the loss became {loss} at step {}: lower the learning rate",
-                ft.step
-            ));
-        }
         say(RunEvent::Loss {
             step: ft.step,
             epoch: ft.epoch,
@@ -557,6 +561,7 @@ async fn run_inner(
         return Ok(());
     }
     let steps = ft.step;
+    let stop = describe_stop(&ft, total);
     let model = ft.into_model();
     let truth_auc = match &job.truth {
         Some(rows) if !rows.is_empty() => {
@@ -569,6 +574,7 @@ async fn run_inner(
     say(RunEvent::Trained {
         seconds: train_ms / 1000.0,
         steps_per_second: steps as f64 / (train_ms / 1000.0).max(1e-9),
+        stop,
         truth_auc,
         scoring_next: job.score_pool.then_some(job.plan.candidates.len()),
     });
@@ -603,6 +609,49 @@ async fn run_inner(
         seconds: (now_ms() - t0) / 1000.0,
     });
     Ok(())
+}
+
+/// The online rule's set-up, for the page: the wide part's fit and the hold-out.
+fn describe_rule(ft: &FineTuner, config: &FineTuneConfig) -> String {
+    let wide = match ft.wide_c() {
+        Some(c) => format!(
+            "The wide part was fitted first: a logistic regression on the users' tokens on top of the general model's score (L2, C = {c}, the strength the held-out rows preferred)."
+        ),
+        None if config.fit_wide && !ft.model().wide.is_empty() => {
+            "The wide part was left as meta-trained: the held-out rows preferred the general model to every fitted strength.".to_string()
+        }
+        None => String::new(),
+    };
+    let held = ft.holdout().len();
+    let stop = if held > 0 {
+        format!(
+            "{held} of the rows are held out; every {} steps and at each epoch's end their loss is checked, and the run stops after {} checks without a new best, keeping the best weights.",
+            config.check_every, config.patience
+        )
+    } else {
+        "Too few rows to hold any out: every epoch runs.".to_string()
+    };
+    format!("{wide} {stop}").trim().to_string()
+}
+
+/// Where the run stopped and which weights it kept.
+fn describe_stop(ft: &FineTuner, total: usize) -> String {
+    let best = ft
+        .curve
+        .iter()
+        .filter_map(|p| p.holdout_loss.map(|l| (p.step, l)))
+        .min_by(|a, b| a.1.total_cmp(&b.1));
+    let ran = if ft.step < total {
+        format!("stopped early at step {} of {total}", ft.step)
+    } else {
+        format!("ran all {total} steps")
+    };
+    match best {
+        Some((step, loss)) => {
+            format!("{ran}; kept the weights of step {step} (held-out loss {loss:.4})")
+        }
+        None => ran,
+    }
 }
 
 /// Expert and critic gates of the general model for every campaign of the pool (the paper's Fig. 3d),

@@ -11,6 +11,17 @@ use yew::Reducible;
 /// Seed of the page's random choices (non-seed sampling, hold-out, shuffles): runs are reproducible.
 pub const SEED: u64 = 2021;
 
+/// How the teaching comparison fine-tunes its three starting points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TeachRule {
+    /// The product's online rule (as the expansion itself): wide part fitted, early stopping.
+    #[default]
+    Product,
+    /// The paper's (the official code's): 2 epochs of Adam on everything, no fit, no hold-out, so the
+    /// starting point is all that differs.
+    Paper,
+}
+
 /// The fine-tuning runs the page can hold at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RunKind {
@@ -97,6 +108,9 @@ pub struct RunState {
     pub aucs: Vec<(usize, f64)>,
     pub train_seconds: Option<f64>,
     pub steps_per_second: Option<f64>,
+    /// The online rule's set-up and where it stopped, in words.
+    pub rule: Option<String>,
+    pub stop: Option<String>,
     /// AUC on a demo campaign's labelled stage-2 rows.
     pub truth_auc: Option<f64>,
     pub gates_before: Option<GateWeights>,
@@ -142,6 +156,8 @@ pub struct AppState {
     pub plan: Option<Rc<OnlinePlan>>,
     pub epochs: usize,
     pub lr: f64,
+    /// The online rule of the teaching comparison.
+    pub teach_rule: TeachRule,
     pub audience_pct: f64,
     pub runs: BTreeMap<RunKind, RunState>,
     pub next_generation: u64,
@@ -165,8 +181,10 @@ impl Default for AppState {
             ad: Vec::new(),
             seeds: SeedsState::default(),
             plan: None,
-            epochs: 2,
-            lr: 1e-3,
+            // The product's online defaults (`FineTuneConfig`): at most this many epochs.
+            epochs: lookalike_core::finetune::FineTuneConfig::new().epochs,
+            lr: lookalike_core::finetune::FineTuneConfig::new().lr,
+            teach_rule: TeachRule::default(),
             audience_pct: 5.0,
             runs: BTreeMap::new(),
             next_generation: 1,
@@ -206,6 +224,7 @@ pub enum Action {
     },
     SetEpochs(usize),
     SetLr(f64),
+    SetTeachRule(TeachRule),
     SetAudience(f64),
     Queue {
         kind: RunKind,
@@ -345,6 +364,7 @@ impl Reducible for AppState {
                 }
             }
             Action::SetEpochs(e) => s.epochs = e.clamp(1, 50),
+            Action::SetTeachRule(r) => s.teach_rule = r,
             Action::SetLr(lr) => {
                 if lr.is_finite() && lr > 0.0 {
                     s.lr = lr;
@@ -402,9 +422,11 @@ fn apply(r: &mut RunState, event: RunEvent) {
             paused,
             backend,
             total_steps,
+            rule,
         } => {
             r.backend = backend;
             r.total_steps = total_steps;
+            r.rule = Some(rule);
             if r.status == RunStatus::Starting {
                 r.status = if paused {
                     RunStatus::Paused
@@ -437,9 +459,11 @@ fn apply(r: &mut RunState, event: RunEvent) {
         RunEvent::Trained {
             seconds,
             steps_per_second,
+            stop,
             truth_auc,
             scoring_next,
         } => {
+            r.stop = Some(stop);
             r.train_seconds = Some(seconds);
             r.steps_per_second = Some(steps_per_second);
             r.truth_auc = truth_auc;

@@ -129,9 +129,10 @@ pub fn run(a: Args) -> Result<()> {
         }
         let auc = validation.mean_auc(&general)?;
         println!(
-            "validation mean AUC {auc:.4} over {} held-out training campaigns ({:.1} s)",
+            "validation mean AUC {auc:.4} over {} held-out training campaigns ({:.1} s): {}",
             validation.len(),
-            start.elapsed().as_secs_f64()
+            start.elapsed().as_secs_f64(),
+            validation.aids().join(", ")
         );
         return Ok(());
     }

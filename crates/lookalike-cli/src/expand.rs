@@ -162,14 +162,12 @@ pub fn run(a: Args) -> Result<()> {
     let candidates = &plan.candidates;
 
     let before = gate_weights(&general, &users, &ad, &plan.gate_rows);
-    let ft = FineTuner::new(
-        general,
-        a.finetune.config(),
-        &users,
-        &ad,
-        &plan.rows,
-        a.seed,
-    );
+    let mut finetune = a.finetune.config();
+    if a.finetune.wide_negative_offset.is_none() {
+        // Non-seeds are sampled from the pool here, not exposed users as offline.
+        finetune = finetune.sampled_negatives();
+    }
+    let ft = FineTuner::new(general, finetune, &users, &ad, &plan.rows, a.seed);
     let bar = progress::steps(ft.total_steps() as u64, "fine-tune");
     let t_ft = Instant::now();
     let tuned = ft.run(&mut |_, _, loss| {

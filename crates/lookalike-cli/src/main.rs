@@ -176,6 +176,13 @@ pub struct FineTuneArgs {
     /// Refit the wide part on all rows once fine-tuning ends [default: false].
     #[arg(long)]
     refit_wide: Option<bool>,
+    /// Fit the coefficient of the general model's logit in the wide part's regression [default: true].
+    #[arg(long)]
+    wide_offset_scale: Option<bool>,
+    /// Let that coefficient go negative [default: true; `expand` and the web page: false, their
+    /// non-seeds are sampled from the pool].
+    #[arg(long)]
+    wide_negative_offset: Option<bool>,
 }
 
 impl FineTuneArgs {
@@ -189,6 +196,8 @@ impl FineTuneArgs {
         c.batch = self.finetune_batch.unwrap_or(c.batch).max(1);
         c.wide_folds = self.wide_folds.unwrap_or(c.wide_folds);
         c.refit_wide = self.refit_wide.unwrap_or(c.refit_wide);
+        c.wide_offset_scale = self.wide_offset_scale.unwrap_or(c.wide_offset_scale);
+        c.wide_negative_offset = self.wide_negative_offset.unwrap_or(c.wide_negative_offset);
         c
     }
 }

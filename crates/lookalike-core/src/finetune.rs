@@ -52,6 +52,18 @@ pub struct FineTuneConfig {
     /// lower on five (README, "What the product's defaults are").
     #[config(default = 0)]
     pub wide_folds: usize,
+    /// Fit the coefficient of the general model's logit in that regression too, applied by
+    /// scaling the critics (exact for one critic, not for a mixture: a large coefficient on a weak
+    /// general model then makes a model unlike the regression); otherwise it stays 1, a plain offset.
+    #[config(default = true)]
+    pub wide_offset_scale: bool,
+    /// Let that coefficient go below 0, turning the general model's ranking upside down for this
+    /// campaign. Right where the non-seeds are the kind of negatives the general model was trained on
+    /// (stage-1 rows: `eval`, `bench`, validation, which measure best with it); off for seeds against
+    /// users sampled from the pool ([`Self::sampled_negatives`]: `expand`, the web page), where a
+    /// negative coefficient reflects how the non-seeds were drawn, not the campaign.
+    #[config(default = true)]
+    pub wide_negative_offset: bool,
     /// Once fine-tuning ends, fit the wide part once more on all rows, held-out ones included, at the
     /// strength the hold-out chose (select on the hold-out, then use every row).
     #[config(default = false)]
@@ -59,6 +71,15 @@ pub struct FineTuneConfig {
 }
 
 impl FineTuneConfig {
+    /// For seeds against non-seeds sampled from the whole pool (an expansion): the general model's
+    /// negatives were exposed non-converters, so random users can score above seeds, and a fitted
+    /// negative coefficient would carry that artefact to the audience. Measured on a demo campaign in
+    /// the browser (held-out seeds AUC of the general model 0.17): AUC on its real converters 0.14 with
+    /// the coefficient free, 0.93 with it held at ≥ 0; on validation campaigns, README.
+    pub fn sampled_negatives(self) -> Self {
+        self.with_wide_negative_offset(false)
+    }
+
     /// The official code's online stage: 2 epochs, no hold-out, no early stop.
     pub fn reference() -> Self {
         Self::new()
@@ -126,8 +147,67 @@ pub fn stratified_split(rows: &[Row], fraction: f64, rng: &mut StdRng) -> (Vec<R
 }
 
 impl<'a> FineTuner<'a> {
-    /// `model` must live on an autodiff device.
+    /// `model` must live on an autodiff device. With a wide part, it is fitted first (see
+    /// [`FineTuneConfig::fit_wide`]), reading values back synchronously.
     pub fn new(
+        model: MetaHeac,
+        config: FineTuneConfig,
+        users: &'a UserTable,
+        ad: &'a [u32],
+        rows: &[Row],
+        seed: u64,
+    ) -> Self {
+        let mut ft = Self::unfitted(model, config, users, ad, rows, seed);
+        if ft.fits_wide() {
+            let model = ft.model.take().expect("model present");
+            let scores = predict(&model, users, ad, &ft.rows, 4096);
+            let (model, c) = match ft.wide_choice(model, &scores) {
+                WideChoice::Decided(m, c) => (*m, c),
+                WideChoice::Compare(options) => {
+                    let losses: Vec<f32> = options
+                        .iter()
+                        .map(|(m, _)| mean_loss(m, users, ad, &ft.holdout, 4096))
+                        .collect();
+                    lowest(options, losses)
+                }
+            };
+            ft.model = Some(model);
+            ft.wide_c = c;
+        }
+        ft
+    }
+
+    /// [`Self::new`] reading values back asynchronously (WebGPU in a browser).
+    pub async fn new_async(
+        model: MetaHeac,
+        config: FineTuneConfig,
+        users: &'a UserTable,
+        ad: &'a [u32],
+        rows: &[Row],
+        seed: u64,
+    ) -> Result<Self, String> {
+        let mut ft = Self::unfitted(model, config, users, ad, rows, seed);
+        if ft.fits_wide() {
+            let model = ft.model.take().expect("model present");
+            let scores = predict_async(&model, users, ad, &ft.rows, 4096).await?;
+            let (model, c) = match ft.wide_choice(model, &scores) {
+                WideChoice::Decided(m, c) => (*m, c),
+                WideChoice::Compare(options) => {
+                    let mut losses = Vec::with_capacity(options.len());
+                    for (m, _) in &options {
+                        losses.push(mean_loss_async(m, users, ad, &ft.holdout, 4096).await?);
+                    }
+                    lowest(options, losses)
+                }
+            };
+            ft.model = Some(model);
+            ft.wide_c = c;
+        }
+        Ok(ft)
+    }
+
+    /// Split, shuffled, nothing fitted yet.
+    fn unfitted(
         model: MetaHeac,
         config: FineTuneConfig,
         users: &'a UserTable,
@@ -139,11 +219,6 @@ impl<'a> FineTuner<'a> {
         let mut rng = StdRng::seed_from_u64(seed);
         let (mut rows, holdout) = stratified_split(rows, config.holdout, &mut rng);
         rows.shuffle(&mut rng);
-        let (model, wide_c) = if config.fit_wide && !model.wide.is_empty() && !rows.is_empty() {
-            choose_wide(model, users, ad, &rows, &holdout, &config, &mut rng)
-        } else {
-            (model, None)
-        };
         FineTuner {
             model: Some(model),
             optim,
@@ -155,7 +230,7 @@ impl<'a> FineTuner<'a> {
             rng,
             cursor: 0,
             best: None,
-            wide_c,
+            wide_c: None,
             checks_since_best: 0,
             stopped: false,
             epoch_ended: false,
@@ -163,6 +238,43 @@ impl<'a> FineTuner<'a> {
             epoch: 0,
             step: 0,
         }
+    }
+
+    fn fits_wide(&self) -> bool {
+        self.config.fit_wide && !self.model().wide.is_empty() && !self.rows.is_empty()
+    }
+
+    /// The wide part fitted at one of the strengths `config.wide_c`, or not at all, whichever predicts
+    /// best: chosen by k-fold cross-validation on the training rows (see
+    /// [`FineTuneConfig::wide_folds`]), else left to the held-out rows' loss (with no hold-out: the
+    /// first strength). `scores` are the model's on the training rows.
+    fn wide_choice(&mut self, model: MetaHeac, scores: &[f32]) -> WideChoice {
+        let cs = &self.config.wide_c;
+        let problem = WideFit::from_scores(
+            &model,
+            self.users,
+            &self.rows,
+            scores,
+            OffsetRule::of(&self.config),
+        );
+        if let Some(choice) = problem.cross_validate(cs, self.config.wide_folds, &mut self.rng) {
+            return match choice {
+                Some(c) => WideChoice::Decided(Box::new(problem.apply(model, c)), Some(c)),
+                None => WideChoice::Decided(Box::new(model), None),
+            };
+        }
+        if self.holdout.is_empty() {
+            return match cs.first() {
+                Some(&c) => WideChoice::Decided(Box::new(problem.apply(model, c)), Some(c)),
+                None => WideChoice::Decided(Box::new(model), None),
+            };
+        }
+        let mut options = vec![(model.clone(), None)];
+        options.extend(
+            cs.iter()
+                .map(|&c| (problem.apply(model.clone(), c), Some(c))),
+        );
+        WideChoice::Compare(options)
     }
 
     pub fn steps_per_epoch(&self) -> usize {
@@ -181,12 +293,12 @@ impl<'a> FineTuner<'a> {
             || self.rows.is_empty()
     }
 
-    /// Rows held out for the stopping rule.
     /// The L2 strength chosen for the wide part's fit (`None`: not fitted).
     pub fn wide_c(&self) -> Option<f64> {
         self.wide_c
     }
 
+    /// Rows held out for the stopping rule.
     pub fn holdout(&self) -> &[Row] {
         &self.holdout
     }
@@ -198,44 +310,100 @@ impl<'a> FineTuner<'a> {
     /// One mini-batch step, then a held-out check when one is due; returns the step's loss, or `None`
     /// when the run is over. A non-finite loss is an error.
     pub fn step(&mut self) -> Result<Option<f32>, NonFinite> {
-        if self.step == 0 && self.curve.is_empty() {
+        if self.starting() {
             let h = self.check()?;
-            self.curve.push(CurvePoint {
-                step: 0,
-                loss: f32::NAN,
-                holdout_loss: h,
-            });
+            self.push(0, f32::NAN, h);
         }
         let Some(loss) = self.step_lazy() else {
             return Ok(None);
         };
-        let loss = loss.into_scalar::<f32>();
-        if !loss.is_finite() {
-            return Err(NonFinite::new(
-                format!("the fine-tuning loss at step {}", self.step),
-                loss,
-            ));
-        }
-        let due = self.epoch_ended
-            || self.step.is_multiple_of(self.config.check_every.max(1))
-            || self.is_done();
-        let holdout_loss = if due { self.check()? } else { None };
-        self.curve.push(CurvePoint {
-            step: self.step,
-            loss,
-            holdout_loss,
-        });
+        let loss = self.finite(loss.into_scalar::<f32>())?;
+        let h = if self.check_due() {
+            self.check()?
+        } else {
+            None
+        };
+        self.push(self.step, loss, h);
         Ok(Some(loss))
     }
 
-    /// Held-out loss of the current weights; keeps them if they are the best so far and stops the run
-    /// after `patience` checks without improvement. `None` without a hold-out.
+    /// [`Self::step`] reading values back asynchronously (WebGPU in a browser).
+    pub async fn step_async(&mut self) -> Result<Option<f32>, String> {
+        if self.starting() {
+            let h = self.check_async().await?;
+            self.push(0, f32::NAN, h);
+        }
+        let Some(loss) = self.step_lazy() else {
+            return Ok(None);
+        };
+        let loss = loss
+            .into_scalar_async::<f32>()
+            .await
+            .map_err(|e| format!("reading the loss back: {e:?}"))?;
+        let loss = self.finite(loss).map_err(|e| e.to_string())?;
+        let h = if self.check_due() {
+            self.check_async().await?
+        } else {
+            None
+        };
+        self.push(self.step, loss, h);
+        Ok(Some(loss))
+    }
+
+    /// Before the first step: the curve starts with the held-out loss of the starting weights.
+    fn starting(&self) -> bool {
+        self.step == 0 && self.curve.is_empty()
+    }
+
+    fn push(&mut self, step: usize, loss: f32, holdout_loss: Option<f32>) {
+        self.curve.push(CurvePoint {
+            step,
+            loss,
+            holdout_loss,
+        });
+    }
+
+    fn finite(&self, loss: f32) -> Result<f32, NonFinite> {
+        if loss.is_finite() {
+            Ok(loss)
+        } else {
+            Err(NonFinite::new(
+                format!("the fine-tuning loss at step {}", self.step),
+                loss,
+            ))
+        }
+    }
+
+    /// A held-out check every `check_every` steps, at each epoch's end and at the last step.
+    fn check_due(&self) -> bool {
+        self.epoch_ended
+            || self.step.is_multiple_of(self.config.check_every.max(1))
+            || self.is_done()
+    }
+
+    /// Held-out loss of the current weights, judged (see [`Self::judge`]). `None` without a hold-out.
     fn check(&mut self) -> Result<Option<f32>, NonFinite> {
         if self.holdout.is_empty() {
             return Ok(None);
         }
         let model = self.model().clone();
         let loss = mean_loss(&model, self.users, self.ad, &self.holdout, 4096);
+        self.judge(loss, model).map(Some)
+    }
+
+    /// [`Self::check`] reading back asynchronously.
+    async fn check_async(&mut self) -> Result<Option<f32>, String> {
+        if self.holdout.is_empty() {
+            return Ok(None);
+        }
+        let model = self.model().clone();
+        let loss = mean_loss_async(&model, self.users, self.ad, &self.holdout, 4096).await?;
+        self.judge(loss, model).map(Some).map_err(|e| e.to_string())
+    }
+
+    /// Keeps `model` if its held-out `loss` is the best so far, and stops the run after `patience`
+    /// checks without improvement.
+    fn judge(&mut self, loss: f32, model: MetaHeac) -> Result<f32, NonFinite> {
         if !loss.is_finite() {
             return Err(NonFinite::new(
                 format!("the held-out loss after fine-tuning step {}", self.step),
@@ -255,7 +423,7 @@ impl<'a> FineTuner<'a> {
                 self.checks_since_best = 0;
             }
         }
-        Ok(Some(loss))
+        Ok(loss)
     }
 
     /// One mini-batch step that reads nothing back: returns the (detached) loss tensor, so a browser
@@ -315,7 +483,7 @@ impl<'a> FineTuner<'a> {
         match self.wide_c {
             Some(c) if self.config.refit_wide && !self.holdout.is_empty() => {
                 let all: Vec<Row> = self.rows.iter().chain(&self.holdout).copied().collect();
-                fit_wide(model, self.users, self.ad, &all, c)
+                fit_wide(model, self.users, self.ad, &all, c, &self.config)
             }
             _ => model,
         }
@@ -398,51 +566,32 @@ pub fn trace(
         .collect())
 }
 
-/// The model as it is or with its wide part fitted at one of the strengths `config.wide_c`, whichever
-/// predicts best: by k-fold cross-validation on `rows` (see [`FineTuneConfig::wide_folds`]), else by
-/// the loss on `holdout` (with neither: the first strength); and the strength chosen.
-fn choose_wide(
+/// How the wide part's strength is settled: already, or by comparing these candidates (the model
+/// unfitted first) on the held-out rows.
+enum WideChoice {
+    Decided(Box<MetaHeac>, Option<f64>),
+    Compare(Vec<(MetaHeac, Option<f64>)>),
+}
+
+/// The candidate with the lowest loss (the earliest on a tie, so "no fit" wins ties).
+fn lowest(options: Vec<(MetaHeac, Option<f64>)>, losses: Vec<f32>) -> (MetaHeac, Option<f64>) {
+    let best = (0..losses.len())
+        .min_by(|&i, &j| losses[i].total_cmp(&losses[j]).then(i.cmp(&j)))
+        .unwrap_or(0);
+    options.into_iter().nth(best).expect("a candidate")
+}
+
+/// Fits the wide part to the rows by L2 logistic regression (inverse strength `c`) with the model's
+/// logit as offset (see [`FineTuneConfig::fit_wide`]; the offset's coefficient as `config` says).
+pub fn fit_wide(
     model: MetaHeac,
     users: &UserTable,
     ad: &[u32],
     rows: &[Row],
-    holdout: &[Row],
+    c: f64,
     config: &FineTuneConfig,
-    rng: &mut StdRng,
-) -> (MetaHeac, Option<f64>) {
-    let cs = &config.wide_c;
-    let problem = WideFit::new(&model, users, ad, rows);
-    if let Some(choice) = problem.cross_validate(cs, config.wide_folds, rng) {
-        return match choice {
-            Some(c) => (problem.apply(model, c), Some(c)),
-            None => (model, None),
-        };
-    }
-    if holdout.is_empty() {
-        return match cs.first() {
-            Some(&c) => (problem.apply(model, c), Some(c)),
-            None => (model, None),
-        };
-    }
-    let mut best = (
-        mean_loss(&model, users, ad, holdout, 4096),
-        model.clone(),
-        None,
-    );
-    for &c in cs {
-        let m = problem.apply(model.clone(), c);
-        let l = mean_loss(&m, users, ad, holdout, 4096);
-        if l < best.0 {
-            best = (l, m, Some(c));
-        }
-    }
-    (best.1, best.2)
-}
-
-/// Fits the wide part to the rows by L2 logistic regression (inverse strength `c`) with the model's
-/// logit as offset (see [`FineTuneConfig::fit_wide`]).
-pub fn fit_wide(model: MetaHeac, users: &UserTable, ad: &[u32], rows: &[Row], c: f64) -> MetaHeac {
-    WideFit::new(&model, users, ad, rows).apply(model, c)
+) -> MetaHeac {
+    WideFit::new(&model, users, ad, rows, OffsetRule::of(config)).apply(model, c)
 }
 
 /// One campaign's wide-part regression, whatever the strength: the rows' one-hot user columns, labels
@@ -454,10 +603,50 @@ struct WideFit {
     x: Vec<Vec<u32>>,
     y: Vec<bool>,
     offset: Vec<f64>,
+    rule: OffsetRule,
+}
+
+/// What the wide regression may do with the general model's logit (its offset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OffsetRule {
+    /// Coefficient 1.
+    Fixed,
+    /// Coefficient fitted, any sign.
+    Free,
+    /// Coefficient fitted, at least 0.
+    NonNegative,
+}
+
+impl OffsetRule {
+    fn of(config: &FineTuneConfig) -> Self {
+        match (config.wide_offset_scale, config.wide_negative_offset) {
+            (false, _) => OffsetRule::Fixed,
+            (true, true) => OffsetRule::Free,
+            (true, false) => OffsetRule::NonNegative,
+        }
+    }
 }
 
 impl WideFit {
-    fn new(model: &MetaHeac, users: &UserTable, ad: &[u32], rows: &[Row]) -> Self {
+    fn new(
+        model: &MetaHeac,
+        users: &UserTable,
+        ad: &[u32],
+        rows: &[Row],
+        rule: OffsetRule,
+    ) -> Self {
+        let scores = predict(model, users, ad, rows, 4096);
+        Self::from_scores(model, users, rows, &scores, rule)
+    }
+
+    /// The problem for rows the model gave `scores` (probabilities).
+    fn from_scores(
+        model: &MetaHeac,
+        users: &UserTable,
+        rows: &[Row],
+        scores: &[f32],
+        rule: OffsetRule,
+    ) -> Self {
         use crate::lr::OneHot;
         let sizes: Vec<usize> = model
             .wide
@@ -471,9 +660,9 @@ impl WideFit {
             ad: Vec::new(),
         };
         let onehot = OneHot::new(&tables, &model.multi_lens);
-        let offset = predict(model, users, ad, rows, 4096)
-            .into_iter()
-            .map(|p| {
+        let offset = scores
+            .iter()
+            .map(|&p| {
                 let p = (p as f64).clamp(1e-6, 1.0 - 1e-6);
                 (p / (1.0 - p)).ln()
             })
@@ -487,6 +676,7 @@ impl WideFit {
                 .collect(),
             y: rows.iter().map(|r| r.label).collect(),
             offset,
+            rule,
         }
     }
 
@@ -495,13 +685,23 @@ impl WideFit {
         use crate::lr::{Lr, LrConfig};
         let cfg = LrConfig {
             c,
+            fit_offset_scale: self.rule != OffsetRule::Fixed,
             ..LrConfig::default()
         };
         let idx: Vec<usize> = (0..self.y.len()).filter(|&i| keep(i)).collect();
         let x: Vec<Vec<u32>> = idx.iter().map(|&i| self.x[i].clone()).collect();
         let y: Vec<bool> = idx.iter().map(|&i| self.y[i]).collect();
         let o: Vec<f64> = idx.iter().map(|&i| self.offset[i]).collect();
-        Lr::fit_with_offset(&x, &y, Some(&o), self.dim, &cfg)
+        let fit = Lr::fit_with_offset(&x, &y, Some(&o), self.dim, &cfg);
+        if fit.offset_scale >= 0.0 || self.rule != OffsetRule::NonNegative {
+            return fit;
+        }
+        // The objective is convex, so when its minimum has a < 0 the minimum over a ≥ 0 lies at a = 0:
+        // the offset drops out and the tokens alone are fitted (the general model ignored, not
+        // inverted).
+        let mut plain = Lr::fit(&x, &y, self.dim, &cfg);
+        plain.offset_scale = 0.0;
+        plain
     }
 
     /// Stratified `folds`-fold cross-validation of "no fit" (the model's own logit) against a fit at
@@ -562,12 +762,12 @@ impl WideFit {
         let fit = self.fit(c, |_| true);
         // a scales the network's logit: exactly so for one critic.
         let a = fit.offset_scale as f32;
-        let scale = |v: &mut [f32]| v.iter_mut().for_each(|x| *x *= a);
+        // Written with tensor operations, not host edits, so that nothing is read back.
         model.critics = std::mem::take(&mut model.critics)
             .into_iter()
             .map(|mut l| {
-                l.weight = grads::rewrite(l.weight, scale);
-                l.bias = l.bias.map(|b| grads::rewrite(b, scale));
+                l.weight = grads::remap(l.weight, |t| t.mul_scalar(a));
+                l.bias = l.bias.map(|b| grads::remap(b, |t| t.mul_scalar(a)));
                 l
             })
             .collect();
@@ -577,18 +777,17 @@ impl WideFit {
             .into_iter()
             .enumerate()
             .map(|(f, e)| {
-                let weights = &fit.weights[start..start + self.sizes[f]];
-                start += self.sizes[f];
-                let bias = if f == 0 && has_single {
-                    fit.bias as f32
-                } else {
-                    0.0
-                };
+                let n = self.sizes[f];
+                let bias = if f == 0 && has_single { fit.bias } else { 0.0 };
+                let add: Vec<f32> = fit.weights[start..start + n]
+                    .iter()
+                    .map(|w| (w + bias) as f32)
+                    .collect();
+                start += n;
                 burn::nn::Embedding {
-                    weight: grads::rewrite(e.weight, |v| {
-                        for (x, w) in v.iter_mut().zip(weights) {
-                            *x = a * *x + *w as f32 + bias;
-                        }
+                    weight: grads::remap(e.weight, |t| {
+                        let add = Tensor::<2>::from_data(TensorData::new(add, [n, 1]), &t.device());
+                        t.mul_scalar(a) + add
                     }),
                 }
             })
@@ -615,6 +814,28 @@ pub fn mean_loss(
         sum += l as f64 * chunk.len() as f64;
     }
     (sum / rows.len().max(1) as f64) as f32
+}
+
+/// [`mean_loss`] with asynchronous read-back (required on WebGPU in a browser).
+pub async fn mean_loss_async(
+    model: &MetaHeac,
+    users: &UserTable,
+    ad: &[u32],
+    rows: &[Row],
+    batch: usize,
+) -> Result<f32, String> {
+    let model = model.valid();
+    let mut sum = 0.0f64;
+    for chunk in rows.chunks(batch.max(1)) {
+        let b = Batch::gather(users, &model.multi_lens, ad, chunk);
+        let l = model
+            .loss(&Inputs::new(&b, &model.device()))
+            .into_scalar_async::<f32>()
+            .await
+            .map_err(|e| format!("reading a loss back: {e:?}"))?;
+        sum += l as f64 * chunk.len() as f64;
+    }
+    Ok((sum / rows.len().max(1) as f64) as f32)
 }
 
 /// The scores of one chunk of rows, not yet read back.

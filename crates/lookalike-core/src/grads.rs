@@ -51,6 +51,18 @@ pub fn rewrite<const D: usize>(
     })
 }
 
+/// A parameter replaced by `f` of its value, computed on its device with nothing read back (so also on
+/// WebGPU in a browser): a fresh leaf with the same id, recording gradients exactly when the old one did.
+pub fn remap<const D: usize>(
+    p: Param<Tensor<D>>,
+    f: impl FnOnce(Tensor<D>) -> Tensor<D>,
+) -> Param<Tensor<D>> {
+    p.map(|t| {
+        let require_grad = t.is_require_grad();
+        f(t.detach()).detach().set_require_grad(require_grad)
+    })
+}
+
 /// Shifts a module's parameters; see [`Shift`].
 pub fn shift<M: Module>(module: M, grads: &GradientsParams, scale: f32, leaf: bool) -> M {
     module.map(&mut Shift { grads, scale, leaf })

@@ -65,6 +65,9 @@ pub struct LrConfig {
     /// Converged when the largest gradient component of the per-row objective (the objective / C·n,
     /// as scikit-learn normalises it) is below this.
     pub gradient_tolerance: f64,
+    /// With an offset: fit its coefficient too (unpenalised, from 1); otherwise it stays 1 (a plain GLM
+    /// offset).
+    pub fit_offset_scale: bool,
 }
 
 impl Default for LrConfig {
@@ -73,6 +76,7 @@ impl Default for LrConfig {
             c: 1.0,
             max_iterations: 1000,
             gradient_tolerance: 1e-6,
+            fit_offset_scale: true,
         }
     }
 }
@@ -109,17 +113,14 @@ impl Lr {
     ) -> Lr {
         // Parameters: the weights, the intercept, then (with an offset) its unpenalised coefficient,
         // which starts at 1 so that the fit starts from the other model.
-        let n = dim + 1 + usize::from(offset.is_some());
+        let scaled = offset.is_some() && cfg.fit_offset_scale;
+        let n = dim + 1 + usize::from(scaled);
         let f = |p: &[f64], g: &mut [f64]| -> f64 {
             g.fill(0.0);
             let mut loss = 0.0;
             for (i, (cols, &label)) in x.iter().zip(y).enumerate() {
                 let o = offset.map_or(0.0, |o| o[i]);
-                let a = if offset.is_some() {
-                    1.0 + p[dim + 1]
-                } else {
-                    1.0
-                };
+                let a = if scaled { 1.0 + p[dim + 1] } else { 1.0 };
                 let z = a * o + p[dim] + cols.iter().map(|&j| p[j as usize]).sum::<f64>();
                 let s = if label { 1.0 } else { -1.0 };
                 let m = -s * z;
@@ -134,7 +135,7 @@ impl Lr {
                     g[j as usize] += dz;
                 }
                 g[dim] += dz;
-                if offset.is_some() {
+                if scaled {
                     g[dim + 1] += dz * o;
                 }
             }
@@ -150,11 +151,7 @@ impl Lr {
             lbfgs(n, f, cfg.max_iterations, cfg.gradient_tolerance * scale);
         Lr {
             bias: p[dim],
-            offset_scale: if offset.is_some() {
-                1.0 + p[dim + 1]
-            } else {
-                1.0
-            },
+            offset_scale: if scaled { 1.0 + p[dim + 1] } else { 1.0 },
             weights: p[..dim].to_vec(),
             iterations,
             converged,

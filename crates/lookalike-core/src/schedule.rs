@@ -98,6 +98,11 @@ impl<'a> Validation<'a> {
         self.sets.len()
     }
 
+    /// The held-out campaigns' ids.
+    pub fn aids(&self) -> Vec<&str> {
+        self.sets.iter().map(|v| v.campaign.aid.as_str()).collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.sets.is_empty()
     }

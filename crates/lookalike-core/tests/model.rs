@@ -535,6 +535,68 @@ fn wide_part_is_chosen_by_cross_validation_and_traced() {
     assert!(traced[0].auc.unwrap() > 0.99);
 }
 
+/// Where the general model ranks the seeds below the non-seeds, the free wide fit turns it upside down
+/// (a negative coefficient scales the critics), and with sampled non-seeds the coefficient stops at 0
+/// (the critics are zeroed: the tokens alone).
+#[test]
+fn the_offset_coefficient_is_held_at_zero_for_sampled_negatives() {
+    use lookalike_core::data::Row;
+    use lookalike_core::finetune::{FineTuneConfig, FineTuner, predict};
+    let device = Device::flex().autodiff();
+    let s = schema();
+    let u = users(400, 8);
+    let general = model(&config(&s), &device, 4);
+    let ad = [1u32, 2];
+    let all: Vec<Row> = (0..400)
+        .map(|i| Row {
+            user: i,
+            label: false,
+        })
+        .collect();
+    let scores = predict(&general, &u, &ad, &all, 64);
+    let mut sorted = scores.clone();
+    sorted.sort_by(f32::total_cmp);
+    let median = sorted[200];
+    // Seeds are the users the general model likes least.
+    let rows: Vec<Row> = all
+        .iter()
+        .zip(&scores)
+        .map(|(r, &p)| Row {
+            label: p < median,
+            ..*r
+        })
+        .collect();
+    let critic = |m: &MetaHeac| -> Vec<f32> {
+        m.critics[0]
+            .weight
+            .val()
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap()
+    };
+    let before = critic(&general);
+    let free = FineTuner::new(general.clone(), FineTuneConfig::new(), &u, &ad, &rows, 6);
+    assert!(free.wide_c().is_some());
+    let flipped = critic(free.model());
+    assert!(
+        before.iter().zip(&flipped).all(|(b, f)| b * f <= 0.0),
+        "a negative coefficient flips the critics"
+    );
+    let held = FineTuner::new(
+        general,
+        FineTuneConfig::new().sampled_negatives(),
+        &u,
+        &ad,
+        &rows,
+        6,
+    );
+    assert!(held.wide_c().is_some());
+    assert!(
+        critic(held.model()).iter().all(|&w| w == 0.0),
+        "coefficient 0"
+    );
+}
+
 /// Rows no training row touches take the learned unknown row (single-valued and ad tables) or zero
 /// (multi-valued tables); touched rows are unchanged.
 #[test]

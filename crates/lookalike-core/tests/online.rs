@@ -197,6 +197,49 @@ fn lazy_steps_and_async_reads_match_the_synchronous_ones() {
     assert_eq!(g.critic.len(), 2);
 }
 
+/// The product's online rule (wide fit chosen on the hold-out, early stopping) read back
+/// asynchronously, as the web page runs it, takes the same steps to the same weights.
+#[test]
+fn the_product_rule_runs_the_same_with_async_reads() {
+    let device = Device::flex().autodiff();
+    let s = schema();
+    let c = config(&s);
+    let u = users(300, 2);
+    let camp = &learnable_campaigns(&u, 1)[0];
+    let ad = [1u32, 2];
+    let cfg = FineTuneConfig::new().with_batch(32).with_check_every(3);
+    assert!(cfg.fit_wide && cfg.holdout > 0.0);
+    let mut a = FineTuner::new(model(&c, &device, 1), cfg.clone(), &u, &ad, &camp.stage1, 9);
+    let mut b = ready(FineTuner::new_async(
+        model(&c, &device, 1),
+        cfg,
+        &u,
+        &ad,
+        &camp.stage1,
+        9,
+    ))
+    .unwrap();
+    assert!(a.wide_c().is_some());
+    assert_eq!(a.wide_c(), b.wide_c());
+    while let Some(x) = a.step().unwrap() {
+        assert_eq!(Some(x), ready(b.step_async()).unwrap());
+    }
+    assert_eq!(ready(b.step_async()).unwrap(), None);
+    // Step 0 has no mini-batch loss (NaN), so compare the bits.
+    let bits = |c: &[lookalike_core::finetune::CurvePoint]| -> Vec<(usize, u32, Option<f32>)> {
+        c.iter()
+            .map(|p| (p.step, p.loss.to_bits(), p.holdout_loss))
+            .collect()
+    };
+    assert_eq!(bits(&a.curve), bits(&b.curve));
+    assert!(a.curve.iter().filter(|p| p.holdout_loss.is_some()).count() > 2);
+    let (a, b) = (a.into_model(), b.into_model());
+    assert_eq!(
+        predict(&a, &u, &ad, &camp.stage1, 64),
+        predict(&b, &u, &ad, &camp.stage1, 64)
+    );
+}
+
 #[test]
 fn walkthrough_takes_one_meta_step_apart() {
     let device = Device::flex().autodiff();

@@ -1,8 +1,9 @@
 use super::line_chart::{LineChart, Series};
 use super::{opt3, use_store};
 use crate::engine::{self, BackendChoice, Job, Start};
-use crate::state::{Action, RunKind, RunStatus};
+use crate::state::{Action, RunKind, RunStatus, TeachRule};
 use wasm_bindgen_futures::spawn_local;
+use web_sys::HtmlSelectElement;
 use yew::prelude::*;
 
 /// Teaching: the same seeds, fine-tuned from the meta-trained general model, from a model pre-trained
@@ -67,6 +68,18 @@ pub fn compare_panel() -> Html {
             }
         })
     };
+    let set_rule = {
+        let dispatch = store.dispatcher();
+        Callback::from(move |e: Event| {
+            let v = e.target_unchecked_into::<HtmlSelectElement>().value();
+            dispatch.dispatch(Action::SetTeachRule(if v == "paper" {
+                TeachRule::Paper
+            } else {
+                TeachRule::Product
+            }));
+        })
+    };
+    let rule = store.teach_rule;
     let runs: Vec<(RunKind, crate::state::RunState)> = kinds
         .iter()
         .filter_map(|k| store.run(*k).map(|r| (*k, r.clone())))
@@ -108,12 +121,19 @@ pub fn compare_panel() -> Html {
         <section id="compare">
             <h2>{"Why meta-learning? The same seeds, three starting points"}</h2>
             <p class="explain">{"Fine-tune three models on exactly the same seeds and sampled non-seeds, with the same settings: the general model meta-trained to adapt quickly (MetaHeac), a model trained on the same past campaigns without meta-learning, and random weights. Watch how fast each one learns to find the held-out seeds."}</p>
+            <p class="explain">{"Two ways to fine-tune. The paper's: two epochs of gradient steps on the whole network, so the starting point is all that differs: that is where meta-learning shows. The product's (what the expansion itself runs): first a logistic regression on the users' tokens on top of the starting model's score, then gradient steps until held-out rows stop improving. When the seeds' tokens alone describe the campaign well, that fit carries every start to about the same audience, and the starting point matters little; it matters where they do not, and with fewer seeds."}</p>
             if !ready {
                 <p class="muted">{"Give a seed list first (tab 1; a demo campaign's real seeds work well)."}</p>
             } else if store.truth_rows().is_none() {
                 <p class="muted">{"Tip: with a demo campaign's real seeds (tab 1), the table also shows each model's AUC on that campaign's real converters, thousands of labelled users, a much steadier yardstick than a handful of held-out seeds."}</p>
             }
             <div class="controls">
+                <label>{"fine-tune with "}
+                    <select id="teach-rule" onchange={set_rule} disabled={busy}>
+                        <option value="product" selected={rule == TeachRule::Product}>{"the product's rule (wide fit, early stop)"}</option>
+                        <option value="paper" selected={rule == TeachRule::Paper}>{"the paper's rule (2 epochs)"}</option>
+                    </select>
+                </label>
                 <button id="btn-compare" class="primary" onclick={compare} disabled={!ready || busy}>{"Run the comparison (CPU)"}</button>
                 <button id="btn-compare-stop" onclick={stop} disabled={runs.is_empty()}>{"Reset"}</button>
             </div>

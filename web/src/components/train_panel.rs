@@ -92,7 +92,7 @@ pub fn train_panel() -> Html {
         s => {
             let r = run.as_ref().expect("a run");
             format!(
-                "{}: step {done_steps} / {total}, epoch {} of {}{}",
+                "{}: step {done_steps} / {total}, epoch {} of at most {}{}",
                 s.name(),
                 (r.epoch + 1).min(store.epochs),
                 store.epochs,
@@ -124,6 +124,18 @@ pub fn train_panel() -> Html {
             </div>
         }
     });
+    let notes = run.as_ref().map(|r| {
+        html! {
+            <>
+                if let Some(rule) = &r.rule {
+                    <p id="rule-note" class="explain">{rule.clone()}</p>
+                }
+                if let Some(stop) = &r.stop {
+                    <p id="stop-note">{format!("Fine-tuning {stop}.")}</p>
+                }
+            </>
+        }
+    });
     let summary = run.as_ref().and_then(|r| {
         r.train_seconds.map(|t| html! {
             <p id="train-summary">{format!(
@@ -138,7 +150,7 @@ pub fn train_panel() -> Html {
     html! {
         <section id="train">
             <h2>{"Fine-tune on your seeds"}</h2>
-            <p class="explain">{"The general model adapts to this campaign: seeds are positives, users sampled from the rest of the pool are negatives, Adam runs for a few epochs. Some seeds are held out: the green curve shows how well the model ranks them above random users (AUC, 0.5 = chance)."}</p>
+            <p class="explain">{"The general model adapts to this campaign: seeds are positives, users sampled from the rest of the pool are negatives, first the wide part (one weight per user token) is fitted to them in one go, then Adam fine-tunes everything until a held-out fifth of the rows stops improving (at most the epochs below). Some other seeds are held out of everything: the green curve shows how well the model ranks them above random users (AUC, 0.5 = chance)."}</p>
             <div class="controls">
                 <label>{"epochs "}<input type="number" id="epochs" min="1" max="50" value={store.epochs.to_string()} onchange={epochs} disabled={active}/></label>
                 <label>{"learning rate "}<input type="number" id="lr" min="0.00001" max="0.1" step="0.0001" value={store.lr.to_string()} onchange={lr}/></label>
@@ -153,6 +165,7 @@ pub fn train_panel() -> Html {
             }
             <div class="progress"><div class="bar" style={format!("width:{:.1}%", frac * 100.0)}></div></div>
             <p id="run-status" data-status={status.name()} data-steps={done_steps.to_string()}>{progress}</p>
+            {notes.unwrap_or_default()}
             {summary.unwrap_or_default()}
             {charts.unwrap_or_default()}
         </section>
