@@ -571,7 +571,7 @@ fn the_offset_coefficient_is_held_at_zero_for_sampled_negatives() {
             .weight
             .val()
             .into_data()
-            .to_vec::<f32>()
+            .try_to_vec::<f32>()
             .unwrap()
     };
     let before = critic(&general);
