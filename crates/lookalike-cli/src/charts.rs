@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result, anyhow};
 use lookalike_core::finetune::TracePoint;
+use plotters::coord::CoordTranslate;
 use plotters::prelude::*;
 use std::path::Path;
 
@@ -57,6 +58,20 @@ fn write_svg(
     }
     lookalike_data::prepare::write_atomic(path, |w| w.write_all(svg.as_bytes()))
         .with_context(|| format!("{}: cannot write", path.display()))
+}
+
+/// The series labels in a framed box at `corner`.
+fn legend<'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
+    corner: SeriesLabelPosition,
+) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .position(corner)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| anyhow!("{e}"))
 }
 
 /// A y range that shows every value with a little room, never empty.
@@ -135,13 +150,7 @@ pub fn auc_by_method(path: &Path, title: &str, methods: &[MethodAuc]) -> Result<
                 )
                 .map_err(|e| anyhow!("{e}"))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| anyhow!("{e}"))?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         Ok(())
     })
 }
@@ -206,13 +215,7 @@ pub fn auc_by_seeds(path: &Path, title: &str, methods: &[BySeeds]) -> Result<()>
                 .draw_series(pts.iter().map(|p| Circle::new((p.0, p.1), 3, c.filled())))
                 .map_err(|e| anyhow!("{e}"))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| anyhow!("{e}"))?;
+        legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         Ok(())
     })
 }
@@ -300,17 +303,12 @@ pub fn finetune_curves(
                     )
                     .map_err(|e| anyhow!("{e}"))?;
             }
-            chart
-                .configure_series_labels()
-                .position(if i == 0 {
-                    SeriesLabelPosition::UpperRight
-                } else {
-                    SeriesLabelPosition::LowerRight
-                })
-                .background_style(WHITE.mix(0.9))
-                .border_style(BLACK)
-                .draw()
-                .map_err(|e| anyhow!("{e}"))?;
+            let corner = if i == 0 {
+                SeriesLabelPosition::UpperRight
+            } else {
+                SeriesLabelPosition::LowerRight
+            };
+            legend(&mut chart, corner)?;
             Ok(())
         })?;
     }
