@@ -2,7 +2,7 @@
 //! on a tiny synthetic world, plus the errors a user meets first.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 fn lookalike(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lookalike"))
@@ -489,4 +489,35 @@ fn bench_reports_every_method_over_seeds() {
         "lr,gbdt",
     ]);
     assert!(e.contains("unknown method \"gbdt\""), "{e}");
+}
+
+/// Output into a closed pipe (`lookalike inspect R | head`) ends the process quietly, as other Unix
+/// tools end, not with a panic in `println!`.
+#[cfg(unix)]
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lookalike"))
+        .args([
+            "synth",
+            "--scale",
+            "tiny",
+            "--out",
+            p(&dir.path().join("raw")),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run lookalike");
+    // The reader goes away before the one line is printed (the world is written first).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+        "{:?}: {err}",
+        out.status
+    );
 }

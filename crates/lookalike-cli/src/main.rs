@@ -53,6 +53,13 @@ enum Command {
 }
 
 fn main() {
+    // Output into a closed pipe (`lookalike inspect R | head`) ends the process quietly, as it does for
+    // other Unix tools, instead of panicking in `println!`.
+    #[cfg(unix)]
+    // SAFETY: restores the default disposition of one signal before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let result = match Cli::parse().command {
         Command::Synth(a) => synth::run(a),
         Command::Prepare(a) => prepare::run(a),
