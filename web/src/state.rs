@@ -170,6 +170,8 @@ pub struct AppState {
 
 impl Default for AppState {
     fn default() -> Self {
+        // The product's online defaults: at most this many epochs, this learning rate.
+        let online = lookalike_core::finetune::FineTuneConfig::new();
         AppState {
             version: 0,
             loading: Some("loading the general model and the candidate pool…".into()),
@@ -181,9 +183,8 @@ impl Default for AppState {
             ad: Vec::new(),
             seeds: SeedsState::default(),
             plan: None,
-            // The product's online defaults (`FineTuneConfig`): at most this many epochs.
-            epochs: lookalike_core::finetune::FineTuneConfig::new().epochs,
-            lr: lookalike_core::finetune::FineTuneConfig::new().lr,
+            epochs: online.epochs,
+            lr: online.lr,
             teach_rule: TeachRule::default(),
             audience_pct: 5.0,
             runs: BTreeMap::new(),

@@ -156,11 +156,11 @@ pub fn auc_by_method(path: &Path, title: &str, methods: &[MethodAuc]) -> Result<
 }
 
 /// Mean AUC against seed-set size: test campaigns binned by seed count (powers of two), one line per
-/// method, x on a log scale; a point's label in the legend says how many campaigns a bin holds.
+/// method, x on a log scale.
 pub fn auc_by_seeds(path: &Path, title: &str, methods: &[BySeeds]) -> Result<()> {
     // Bin k holds seed counts in [2^k, 2^(k+1)).
     let bin = |s: usize| (s.max(1) as f64).log2().floor() as u32;
-    let binned: Vec<Vec<(f64, f64, usize)>> = methods
+    let binned: Vec<Vec<(f64, f64)>> = methods
         .iter()
         .map(|m| {
             let mut bins: std::collections::BTreeMap<u32, Vec<f64>> = Default::default();
@@ -170,7 +170,7 @@ pub fn auc_by_seeds(path: &Path, title: &str, methods: &[BySeeds]) -> Result<()>
             bins.into_iter()
                 .map(|(k, v)| {
                     let centre = 2f64.powf(k as f64 + 0.5);
-                    (centre, v.iter().sum::<f64>() / v.len() as f64, v.len())
+                    (centre, v.iter().sum::<f64>() / v.len() as f64)
                 })
                 .collect()
         })
@@ -202,10 +202,7 @@ pub fn auc_by_seeds(path: &Path, title: &str, methods: &[BySeeds]) -> Result<()>
         for (i, (m, pts)) in methods.iter().zip(&binned).enumerate() {
             let c = color(i);
             chart
-                .draw_series(LineSeries::new(
-                    pts.iter().map(|p| (p.0, p.1)),
-                    c.stroke_width(2),
-                ))
+                .draw_series(LineSeries::new(pts.iter().copied(), c.stroke_width(2)))
                 .map_err(|e| anyhow!("{e}"))?
                 .label(m.name)
                 .legend(move |(x, y)| {

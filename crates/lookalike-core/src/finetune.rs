@@ -161,18 +161,15 @@ impl<'a> FineTuner<'a> {
         if ft.fits_wide() {
             let model = ft.model.take().expect("model present");
             let scores = predict(&model, users, ad, &ft.rows, 4096);
-            let (model, c) = match ft.wide_choice(model, &scores) {
-                WideChoice::Decided(m, c) => (*m, c),
-                WideChoice::Compare(options) => {
-                    let losses: Vec<f32> = options
-                        .iter()
-                        .map(|(m, _)| mean_loss(m, users, ad, &ft.holdout, 4096))
-                        .collect();
-                    lowest(options, losses)
-                }
+            let options = ft.wide_options(model, &scores);
+            let losses: Vec<f32> = match options.len() {
+                1 => Vec::new(),
+                _ => options
+                    .iter()
+                    .map(|(m, _)| mean_loss(m, users, ad, &ft.holdout, 4096))
+                    .collect(),
             };
-            ft.model = Some(model);
-            ft.wide_c = c;
+            ft.settle(options, &losses);
         }
         ft
     }
@@ -190,18 +187,14 @@ impl<'a> FineTuner<'a> {
         if ft.fits_wide() {
             let model = ft.model.take().expect("model present");
             let scores = predict_async(&model, users, ad, &ft.rows, 4096).await?;
-            let (model, c) = match ft.wide_choice(model, &scores) {
-                WideChoice::Decided(m, c) => (*m, c),
-                WideChoice::Compare(options) => {
-                    let mut losses = Vec::with_capacity(options.len());
-                    for (m, _) in &options {
-                        losses.push(mean_loss_async(m, users, ad, &ft.holdout, 4096).await?);
-                    }
-                    lowest(options, losses)
+            let options = ft.wide_options(model, &scores);
+            let mut losses = Vec::new();
+            if options.len() > 1 {
+                for (m, _) in &options {
+                    losses.push(mean_loss_async(m, users, ad, &ft.holdout, 4096).await?);
                 }
-            };
-            ft.model = Some(model);
-            ft.wide_c = c;
+            }
+            ft.settle(options, &losses);
         }
         Ok(ft)
     }
@@ -244,11 +237,12 @@ impl<'a> FineTuner<'a> {
         self.config.fit_wide && !self.model().wide.is_empty() && !self.rows.is_empty()
     }
 
-    /// The wide part fitted at one of the strengths `config.wide_c`, or not at all, whichever predicts
-    /// best: chosen by k-fold cross-validation on the training rows (see
-    /// [`FineTuneConfig::wide_folds`]), else left to the held-out rows' loss (with no hold-out: the
-    /// first strength). `scores` are the model's on the training rows.
-    fn wide_choice(&mut self, model: MetaHeac, scores: &[f32]) -> WideChoice {
+    /// The candidates for the start of the run, the model with its wide part fitted at one of the
+    /// strengths `config.wide_c` or not at all, with the strength: one when k-fold cross-validation on
+    /// the training rows decides (see [`FineTuneConfig::wide_folds`]) or there is no hold-out (then the
+    /// first strength); otherwise all of them, the unfitted model first, for the held-out rows' loss to
+    /// decide. `scores` are the model's on the training rows.
+    fn wide_options(&mut self, model: MetaHeac, scores: &[f32]) -> Vec<(MetaHeac, Option<f64>)> {
         let cs = &self.config.wide_c;
         let problem = WideFit::from_scores(
             &model,
@@ -257,24 +251,34 @@ impl<'a> FineTuner<'a> {
             scores,
             OffsetRule::of(&self.config),
         );
-        if let Some(choice) = problem.cross_validate(cs, self.config.wide_folds, &mut self.rng) {
-            return match choice {
-                Some(c) => WideChoice::Decided(Box::new(problem.apply(model, c)), Some(c)),
-                None => WideChoice::Decided(Box::new(model), None),
-            };
+        let decided = match problem.cross_validate(cs, self.config.wide_folds, &mut self.rng) {
+            Some(choice) => Some(choice),
+            None if self.holdout.is_empty() => Some(cs.first().copied()),
+            None => None,
+        };
+        match decided {
+            Some(Some(c)) => vec![(problem.apply(model, c), Some(c))],
+            Some(None) => vec![(model, None)],
+            None => {
+                let mut options = vec![(model.clone(), None)];
+                options.extend(
+                    cs.iter()
+                        .map(|&c| (problem.apply(model.clone(), c), Some(c))),
+                );
+                options
+            }
         }
-        if self.holdout.is_empty() {
-            return match cs.first() {
-                Some(&c) => WideChoice::Decided(Box::new(problem.apply(model, c)), Some(c)),
-                None => WideChoice::Decided(Box::new(model), None),
-            };
-        }
-        let mut options = vec![(model.clone(), None)];
-        options.extend(
-            cs.iter()
-                .map(|&c| (problem.apply(model.clone(), c), Some(c))),
-        );
-        WideChoice::Compare(options)
+    }
+
+    /// Starts from the option with the lowest held-out loss (the earliest on a tie, so "no fit" wins
+    /// ties; the only one when `losses` is empty).
+    fn settle(&mut self, options: Vec<(MetaHeac, Option<f64>)>, losses: &[f32]) {
+        let best = (0..losses.len())
+            .min_by(|&i, &j| losses[i].total_cmp(&losses[j]).then(i.cmp(&j)))
+            .unwrap_or(0);
+        let (model, c) = options.into_iter().nth(best).expect("a candidate");
+        self.model = Some(model);
+        self.wide_c = c;
     }
 
     pub fn steps_per_epoch(&self) -> usize {
@@ -566,21 +570,6 @@ pub fn trace(
         .collect())
 }
 
-/// How the wide part's strength is settled: already, or by comparing these candidates (the model
-/// unfitted first) on the held-out rows.
-enum WideChoice {
-    Decided(Box<MetaHeac>, Option<f64>),
-    Compare(Vec<(MetaHeac, Option<f64>)>),
-}
-
-/// The candidate with the lowest loss (the earliest on a tie, so "no fit" wins ties).
-fn lowest(options: Vec<(MetaHeac, Option<f64>)>, losses: Vec<f32>) -> (MetaHeac, Option<f64>) {
-    let best = (0..losses.len())
-        .min_by(|&i, &j| losses[i].total_cmp(&losses[j]).then(i.cmp(&j)))
-        .unwrap_or(0);
-    options.into_iter().nth(best).expect("a candidate")
-}
-
 /// Fits the wide part to the rows by L2 logistic regression (inverse strength `c`) with the model's
 /// logit as offset (see [`FineTuneConfig::fit_wide`]; the offset's coefficient as `config` says).
 pub fn fit_wide(
@@ -681,25 +670,26 @@ impl WideFit {
     }
 
     /// The fit at strength `c` on the rows `keep` says (an L2 logistic regression, see [`Self::apply`]).
-    fn fit(&self, c: f64, keep: impl Fn(usize) -> bool) -> crate::lr::Lr {
+    fn fit(&self, c: f64) -> crate::lr::Lr {
+        self.fit_on(c, &self.x, &self.y, &self.offset)
+    }
+
+    /// The fit at strength `c` on some of the rows: their columns, labels and offsets.
+    fn fit_on(&self, c: f64, x: &[Vec<u32>], y: &[bool], offset: &[f64]) -> crate::lr::Lr {
         use crate::lr::{Lr, LrConfig};
         let cfg = LrConfig {
             c,
             fit_offset_scale: self.rule != OffsetRule::Fixed,
             ..LrConfig::default()
         };
-        let idx: Vec<usize> = (0..self.y.len()).filter(|&i| keep(i)).collect();
-        let x: Vec<Vec<u32>> = idx.iter().map(|&i| self.x[i].clone()).collect();
-        let y: Vec<bool> = idx.iter().map(|&i| self.y[i]).collect();
-        let o: Vec<f64> = idx.iter().map(|&i| self.offset[i]).collect();
-        let fit = Lr::fit_with_offset(&x, &y, Some(&o), self.dim, &cfg);
+        let fit = Lr::fit_with_offset(x, y, Some(offset), self.dim, &cfg);
         if fit.offset_scale >= 0.0 || self.rule != OffsetRule::NonNegative {
             return fit;
         }
         // The objective is convex, so when its minimum has a < 0 the minimum over a ≥ 0 lies at a = 0:
         // the offset drops out and the tokens alone are fitted (the general model ignored, not
         // inverted).
-        let mut plain = Lr::fit(&x, &y, self.dim, &cfg);
+        let mut plain = Lr::fit(x, y, self.dim, &cfg);
         plain.offset_scale = 0.0;
         plain
     }
@@ -709,6 +699,7 @@ impl WideFit {
     /// meaning no fit), or `None` when there are fewer than 2 folds to make (too few seeds or
     /// non-seeds, or `folds` < 2).
     fn cross_validate(&self, cs: &[f64], folds: usize, rng: &mut StdRng) -> Option<Option<f64>> {
+        use crate::lr::log_loss;
         let pos = self.y.iter().filter(|&&y| y).count();
         let k = folds.min(pos).min(self.y.len() - pos);
         if k < 2 || cs.is_empty() {
@@ -723,30 +714,31 @@ impl WideFit {
                 fold[i] = j % k;
             }
         }
-        let log_loss = |z: f64, label: bool| {
-            let m = if label { -z } else { z };
-            if m > 0.0 {
-                m + (-m).exp().ln_1p()
-            } else {
-                m.exp().ln_1p()
-            }
-        };
         let none: f64 = (0..self.y.len())
             .map(|i| log_loss(self.offset[i], self.y[i]))
             .sum();
-        let mut best = (none, None);
-        for &c in cs {
-            let mut total = 0.0;
-            for f in 0..k {
-                let lr = self.fit(c, |i| fold[i] != f);
-                total += (0..self.y.len())
+        // Summed held-out loss per strength; each fold's training rows gathered once.
+        let mut totals = vec![0.0; cs.len()];
+        for f in 0..k {
+            let keep: Vec<usize> = (0..self.y.len()).filter(|&i| fold[i] != f).collect();
+            let x: Vec<Vec<u32>> = keep.iter().map(|&i| self.x[i].clone()).collect();
+            let y: Vec<bool> = keep.iter().map(|&i| self.y[i]).collect();
+            let o: Vec<f64> = keep.iter().map(|&i| self.offset[i]).collect();
+            for (total, &c) in totals.iter_mut().zip(cs) {
+                let lr = self.fit_on(c, &x, &y, &o);
+                *total += (0..self.y.len())
                     .filter(|&i| fold[i] == f)
                     .map(|i| {
-                        let z = lr.offset_scale * self.offset[i] + lr.logit(&self.x[i]);
-                        log_loss(z, self.y[i])
+                        log_loss(
+                            lr.offset_scale * self.offset[i] + lr.logit(&self.x[i]),
+                            self.y[i],
+                        )
                     })
                     .sum::<f64>();
             }
+        }
+        let mut best = (none, None);
+        for (&total, &c) in totals.iter().zip(cs) {
             if total < best.0 {
                 best = (total, Some(c));
             }
@@ -759,7 +751,7 @@ impl WideFit {
     /// added, and the intercept put into the first single-valued field's weights, which every user has
     /// exactly one of.
     fn apply(&self, mut model: MetaHeac, c: f64) -> MetaHeac {
-        let fit = self.fit(c, |_| true);
+        let fit = self.fit(c);
         // a scales the network's logit: exactly so for one critic.
         let a = fit.offset_scale as f32;
         // Written with tensor operations, not host edits, so that nothing is read back.

@@ -81,6 +81,16 @@ impl Default for LrConfig {
     }
 }
 
+/// The log loss of logit `z` for `label`, log(1 + e^(∓z)), computed stably.
+pub fn log_loss(z: f64, label: bool) -> f64 {
+    let m = if label { -z } else { z };
+    if m > 0.0 {
+        m + (-m).exp().ln_1p()
+    } else {
+        m.exp().ln_1p()
+    }
+}
+
 /// A fitted logistic regression.
 #[derive(Debug, Clone)]
 pub struct Lr {
@@ -124,12 +134,7 @@ impl Lr {
                 let z = a * o + p[dim] + cols.iter().map(|&j| p[j as usize]).sum::<f64>();
                 let s = if label { 1.0 } else { -1.0 };
                 let m = -s * z;
-                // log(1 + e^m), stably.
-                loss += if m > 0.0 {
-                    m + (-m).exp().ln_1p()
-                } else {
-                    m.exp().ln_1p()
-                };
+                loss += log_loss(z, label);
                 let dz = cfg.c * -s / (1.0 + (-m).exp());
                 for &j in cols {
                     g[j as usize] += dz;

@@ -154,7 +154,7 @@ pub fn setup<'a>(
     let val_finetune = finetune
         .clone()
         .with_max_steps(finetune.max_steps.min(meta.val_max_steps));
-    let validation = Validation::new(users, &val, val_finetune, meta.val_max_rows, seed ^ 0x5eed);
+    let validation = validation_of(users, &val, val_finetune, &meta, seed);
     Setup {
         train_campaigns: train.len(),
         trainer: MetaTrainer::new(model, meta, users, &train, seed.wrapping_add(1)),
@@ -174,7 +174,19 @@ pub fn held_out<'a>(
     seed: u64,
 ) -> Validation<'a> {
     let (_, val) = split_campaigns(campaigns, meta.val_fraction, seed);
-    Validation::new(users, &val, finetune, meta.val_max_rows, seed ^ 0x5eed)
+    validation_of(users, &val, finetune, meta, seed)
+}
+
+/// The validation over campaigns `val`: the rows kept and their halves depend only on `meta` and
+/// `seed`, so [`setup`] and [`held_out`] see the same ones.
+fn validation_of<'a>(
+    users: &'a UserTable,
+    val: &[&'a Campaign],
+    finetune: FineTuneConfig,
+    meta: &MetaConfig,
+    seed: u64,
+) -> Validation<'a> {
+    Validation::new(users, val, finetune, meta.val_max_rows, seed ^ 0x5eed)
 }
 
 /// What [`fit`] reports as it goes.
