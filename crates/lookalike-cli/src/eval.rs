@@ -4,9 +4,12 @@ use crate::{BackendArg, FineTuneArgs, backend, load_prepared, progress};
 use anyhow::{Context, Result, bail};
 use lookalike_core::data::Role;
 use lookalike_core::finetune::tune_and_score;
+use lookalike_core::lr::{LrConfig, OneHot};
 use lookalike_core::metrics::{CampaignMetrics, GroupMetrics};
 use lookalike_core::model::{Init, MetaHeacConfig};
 use lookalike_core::record;
+use lookalike_core::schedule::mean_of;
+use lookalike_core::stats::paired;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -127,12 +130,29 @@ pub fn run(a: Args) -> Result<()> {
         if validation.is_empty() {
             bail!("the model was trained without validation campaigns (val_fraction 0)");
         }
-        let auc = validation.mean_auc(&general)?;
+        let ours = validation.aucs(&general)?;
+        let onehot = OneHot::new(&config.tables, &config.multi_lens);
+        let lr = validation.lr_aucs(&onehot, &LrConfig::default())?;
         println!(
-            "validation mean AUC {auc:.4} over {} held-out training campaigns ({:.1} s): {}",
+            "validation mean AUC {:.4} over {} held-out training campaigns ({:.1} s): {}",
+            mean_of(&ours),
             validation.len(),
             start.elapsed().as_secs_f64(),
             validation.aids().join(", ")
+        );
+        let (x, y): (Vec<f64>, Vec<f64>) = ours
+            .iter()
+            .zip(&lr)
+            .filter_map(|(a, b)| Some(((*a)?, (*b)?)))
+            .unzip();
+        let p = paired(&x, &y);
+        println!(
+            "LR on the same rows {:.4}: the model is ahead by {:+.4}, on {} of {} campaigns (paired t-test p {:.3})",
+            mean_of(&lr),
+            p.mean_diff,
+            p.wins,
+            p.n,
+            p.p_value
         );
         return Ok(());
     }

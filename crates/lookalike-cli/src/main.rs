@@ -176,13 +176,24 @@ pub struct FineTuneArgs {
     /// Fine-tuning batch size [default: 512].
     #[arg(long)]
     finetune_batch: Option<usize>,
+    /// Fraction of each campaign's rows held out (stratified) to decide when to stop and which wide fit
+    /// to keep [default: 0.2; reference 0: no hold-out, every epoch runs].
+    #[arg(long)]
+    finetune_holdout: Option<f64>,
+    /// Inverse L2 strengths (C) tried for the wide part's fit, comma-separated [default: 0.01,0.1,1].
+    #[arg(long, value_delimiter = ',')]
+    wide_c: Option<Vec<f64>>,
+    /// What the held-out rows judge by (the wide fit's strength, when to stop) [default: loss].
+    #[arg(long, value_enum)]
+    holdout_metric: Option<HoldoutMetricArg>,
     /// Folds of the cross-validation that chooses the wide part's L2 strength [default: 0: the held-out
     /// rows choose].
     #[arg(long)]
     wide_folds: Option<usize>,
-    /// Refit the wide part on all rows once fine-tuning ends [default: false].
+    /// Once the held-out rows have chosen the wide fit and the number of steps, refit on all rows
+    /// [default: true; reference: no hold-out, nothing to refit].
     #[arg(long)]
-    refit_wide: Option<bool>,
+    refit: Option<bool>,
     /// Fit the coefficient of the general model's logit in the wide part's regression [default: true].
     #[arg(long)]
     wide_offset_scale: Option<bool>,
@@ -190,6 +201,23 @@ pub struct FineTuneArgs {
     /// non-seeds are sampled from the pool].
     #[arg(long)]
     wide_negative_offset: Option<bool>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum HoldoutMetricArg {
+    /// Mean log loss.
+    Loss,
+    /// 1 − AUC (the ranking).
+    Auc,
+}
+
+impl From<HoldoutMetricArg> for lookalike_core::finetune::HoldoutMetric {
+    fn from(m: HoldoutMetricArg) -> Self {
+        match m {
+            HoldoutMetricArg::Loss => Self::Loss,
+            HoldoutMetricArg::Auc => Self::Auc,
+        }
+    }
 }
 
 impl FineTuneArgs {
@@ -201,8 +229,13 @@ impl FineTuneArgs {
         c.epochs = self.finetune_epochs.unwrap_or(c.epochs);
         c.lr = self.finetune_lr.unwrap_or(c.lr);
         c.batch = self.finetune_batch.unwrap_or(c.batch).max(1);
+        c.holdout = self.finetune_holdout.unwrap_or(c.holdout).clamp(0.0, 0.9);
+        c.wide_c = self.wide_c.clone().unwrap_or(c.wide_c);
         c.wide_folds = self.wide_folds.unwrap_or(c.wide_folds);
-        c.refit_wide = self.refit_wide.unwrap_or(c.refit_wide);
+        if let Some(m) = self.holdout_metric {
+            c.holdout_metric = m.into();
+        }
+        c.refit = self.refit.unwrap_or(c.refit);
         c.wide_offset_scale = self.wide_offset_scale.unwrap_or(c.wide_offset_scale);
         c.wide_negative_offset = self.wide_negative_offset.unwrap_or(c.wide_negative_offset);
         c

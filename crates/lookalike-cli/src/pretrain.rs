@@ -103,12 +103,13 @@ pub struct Args {
     /// Standard deviation of the embedding initialisation [default: 1, PyTorch's].
     #[arg(long)]
     embed_init_std: Option<f64>,
-    /// The wide part (a weight per user token added to the critics' logits) [default: see MetaHeacConfig].
+    /// The wide part (a weight per user token added to the critic mixture's logit) [default: see
+    /// MetaHeacConfig].
     #[arg(long)]
     wide: Option<bool>,
-    /// Refit the wide part on all of a campaign's rows after fine-tuning (validation fine-tunes too).
+    /// In validation's fine-tuning, refit on all rows once the held-out rows have chosen [default: true].
     #[arg(long)]
-    refit_wide: Option<bool>,
+    refit: Option<bool>,
     /// Learning rate of the fine-tuning that validation runs (the online stage's) [default: 1e-3].
     #[arg(long)]
     finetune_lr: Option<f64>,
@@ -195,11 +196,11 @@ pub fn run(a: Args) -> Result<()> {
     mc.embed_init_std = a.embed_init_std.unwrap_or(mc.embed_init_std);
     mc.wide = a.wide.unwrap_or(mc.wide);
     let lr = a.finetune_lr.unwrap_or(finetune.lr);
-    let refit = a.refit_wide.unwrap_or(finetune.refit_wide);
+    let refit = a.refit.unwrap_or(finetune.refit);
     let folds = a.wide_folds.unwrap_or(finetune.wide_folds);
     let finetune = finetune
         .with_lr(lr)
-        .with_refit_wide(refit)
+        .with_refit(refit)
         .with_wide_folds(folds);
     if let Some(c) = a.critic_combine {
         mc.critic_combine = match c {

@@ -125,6 +125,9 @@ pub struct Batch {
     pub multi: Vec<i64>,
     /// `[rows × multi_width]`: 1 where a slot holds a real token.
     pub mask: Vec<f32>,
+    /// `[rows × multi_width]`: 1 where a slot holds a real token not listed earlier in its field, so
+    /// the wide part counts each token once, as the one-hot regression it is fitted as does.
+    pub distinct: Vec<f32>,
     /// `[rows × multi_fields]`: 1 / max(len, 1), the masked mean's divisor.
     pub inv_len: Vec<f32>,
     /// `[rows × ad_fields]`
@@ -154,18 +157,30 @@ impl Batch {
         b.single.reserve(n * users.single_fields);
         b.multi.reserve(n * users.multi_width);
         b.mask.reserve(n * users.multi_width);
+        b.distinct.reserve(n * users.multi_width);
         b.inv_len.reserve(n * users.multi_fields);
         b.ad.reserve(n * ad.len());
         for r in rows {
             let u = r.user as usize;
             b.single
                 .extend(users.single_of(u).iter().map(|&x| x as i64));
-            b.multi.extend(users.multi_of(u).iter().map(|&x| x as i64));
+            let multi = users.multi_of(u);
+            b.multi.extend(multi.iter().map(|&x| x as i64));
+            let mut start = 0;
             for (&len, &max) in users.lens_of(u).iter().zip(max_lens) {
                 let len = (len as usize).min(max);
+                let ids = &multi[start..start + max];
                 b.mask
                     .extend((0..max).map(|p| if p < len { 1.0 } else { 0.0 }));
+                b.distinct.extend((0..max).map(|p| {
+                    if p < len && !ids[..p].contains(&ids[p]) {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                }));
                 b.inv_len.push(1.0 / len.max(1) as f32);
+                start += max;
             }
             b.ad.extend(ad.iter().map(|&x| x as i64));
             b.labels.push(if r.label { 1.0 } else { 0.0 });
@@ -195,6 +210,7 @@ impl Batch {
             out.single.extend_from_slice(&p.single);
             out.multi.extend_from_slice(&p.multi);
             out.mask.extend_from_slice(&p.mask);
+            out.distinct.extend_from_slice(&p.distinct);
             out.inv_len.extend_from_slice(&p.inv_len);
             out.ad.extend_from_slice(&p.ad);
             out.labels.extend_from_slice(&p.labels);

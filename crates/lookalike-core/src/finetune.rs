@@ -52,9 +52,9 @@ pub struct FineTuneConfig {
     /// lower on five (README, "What the product's defaults are").
     #[config(default = 0)]
     pub wide_folds: usize,
-    /// Fit the coefficient of the general model's logit in that regression too, applied by
-    /// scaling the critics (exact for one critic, not for a mixture: a large coefficient on a weak
-    /// general model then makes a model unlike the regression); otherwise it stays 1, a plain offset.
+    /// Fit the coefficient of the general model's logit in that regression too (it becomes the wide
+    /// part's scale `s` of the critic mixture's logit, so the fitted model is the regression exactly);
+    /// otherwise it stays 1, a plain offset.
     #[config(default = true)]
     pub wide_offset_scale: bool,
     /// Let that coefficient go below 0, turning the general model's ranking upside down for this
@@ -64,10 +64,27 @@ pub struct FineTuneConfig {
     /// negative coefficient reflects how the non-seeds were drawn, not the campaign.
     #[config(default = true)]
     pub wide_negative_offset: bool,
-    /// Once fine-tuning ends, fit the wide part once more on all rows, held-out ones included, at the
-    /// strength the hold-out chose (select on the hold-out, then use every row).
-    #[config(default = false)]
-    pub refit_wide: bool,
+    /// Select, then refit on every row: once the held-out rows have chosen the wide fit's strength and
+    /// the number of steps (the best check), start again from the general model on all rows, held-out
+    /// ones included: the wide part fitted at that strength (or where k-fold cross-validation on all
+    /// rows says, with [`Self::wide_folds`]), then that many steps. A fifth of a campaign's rows is a
+    /// fifth of its few seeds; on the validation campaigns of eight development worlds the refit moved
+    /// mean AUC from 0.757 to 0.766 (README, "What the product's defaults are").
+    #[config(default = true)]
+    pub refit: bool,
+    /// What the held-out rows judge by, for the wide fit's strength and for when to stop.
+    #[config(default = "HoldoutMetric::Loss")]
+    pub holdout_metric: HoldoutMetric,
+}
+
+/// What the held-out rows judge a fine-tuning candidate by (lower is better for both).
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum HoldoutMetric {
+    /// Mean log loss: calibrated probabilities.
+    Loss,
+    /// 1 − AUC: the ranking, which is what an audience is (the loss where the held-out rows lack a
+    /// seed or a non-seed).
+    Auc,
 }
 
 impl FineTuneConfig {
@@ -113,8 +130,11 @@ pub struct FineTuner<'a> {
     holdout: Vec<Row>,
     rng: StdRng,
     cursor: usize,
-    /// Lowest held-out loss so far and the weights that gave it.
-    best: Option<(f32, MetaHeac)>,
+    /// Lowest held-out criterion so far, the weights that gave it and the step they were taken at.
+    best: Option<(f32, MetaHeac, usize)>,
+    /// The general model and the rows as given, kept to refit from (see [`FineTuneConfig::refit`]).
+    refit_from: Option<(MetaHeac, Vec<Row>)>,
+    seed: u64,
     /// The L2 strength the hold-out chose for the wide fit, if one was made.
     wide_c: Option<f64>,
     checks_since_best: usize,
@@ -164,10 +184,7 @@ impl<'a> FineTuner<'a> {
             let options = ft.wide_options(model, &scores);
             let losses: Vec<f32> = match options.len() {
                 1 => Vec::new(),
-                _ => options
-                    .iter()
-                    .map(|(m, _)| mean_loss(m, users, ad, &ft.holdout, 4096))
-                    .collect(),
+                _ => options.iter().map(|(m, _)| ft.held_out(m).1).collect(),
             };
             ft.settle(options, &losses);
         }
@@ -191,7 +208,7 @@ impl<'a> FineTuner<'a> {
             let mut losses = Vec::new();
             if options.len() > 1 {
                 for (m, _) in &options {
-                    losses.push(mean_loss_async(m, users, ad, &ft.holdout, 4096).await?);
+                    losses.push(ft.held_out_async(m).await?.1);
                 }
             }
             ft.settle(options, &losses);
@@ -210,8 +227,11 @@ impl<'a> FineTuner<'a> {
     ) -> Self {
         let optim = AdamConfig::new().with_epsilon(config.adam_epsilon).init();
         let mut rng = StdRng::seed_from_u64(seed);
-        let (mut rows, holdout) = stratified_split(rows, config.holdout, &mut rng);
+        let given = rows;
+        let (mut rows, holdout) = stratified_split(given, config.holdout, &mut rng);
         rows.shuffle(&mut rng);
+        let refit_from =
+            (config.refit && !holdout.is_empty()).then(|| (model.clone(), given.to_vec()));
         FineTuner {
             model: Some(model),
             optim,
@@ -223,6 +243,8 @@ impl<'a> FineTuner<'a> {
             rng,
             cursor: 0,
             best: None,
+            refit_from,
+            seed,
             wide_c: None,
             checks_since_best: 0,
             stopped: false,
@@ -300,6 +322,11 @@ impl<'a> FineTuner<'a> {
     /// The L2 strength chosen for the wide part's fit (`None`: not fitted).
     pub fn wide_c(&self) -> Option<f64> {
         self.wide_c
+    }
+
+    /// The step of the best held-out check so far (0: the starting weights), if a check ran.
+    pub fn best_step(&self) -> Option<usize> {
+        self.best.as_ref().map(|b| b.2)
     }
 
     /// Rows held out for the stopping rule.
@@ -391,8 +418,8 @@ impl<'a> FineTuner<'a> {
             return Ok(None);
         }
         let model = self.model().clone();
-        let loss = mean_loss(&model, self.users, self.ad, &self.holdout, 4096);
-        self.judge(loss, model).map(Some)
+        let (loss, criterion) = self.held_out(&model);
+        self.judge(loss, criterion, model).map(Some)
     }
 
     /// [`Self::check`] reading back asynchronously.
@@ -401,13 +428,48 @@ impl<'a> FineTuner<'a> {
             return Ok(None);
         }
         let model = self.model().clone();
-        let loss = mean_loss_async(&model, self.users, self.ad, &self.holdout, 4096).await?;
-        self.judge(loss, model).map(Some).map_err(|e| e.to_string())
+        let (loss, criterion) = self.held_out_async(&model).await?;
+        self.judge(loss, criterion, model)
+            .map(Some)
+            .map_err(|e| e.to_string())
     }
 
-    /// Keeps `model` if its held-out `loss` is the best so far, and stops the run after `patience`
-    /// checks without improvement.
-    fn judge(&mut self, loss: f32, model: MetaHeac) -> Result<f32, NonFinite> {
+    /// The held-out rows' mean loss under `model`, and the value the rule minimises (see
+    /// [`HoldoutMetric`]).
+    fn held_out(&self, model: &MetaHeac) -> (f32, f32) {
+        let loss = mean_loss(model, self.users, self.ad, &self.holdout, 4096);
+        let criterion = match self.config.holdout_metric {
+            HoldoutMetric::Loss => loss,
+            HoldoutMetric::Auc => {
+                let scores = predict(model, self.users, self.ad, &self.holdout, 4096);
+                self.criterion(loss, &scores)
+            }
+        };
+        (loss, criterion)
+    }
+
+    /// [`Self::held_out`] reading back asynchronously.
+    async fn held_out_async(&self, model: &MetaHeac) -> Result<(f32, f32), String> {
+        let loss = mean_loss_async(model, self.users, self.ad, &self.holdout, 4096).await?;
+        let criterion = match self.config.holdout_metric {
+            HoldoutMetric::Loss => loss,
+            HoldoutMetric::Auc => {
+                let scores = predict_async(model, self.users, self.ad, &self.holdout, 4096).await?;
+                self.criterion(loss, &scores)
+            }
+        };
+        Ok((loss, criterion))
+    }
+
+    /// 1 − AUC of the held-out `scores`, or `loss` where the hold-out has one class only.
+    fn criterion(&self, loss: f32, scores: &[f32]) -> f32 {
+        let labels: Vec<bool> = self.holdout.iter().map(|r| r.label).collect();
+        crate::metrics::auc(&labels, scores).map_or(loss, |a| (1.0 - a) as f32)
+    }
+
+    /// Keeps `model` if its held-out `criterion` is the best so far, and stops the run after
+    /// `patience` checks without improvement. Returns the held-out `loss`, which must be finite.
+    fn judge(&mut self, loss: f32, criterion: f32, model: MetaHeac) -> Result<f32, NonFinite> {
         if !loss.is_finite() {
             return Err(NonFinite::new(
                 format!("the held-out loss after fine-tuning step {}", self.step),
@@ -416,14 +478,14 @@ impl<'a> FineTuner<'a> {
         }
         match &self.best {
             // A relative margin, so noise on a flat curve does not count as progress.
-            Some((best, _)) if loss >= best * (1.0 - 1e-4) => {
+            Some((best, _, _)) if criterion >= best * (1.0 - 1e-4) => {
                 self.checks_since_best += 1;
                 if self.checks_since_best >= self.config.patience.max(1) {
                     self.stopped = true;
                 }
             }
             _ => {
-                self.best = Some((loss, model));
+                self.best = Some((criterion, model, self.step));
                 self.checks_since_best = 0;
             }
         }
@@ -466,7 +528,7 @@ impl<'a> FineTuner<'a> {
     }
 
     /// Runs the remaining steps; `on_step(step, total, loss)` after each. Returns the fine-tuned model
-    /// (the best held-out weights when there is a hold-out).
+    /// (see [`Self::into_model`]).
     pub fn run(
         mut self,
         on_step: &mut dyn FnMut(usize, usize, f32),
@@ -475,23 +537,83 @@ impl<'a> FineTuner<'a> {
         while let Some(loss) = self.step()? {
             on_step(self.step, total, loss);
         }
-        Ok(self.into_model())
+        self.into_model()
     }
 
-    /// The fine-tuned model: the best held-out weights when a check ran, else the current ones.
-    pub fn into_model(self) -> MetaHeac {
-        let model = match self.best {
-            Some((_, best)) => best,
-            None => self.model.expect("model present between steps"),
-        };
-        match self.wide_c {
-            Some(c) if self.config.refit_wide && !self.holdout.is_empty() => {
-                let all: Vec<Row> = self.rows.iter().chain(&self.holdout).copied().collect();
-                fit_wide(model, self.users, self.ad, &all, c, &self.config)
+    /// The fine-tuned model: refitted on all rows as the held-out rows chose (see
+    /// [`FineTuneConfig::refit`]); without a refit, the best held-out weights when a check ran, else the
+    /// current ones.
+    pub fn into_model(self) -> Result<MetaHeac, NonFinite> {
+        match self.refit() {
+            Ok(r) => {
+                let mut again = FineTuner::new(r.general, r.config, r.users, r.ad, &r.rows, r.seed);
+                while again.step()?.is_some() {}
+                Ok(again.chosen())
             }
-            _ => model,
+            Err(model) => Ok(*model),
         }
     }
+
+    /// [`Self::into_model`] reading values back asynchronously (WebGPU in a browser).
+    pub async fn into_model_async(self) -> Result<MetaHeac, String> {
+        match self.refit() {
+            Ok(r) => {
+                let mut again =
+                    FineTuner::new_async(r.general, r.config, r.users, r.ad, &r.rows, r.seed)
+                        .await?;
+                while again.step_async().await?.is_some() {}
+                Ok(again.chosen())
+            }
+            Err(model) => Ok(*model),
+        }
+    }
+
+    /// The refit to run, or (`Err`) the final model when there is none.
+    fn refit(self) -> Result<Refit<'a>, Box<MetaHeac>> {
+        let steps = self.best.as_ref().map_or(self.step, |b| b.2);
+        let wide_c = self.wide_c;
+        let Some((general, rows)) = self.refit_from.clone() else {
+            return Err(Box::new(self.chosen()));
+        };
+        let mut config = self.config.clone();
+        config.refit = false;
+        config.holdout = 0.0;
+        // Every epoch has at least one step, so `steps` epochs allow `steps` steps.
+        config.max_steps = steps;
+        config.epochs = steps;
+        if config.wide_folds < 2 {
+            match wide_c {
+                Some(c) => config.wide_c = vec![c],
+                None => config.fit_wide = false,
+            }
+        }
+        Ok(Refit {
+            general,
+            config,
+            users: self.users,
+            ad: self.ad,
+            rows,
+            seed: self.seed.wrapping_add(1),
+        })
+    }
+
+    /// The best held-out weights when a check ran, else the current ones.
+    fn chosen(self) -> MetaHeac {
+        match self.best {
+            Some((_, best, _)) => best,
+            None => self.model.expect("model present between steps"),
+        }
+    }
+}
+
+/// A refit on all rows (see [`FineTuneConfig::refit`]): a fresh run without a hold-out.
+struct Refit<'a> {
+    general: MetaHeac,
+    config: FineTuneConfig,
+    users: &'a UserTable,
+    ad: &'a [u32],
+    rows: Vec<Row>,
+    seed: u64,
 }
 
 /// The online stage for one campaign: fine-tune `model` (an autodiff model) on `train` as `config`
@@ -509,7 +631,7 @@ pub fn tune_and_score(
     let mut ft = FineTuner::new(model, config.clone(), users, ad, train, seed);
     while ft.step()?.is_some() {}
     let curve = std::mem::take(&mut ft.curve);
-    let scores = predict(&ft.into_model(), users, ad, candidates, 4096);
+    let scores = predict(&ft.into_model()?, users, ad, candidates, 4096);
     crate::finite::check(&scores, "a candidate's score")?;
     Ok((scores, curve))
 }
@@ -752,17 +874,12 @@ impl WideFit {
     /// exactly one of.
     fn apply(&self, mut model: MetaHeac, c: f64) -> MetaHeac {
         let fit = self.fit(c);
-        // a scales the network's logit: exactly so for one critic.
+        // The model's logit is s · logit ŷ + w(x), so a times it is the model with a·s and a·w.
         let a = fit.offset_scale as f32;
         // Written with tensor operations, not host edits, so that nothing is read back.
-        model.critics = std::mem::take(&mut model.critics)
-            .into_iter()
-            .map(|mut l| {
-                l.weight = grads::remap(l.weight, |t| t.mul_scalar(a));
-                l.bias = l.bias.map(|b| grads::remap(b, |t| t.mul_scalar(a)));
-                l
-            })
-            .collect();
+        model.wide_scale = model
+            .wide_scale
+            .map(|s| grads::remap(s, |t| t.mul_scalar(a)));
         let has_single = !model.user_single.is_empty();
         let mut start = 0;
         model.wide = std::mem::take(&mut model.wide)

@@ -43,20 +43,21 @@ pub(crate) fn write_head(magic: &[u8; 8], version: u32, header: &[u8], payload: 
     out
 }
 
-/// Checks magic and version; returns the JSON header and the payload after it.
+/// Checks magic and version (one of `versions`); returns the version, the JSON header and the payload
+/// after it.
 pub(crate) fn read_head<'a>(
     mut bytes: &'a [u8],
     magic: &[u8; 8],
-    version: u32,
-) -> Result<(&'a [u8], &'a [u8]), FrameError> {
+    versions: std::ops::RangeInclusive<u32>,
+) -> Result<(u32, &'a [u8], &'a [u8]), FrameError> {
     if take(&mut bytes, 8, "magic").map_err(|_| FrameError::BadMagic)? != magic {
         return Err(FrameError::BadMagic);
     }
     let found = u32_at(&mut bytes, "version")?;
-    if found != version {
+    if !versions.contains(&found) {
         return Err(FrameError::Version(found));
     }
     let n = u64_at(&mut bytes, "header length")?;
     let header = take(&mut bytes, n, "header")?;
-    Ok((header, bytes))
+    Ok((found, header, bytes))
 }

@@ -5,13 +5,16 @@
 //!   x  = [e_1 ‖ … ‖ e_F]                         user-field embeddings (multi-valued: masked mean)
 //!   t  = [mean_f e_f ‖ a_1 ‖ … ‖ a_A]             task representation (per sample, as the official code)
 //!   g  = softmax(G_e(t)),  h = Σ_k g_k E_k(x)     hybrid experts
-//!   c  = softmax(G_c(t)),  ŷ = Σ_j c_j σ(T_j(h) + w(x))  hybrid critics (+ optional wide part)
+//!   c  = softmax(G_c(t)),  ŷ = Σ_j c_j σ(T_j(h))          hybrid critics
+//!   ŷ' = σ(s · logit ŷ + w(x))                            optional wide part
 //! ```
 //!
 //! `w(x)` is the wide part (off in the reference): one scalar weight per user token, summed over the
 //! user's tokens (a logistic regression on the one-hot tokens, as in Wide & Deep — the official code's
-//! class is called `WideAndDeepModel`), zero at initialisation and added to every critic's logit. It
-//! lets fine-tuning learn campaign-specific token effects directly.
+//! class is called `WideAndDeepModel`), zero at initialisation, on top of the critic mixture's logit
+//! scaled by `s` (1 at initialisation). It lets fine-tuning learn campaign-specific token effects
+//! directly, and makes the online wide fit exact: a logistic regression on the tokens with the general
+//! model's logit as offset, its coefficient fitted too, is the model with `s` and `w` set to the fit.
 //!
 //! The loss is computed from logits through the mixture, log ŷ = logsumexp_j(log c_j + log σ(z_j)), so it
 //! stays finite (with a finite gradient) where f32 probabilities saturate to exactly 0 or 1.
@@ -74,7 +77,8 @@ pub struct MetaHeacConfig {
     /// Standard deviation of the N(0, σ²) embedding initialisation (reference: 1, PyTorch's default).
     #[config(default = 1.0)]
     pub embed_init_std: f64,
-    /// The wide part w(x): a zero-initialised weight per user token added to every critic's logit
+    /// The wide part w(x): a zero-initialised weight per user token added to the logit of the critic
+    /// mixture, itself scaled by a learned `s`
     /// (not in the reference code).
     #[config(default = true)]
     pub wide: bool,
@@ -126,6 +130,8 @@ pub struct MetaHeac {
     /// One `[vocabulary, 1]` table per user field (single-valued, then multi-valued); empty without
     /// the wide part.
     pub wide: Vec<Embedding>,
+    /// `s`, the scale of the critic mixture's logit under the wide part (`None` without it).
+    pub wide_scale: Option<Param<Tensor<1>>>,
     #[module(skip)]
     pub critic_combine: CriticCombine,
     #[module(skip)]
@@ -154,6 +160,8 @@ pub struct Inputs {
     pub single: Tensor<2, Int>,
     pub multi: Tensor<2, Int>,
     pub mask: Tensor<3>,
+    /// The mask without repeated tokens (the wide part's).
+    pub distinct: Tensor<3>,
     pub inv_len: Tensor<2>,
     pub ad: Tensor<2, Int>,
     pub labels: Tensor<1>,
@@ -170,6 +178,10 @@ impl Inputs {
             multi: int(&b.multi, b.multi_width),
             mask: Tensor::from_data(
                 TensorData::new(b.mask.clone(), [n, b.multi_width, 1]),
+                device,
+            ),
+            distinct: Tensor::from_data(
+                TensorData::new(b.distinct.clone(), [n, b.multi_width, 1]),
                 device,
             ),
             inv_len: Tensor::from_data(
@@ -312,6 +324,7 @@ impl MetaHeacConfig {
         } else {
             Vec::new()
         };
+        let wide_scale = self.wide.then(|| ini.param(Tensor::ones([1], device)));
         MetaHeac {
             user_single,
             user_multi,
@@ -321,6 +334,7 @@ impl MetaHeacConfig {
             critics,
             critic_gate,
             wide,
+            wide_scale,
             critic_combine: self.critic_combine,
             gate_context: self.gate_context,
             multi_lens: self.multi_lens.clone(),
@@ -360,7 +374,7 @@ impl MetaHeac {
         Tensor::cat(fields, 1)
     }
 
-    /// The wide logit w(x) = Σ over the user's tokens of their weights, shape `[B, 1]`.
+    /// The wide logit w(x) = Σ over the user's distinct tokens of their weights, shape `[B, 1]`.
     fn wide_logit(&self, x: &Inputs) -> Option<Tensor<2>> {
         if self.wide.is_empty() {
             return None;
@@ -382,7 +396,7 @@ impl MetaHeac {
         let mut offset = 0;
         for (table, &len) in self.wide[singles..].iter().zip(&self.multi_lens) {
             let ids = x.multi.clone().narrow(1, offset, len);
-            let mask = x.mask.clone().narrow(1, offset, len);
+            let mask = x.distinct.clone().narrow(1, offset, len);
             add((table.forward(ids) * mask).sum_dim(1).squeeze_dim::<2>(2));
             offset += len;
         }
@@ -429,21 +443,18 @@ impl MetaHeac {
         // Hybrid critics: ŷ = Σ_j c_j σ(T_j(h)), with z_j = T_j(h).
         let log_c = self.critic_gate.log_weights(t);
         let c = log_c.clone().exp();
-        let mut z: Tensor<2> = Tensor::cat(
+        let z: Tensor<2> = Tensor::cat(
             self.critics
                 .iter()
                 .map(|t_j| t_j.forward(h.clone()))
                 .collect(),
             1,
         );
-        if let Some(w) = self.wide_logit(x) {
-            z = z + w;
-        }
         let mut prob: Tensor<1> = (sigmoid(z.clone()) * c.clone())
             .sum_dim(1)
             .squeeze_dim::<1>(1);
         let mut log_prob = log_sum_exp(log_c.clone() + log_sigmoid(z.clone()));
-        let log_not_prob = match self.critic_combine {
+        let mut log_not_prob = match self.critic_combine {
             // Σ_j c_j = 1, so 1 − ŷ = Σ_j c_j σ(−z_j).
             CriticCombine::Sum => log_sum_exp(log_c + log_sigmoid(z.neg())),
             CriticCombine::Mean => {
@@ -458,6 +469,15 @@ impl MetaHeac {
                 }
             }
         };
+
+        // Wide part: ŷ' = σ(s · logit ŷ + w(x)), with logit ŷ = log ŷ − log(1 − ŷ) (finite where ŷ rounds
+        // to 0 or 1).
+        if let (Some(w), Some(scale)) = (self.wide_logit(x), &self.wide_scale) {
+            let logit = (log_prob - log_not_prob) * scale.val() + w.squeeze_dim::<1>(1);
+            prob = sigmoid(logit.clone());
+            log_prob = log_sigmoid(logit.clone());
+            log_not_prob = log_sigmoid(logit.neg());
+        }
         Output {
             prob,
             log_prob,

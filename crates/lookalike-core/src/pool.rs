@@ -144,7 +144,7 @@ impl Pool {
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Pool, PoolError> {
-        let (json, rest) = frame::read_head(bytes, MAGIC, FORMAT_VERSION)?;
+        let (_, json, rest) = frame::read_head(bytes, MAGIC, FORMAT_VERSION..=FORMAT_VERSION)?;
         let header: PoolHeader = serde_json::from_slice(json)?;
         if header.id_bytes != 2 && header.id_bytes != 4 {
             return Err(PoolError::Body(format!(

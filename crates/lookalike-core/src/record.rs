@@ -14,7 +14,9 @@ use burn::tensor::{Bytes, DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 pub const MAGIC: &[u8; 8] = b"LKALIKE\0";
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: the wide part sits on the critic mixture's logit with a learned scale (1: on every critic's logit;
+/// version 1 records without a wide part still load).
+pub const FORMAT_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -70,6 +72,10 @@ pub enum RecordError {
         "record format version {0} is not supported (this build reads version {FORMAT_VERSION})"
     )]
     Version(u32),
+    #[error(
+        "record format version 1 has a wide part on every critic's logit, which this build no longer reads; retrain it with `lookalike pretrain`"
+    )]
+    OldWide,
     #[error("record is truncated: {0}")]
     Truncated(&'static str),
     #[error("record header is not valid: {0}")]
@@ -106,10 +112,13 @@ pub fn to_bytes(model: &MetaHeac, header: &RecordHeader) -> Result<Vec<u8>, Reco
 
 /// Reads only the header (cheap: no weights are decoded).
 pub fn read_header(bytes: &[u8]) -> Result<(RecordHeader, &[u8]), RecordError> {
-    let (json, mut rest) = frame::read_head(bytes, MAGIC, FORMAT_VERSION)?;
+    let (version, json, mut rest) = frame::read_head(bytes, MAGIC, 1..=FORMAT_VERSION)?;
     let mut value: serde_json::Value = serde_json::from_slice(json)?;
     fill_older_header(&mut value);
     let mut header: RecordHeader = serde_json::from_value(value)?;
+    if version < 2 && header.model.wide {
+        return Err(RecordError::OldWide);
+    }
     header.schema.rebuild_indices();
     // The schema decides the slot layout (records written before the config carried it have none).
     header.model.multi_lens = header.schema.multi_lens();

@@ -5,6 +5,7 @@
 use crate::data::{Campaign, Row, UserTable};
 use crate::finetune::{FineTuneConfig, stratified_split, tune_and_score};
 use crate::finite::NonFinite;
+use crate::lr::{LrConfig, OneHot};
 use crate::meta::{MetaConfig, MetaTrainer};
 use crate::metrics::auc;
 use crate::model::MetaHeac;
@@ -109,25 +110,63 @@ impl<'a> Validation<'a> {
 
     /// Mean AUC over the validation campaigns after fine-tuning `general` (an autodiff model) on each.
     pub fn mean_auc(&self, general: &MetaHeac) -> Result<f64, NonFinite> {
-        let mut sum = 0.0;
-        let mut n = 0;
-        for (i, v) in self.sets.iter().enumerate() {
-            let (scores, _) = tune_and_score(
-                general.clone(),
-                &self.finetune,
-                self.users,
-                &v.campaign.ad,
-                &v.tune,
-                &v.eval,
-                self.seed ^ i as u64,
-            )?;
-            let labels: Vec<bool> = v.eval.iter().map(|r| r.label).collect();
-            if let Some(a) = auc(&labels, &scores) {
-                sum += a;
-                n += 1;
-            }
-        }
-        Ok(if n == 0 { f64::NAN } else { sum / n as f64 })
+        Ok(mean_of(&self.aucs(general)?))
+    }
+
+    /// Each validation campaign's AUC after fine-tuning `general` on it (`None` where its scored half
+    /// lacks a positive or a negative).
+    pub fn aucs(&self, general: &MetaHeac) -> Result<Vec<Option<f64>>, NonFinite> {
+        self.sets
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let (scores, _) = tune_and_score(
+                    general.clone(),
+                    &self.finetune,
+                    self.users,
+                    &v.campaign.ad,
+                    &v.tune,
+                    &v.eval,
+                    self.seed ^ i as u64,
+                )?;
+                Ok(v.auc(&scores))
+            })
+            .collect()
+    }
+
+    /// Each validation campaign's AUC for the LR baseline fitted on the same rows: the floor the general
+    /// model has to clear.
+    pub fn lr_aucs(
+        &self,
+        onehot: &OneHot,
+        config: &LrConfig,
+    ) -> Result<Vec<Option<f64>>, NonFinite> {
+        self.sets
+            .iter()
+            .map(|v| {
+                let (_, scores) =
+                    crate::lr::fit_and_score(onehot, self.users, &v.tune, &v.eval, config);
+                crate::finite::check(&scores, "an LR score")?;
+                Ok(v.auc(&scores))
+            })
+            .collect()
+    }
+}
+
+impl ValidationSet<'_> {
+    fn auc(&self, scores: &[f32]) -> Option<f64> {
+        let labels: Vec<bool> = self.eval.iter().map(|r| r.label).collect();
+        auc(&labels, scores)
+    }
+}
+
+/// The mean of the values present (NaN when none is).
+pub fn mean_of(v: &[Option<f64>]) -> f64 {
+    let present: Vec<f64> = v.iter().flatten().copied().collect();
+    if present.is_empty() {
+        f64::NAN
+    } else {
+        present.iter().sum::<f64>() / present.len() as f64
     }
 }
 

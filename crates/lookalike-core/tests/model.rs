@@ -457,7 +457,8 @@ fn fine_tuning_stops_on_the_held_out_loss() {
         .with_epochs(50)
         .with_patience(2)
         .with_check_every(5)
-        .with_max_steps(400);
+        .with_max_steps(400)
+        .with_refit(false);
     let mut ft = FineTuner::new(
         model(&config(&s), &device, 4),
         cfg,
@@ -480,11 +481,68 @@ fn fine_tuning_stops_on_the_held_out_loss() {
         "fine-tuning lowered the held-out loss: {checks:?}"
     );
     let holdout = ft.holdout().to_vec();
-    let kept = ft.into_model();
+    let kept = ft.into_model().unwrap();
     let again = lookalike_core::finetune::mean_loss(&kept, &u, &[1, 2], &holdout, 4096);
     assert!(
         (again - best).abs() < 1e-5,
         "the best weights are kept: {again} vs {best}"
+    );
+}
+
+/// Select, then refit: once the held-out rows have chosen the wide part's strength and the number of
+/// steps, the model returned is a fresh run from the general model on every row (held-out ones
+/// included) with that strength and that many steps.
+#[test]
+fn the_refit_reruns_the_chosen_fit_on_every_row() {
+    use lookalike_core::finetune::{FineTuneConfig, FineTuner, predict};
+    let device = Device::flex().autodiff();
+    let s = schema();
+    let u = users(300, 8);
+    let camps = learnable_campaigns(&u, 1);
+    let rows = &camps[0].stage1;
+    let ad = [1u32, 2];
+    let general = model(&config(&s), &device, 4);
+    let cfg = FineTuneConfig::new()
+        .with_batch(32)
+        .with_epochs(50)
+        .with_patience(2)
+        .with_check_every(5)
+        .with_max_steps(60);
+    assert!(cfg.refit);
+    let mut ft = FineTuner::new(general.clone(), cfg.clone(), &u, &ad, rows, 6);
+    let c = ft
+        .wide_c()
+        .expect("the tokens carry the label: a wide fit is chosen");
+    while ft.step().unwrap().is_some() {}
+    let checks: Vec<(usize, f32)> = ft
+        .curve
+        .iter()
+        .filter_map(|p| p.holdout_loss.map(|l| (p.step, l)))
+        .collect();
+    // The first of the lowest, as the rule keeps it.
+    let (steps, _) = checks
+        .iter()
+        .copied()
+        .reduce(|a, b| if b.1 < a.1 * (1.0 - 1e-4) { b } else { a })
+        .unwrap();
+    assert!(steps > 0, "some steps helped: {checks:?}");
+    let refit = ft.into_model().unwrap();
+
+    let by_hand = FineTuneConfig::new()
+        .with_batch(32)
+        .with_holdout(0.0)
+        .with_wide_c(vec![c])
+        .with_epochs(steps)
+        .with_max_steps(steps)
+        .with_refit(false);
+    let mut again = FineTuner::new(general, by_hand, &u, &ad, rows, 7);
+    assert_eq!(again.wide_c(), Some(c));
+    while again.step().unwrap().is_some() {}
+    assert_eq!(again.step, steps);
+    let want = again.into_model().unwrap();
+    assert_eq!(
+        predict(&refit, &u, &ad, rows, 64),
+        predict(&want, &u, &ad, rows, 64)
     );
 }
 
@@ -536,8 +594,8 @@ fn wide_part_is_chosen_by_cross_validation_and_traced() {
 }
 
 /// Where the general model ranks the seeds below the non-seeds, the free wide fit turns it upside down
-/// (a negative coefficient scales the critics), and with sampled non-seeds the coefficient stops at 0
-/// (the critics are zeroed: the tokens alone).
+/// (a negative coefficient on the critic mixture's logit), and with sampled non-seeds the coefficient
+/// stops at 0 (the tokens alone).
 #[test]
 fn the_offset_coefficient_is_held_at_zero_for_sampled_negatives() {
     use lookalike_core::data::Row;
@@ -566,21 +624,14 @@ fn the_offset_coefficient_is_held_at_zero_for_sampled_negatives() {
             ..*r
         })
         .collect();
-    let critic = |m: &MetaHeac| -> Vec<f32> {
-        m.critics[0]
-            .weight
-            .val()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap()
-    };
-    let before = critic(&general);
+    let scale = |m: &MetaHeac| -> f32 { m.wide_scale.as_ref().unwrap().val().into_scalar() };
+    assert_eq!(scale(&general), 1.0);
     let free = FineTuner::new(general.clone(), FineTuneConfig::new(), &u, &ad, &rows, 6);
     assert!(free.wide_c().is_some());
-    let flipped = critic(free.model());
     assert!(
-        before.iter().zip(&flipped).all(|(b, f)| b * f <= 0.0),
-        "a negative coefficient flips the critics"
+        scale(free.model()) < 0.0,
+        "a negative coefficient: {}",
+        scale(free.model())
     );
     let held = FineTuner::new(
         general,
@@ -591,10 +642,86 @@ fn the_offset_coefficient_is_held_at_zero_for_sampled_negatives() {
         6,
     );
     assert!(held.wide_c().is_some());
+    assert_eq!(scale(held.model()), 0.0, "coefficient 0");
+}
+
+/// The fitted wide part is the regression it fitted: on every row the model's logit after the fit is
+/// the L2 logistic regression's, a · (the general model's logit) + w · (the user's tokens), though the
+/// general model mixes two critics (the critic mixture is one logit under the wide part, so its
+/// coefficient is exact) and some users list a token twice (the wide part counts it once, as the
+/// one-hot regression does).
+#[test]
+fn the_wide_fit_is_exact_under_a_critic_mixture() {
+    use lookalike_core::finetune::{FineTuneConfig, FineTuner, predict};
+    use lookalike_core::lr::{Lr, LrConfig, OneHot};
+    let device = Device::flex().autodiff();
+    let s = schema();
+    let u = users(300, 8);
+    let camps = learnable_campaigns(&u, 1);
+    let rows = &camps[0].stage1;
+    let ad = [1u32, 2];
+    let c = config(&s);
+    assert!(c.num_critics > 1 && c.wide);
+    let general = model(&c, &device, 4);
+    let logit = |p: f32| {
+        let p = (p as f64).clamp(1e-6, 1.0 - 1e-6);
+        (p / (1.0 - p)).ln()
+    };
+    let offset: Vec<f64> = predict(&general, &u, &ad, rows, 64)
+        .into_iter()
+        .map(logit)
+        .collect();
+    let onehot = OneHot::new(&c.tables, &c.multi_lens);
+    let x: Vec<Vec<u32>> = rows
+        .iter()
+        .map(|r| onehot.columns(&u, r.user as usize))
+        .collect();
+    let y: Vec<bool> = rows.iter().map(|r| r.label).collect();
+    let cfg = LrConfig {
+        c: 1.0,
+        fit_offset_scale: true,
+        ..LrConfig::default()
+    };
+    let fit = Lr::fit_with_offset(&x, &y, Some(&offset), onehot.dim, &cfg);
     assert!(
-        critic(held.model()).iter().all(|&w| w == 0.0),
-        "coefficient 0"
+        (fit.offset_scale - 1.0).abs() > 0.1,
+        "a coefficient other than 1, so that exactness is tested: {}",
+        fit.offset_scale
     );
+    // No hold-out: the first (only) strength is fitted.
+    let ft = FineTuner::new(
+        general,
+        FineTuneConfig::new()
+            .with_holdout(0.0)
+            .with_wide_c(vec![1.0]),
+        &u,
+        &ad,
+        rows,
+        6,
+    );
+    assert_eq!(ft.wide_c(), Some(1.0));
+    let after = predict(ft.model(), &u, &ad, rows, 64);
+    let repeats = rows
+        .iter()
+        .zip(&x)
+        .filter(|(r, cols)| {
+            u.single_of(r.user as usize).len()
+                + u.multi_tokens(r.user as usize, &c.multi_lens).count()
+                > cols.len()
+        })
+        .count();
+    assert!(
+        repeats > 0,
+        "some users list a token twice, counted once by both"
+    );
+    for ((p, o), cols) in after.iter().zip(&offset).zip(&x) {
+        let want = fit.offset_scale * o + fit.logit(cols);
+        assert!(
+            (logit(*p) - want).abs() < 1e-3 * (1.0 + want.abs()),
+            "model {} vs regression {want}",
+            logit(*p)
+        );
+    }
 }
 
 /// Rows no training row touches take the learned unknown row (single-valued and ad tables) or zero
@@ -693,7 +820,9 @@ fn records_from_before_the_new_config_fields_load() {
             .unwrap();
     }
     let old_json = serde_json::to_vec(&json).unwrap();
-    let mut old = bytes[..12].to_vec();
+    // Written by format version 1.
+    let mut old = bytes[..8].to_vec();
+    old.extend_from_slice(&1u32.to_le_bytes());
     old.extend_from_slice(&(old_json.len() as u64).to_le_bytes());
     old.extend_from_slice(&old_json);
     old.extend_from_slice(&bytes[20 + len..]);
@@ -705,4 +834,14 @@ fn records_from_before_the_new_config_fields_load() {
     assert_eq!((meta.val_fraction, meta.id_dropout), (0.0, 0.0));
     let x = inputs(&users(20, 22), &[1, 2], &rows(20, 23), &device);
     assert_eq!(values(back.forward(&x).prob), values(m.forward(&x).prob));
+
+    // Version 1 placed the wide part on every critic: such a record is refused, not misread.
+    let c = config(&s);
+    let bytes = record::to_bytes(&model(&c, &device, 21), &header(&s, &c, Precision::F32)).unwrap();
+    let mut old = bytes.clone();
+    old[8..12].copy_from_slice(&1u32.to_le_bytes());
+    assert!(matches!(
+        record::from_bytes(&old, &device),
+        Err(record::RecordError::OldWide)
+    ));
 }

@@ -150,7 +150,7 @@ pub fn train_panel() -> Html {
     html! {
         <section id="train">
             <h2>{"Fine-tune on your seeds"}</h2>
-            <p class="explain">{"The general model adapts to this campaign: seeds are positives, users sampled from the rest of the pool are negatives, first the wide part (one weight per user token) is fitted to them in one go, then Adam fine-tunes everything until a held-out fifth of the rows stops improving (at most the epochs below). Some other seeds are held out of everything: the green curve shows how well the model ranks them above random users (AUC, 0.5 = chance)."}</p>
+            <p class="explain">{"The general model adapts to this campaign: seeds are positives, users sampled from the rest of the pool are negatives, first the wide part (one weight per user token) is fitted to them in one go, then Adam fine-tunes everything until a held-out fifth of the rows stops improving (at most the epochs below), and finally what the held-out rows chose (the wide part's strength, the number of steps) is refitted on all rows. Some other seeds are held out of everything: the green curve shows how well the model ranks them above random users (AUC, 0.5 = chance)."}</p>
             <div class="controls">
                 <label>{"epochs "}<input type="number" id="epochs" min="1" max="50" value={store.epochs.to_string()} onchange={epochs} disabled={active}/></label>
                 <label>{"learning rate "}<input type="number" id="lr" min="0.00001" max="0.1" step="0.0001" value={store.lr.to_string()} onchange={lr}/></label>
