@@ -170,7 +170,7 @@ try {
     const rule = await page.textContent("#rule-note");
     assert(/rows are held out/.test(rule) && /wide part/.test(rule), `rule: ${rule}`);
     const stop = await page.textContent("#stop-note");
-    assert(/(ran all 6 steps|stopped early at step \d+ of 6); the held-out rows chose step (\d+) .*refitted on all rows.* for \1 steps/.test(stop), `stop: ${stop}`);
+    assert(/(ran all 6 steps|stopped early at step \d+ of 6); the held-out rows chose step (\d+) .*refitted on all rows.* for \2 steps/.test(stop), `stop: ${stop}`);
     assert(/refitted on all rows/.test(rule), `rule: ${rule}`);
     measured.cpu_rule = rule;
     measured.cpu_stop = stop;
