@@ -495,13 +495,8 @@ fn fine_tuning_stops_on_the_held_out_loss() {
 #[test]
 fn the_refit_reruns_the_chosen_fit_on_every_row() {
     use lookalike_core::finetune::{FineTuneConfig, FineTuner, predict};
-    let device = Device::flex().autodiff();
-    let s = schema();
-    let u = users(300, 8);
-    let camps = learnable_campaigns(&u, 1);
-    let rows = &camps[0].stage1;
-    let ad = [1u32, 2];
-    let general = model(&config(&s), &device, 4);
+    let t = tuning();
+    let (u, rows, ad, general) = (&t.users, &t.rows, t.ad, t.general);
     let cfg = FineTuneConfig::new()
         .with_batch(32)
         .with_epochs(50)
@@ -509,7 +504,7 @@ fn the_refit_reruns_the_chosen_fit_on_every_row() {
         .with_check_every(5)
         .with_max_steps(60);
     assert!(cfg.refit);
-    let mut ft = FineTuner::new(general.clone(), cfg.clone(), &u, &ad, rows, 6);
+    let mut ft = FineTuner::new(general.clone(), cfg.clone(), u, &ad, rows, 6);
     let c = ft
         .wide_c()
         .expect("the tokens carry the label: a wide fit is chosen");
@@ -535,14 +530,14 @@ fn the_refit_reruns_the_chosen_fit_on_every_row() {
         .with_epochs(steps)
         .with_max_steps(steps)
         .with_refit(false);
-    let mut again = FineTuner::new(general, by_hand, &u, &ad, rows, 7);
+    let mut again = FineTuner::new(general, by_hand, u, &ad, rows, 7);
     assert_eq!(again.wide_c(), Some(c));
     while again.step().unwrap().is_some() {}
     assert_eq!(again.step, steps);
     let want = again.into_model().unwrap();
     assert_eq!(
-        predict(&refit, &u, &ad, rows, 64),
-        predict(&want, &u, &ad, rows, 64)
+        predict(&refit, u, &ad, rows, 64),
+        predict(&want, u, &ad, rows, 64)
     );
 }
 
@@ -654,27 +649,22 @@ fn the_offset_coefficient_is_held_at_zero_for_sampled_negatives() {
 fn the_wide_fit_is_exact_under_a_critic_mixture() {
     use lookalike_core::finetune::{FineTuneConfig, FineTuner, predict};
     use lookalike_core::lr::{Lr, LrConfig, OneHot};
-    let device = Device::flex().autodiff();
-    let s = schema();
-    let u = users(300, 8);
-    let camps = learnable_campaigns(&u, 1);
-    let rows = &camps[0].stage1;
-    let ad = [1u32, 2];
-    let c = config(&s);
+    let t = tuning();
+    let (u, rows, ad, general) = (&t.users, &t.rows, t.ad, t.general);
+    let c = config(&schema());
     assert!(c.num_critics > 1 && c.wide);
-    let general = model(&c, &device, 4);
     let logit = |p: f32| {
         let p = (p as f64).clamp(1e-6, 1.0 - 1e-6);
         (p / (1.0 - p)).ln()
     };
-    let offset: Vec<f64> = predict(&general, &u, &ad, rows, 64)
+    let offset: Vec<f64> = predict(&general, u, &ad, rows, 64)
         .into_iter()
         .map(logit)
         .collect();
     let onehot = OneHot::new(&c.tables, &c.multi_lens);
     let x: Vec<Vec<u32>> = rows
         .iter()
-        .map(|r| onehot.columns(&u, r.user as usize))
+        .map(|r| onehot.columns(u, r.user as usize))
         .collect();
     let y: Vec<bool> = rows.iter().map(|r| r.label).collect();
     let cfg = LrConfig {
@@ -694,13 +684,13 @@ fn the_wide_fit_is_exact_under_a_critic_mixture() {
         FineTuneConfig::new()
             .with_holdout(0.0)
             .with_wide_c(vec![1.0]),
-        &u,
+        u,
         &ad,
         rows,
         6,
     );
     assert_eq!(ft.wide_c(), Some(1.0));
-    let after = predict(ft.model(), &u, &ad, rows, 64);
+    let after = predict(ft.model(), u, &ad, rows, 64);
     let repeats = rows
         .iter()
         .zip(&x)

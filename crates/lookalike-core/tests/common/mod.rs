@@ -101,3 +101,24 @@ pub fn learnable_campaigns(u: &UserTable, n: usize) -> Vec<Campaign> {
         })
         .collect()
 }
+
+/// A campaign to fine-tune on (300 users whose label follows a feature: its stage-1 rows and ad ids) and a
+/// random general model of the tiny config, with a wide part, on an autodiff CPU device.
+pub struct Tuning {
+    pub users: UserTable,
+    pub rows: Vec<Row>,
+    pub ad: [u32; 2],
+    pub general: MetaHeac,
+}
+
+pub fn tuning() -> Tuning {
+    let users = users(300, 8);
+    let rows = learnable_campaigns(&users, 1).remove(0).stage1;
+    let general = model(&config(&schema()), &Device::flex().autodiff(), 4);
+    Tuning {
+        users,
+        rows,
+        ad: [1, 2],
+        general,
+    }
+}
