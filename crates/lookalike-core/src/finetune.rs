@@ -569,10 +569,10 @@ impl<'a> FineTuner<'a> {
     }
 
     /// The refit to run, or (`Err`) the final model when there is none.
-    fn refit(self) -> Result<Refit<'a>, Box<MetaHeac>> {
+    fn refit(mut self) -> Result<Refit<'a>, Box<MetaHeac>> {
         let steps = self.best.as_ref().map_or(self.step, |b| b.2);
         let wide_c = self.wide_c;
-        let Some((general, rows)) = self.refit_from.clone() else {
+        let Some((general, rows)) = self.refit_from.take() else {
             return Err(Box::new(self.chosen()));
         };
         let mut config = self.config.clone();
@@ -692,19 +692,6 @@ pub fn trace(
         .collect())
 }
 
-/// Fits the wide part to the rows by L2 logistic regression (inverse strength `c`) with the model's
-/// logit as offset (see [`FineTuneConfig::fit_wide`]; the offset's coefficient as `config` says).
-pub fn fit_wide(
-    model: MetaHeac,
-    users: &UserTable,
-    ad: &[u32],
-    rows: &[Row],
-    c: f64,
-    config: &FineTuneConfig,
-) -> MetaHeac {
-    WideFit::new(&model, users, ad, rows, OffsetRule::of(config)).apply(model, c)
-}
-
 /// One campaign's wide-part regression, whatever the strength: the rows' one-hot user columns, labels
 /// and the model's logits (the offset), computed once.
 struct WideFit {
@@ -739,17 +726,6 @@ impl OffsetRule {
 }
 
 impl WideFit {
-    fn new(
-        model: &MetaHeac,
-        users: &UserTable,
-        ad: &[u32],
-        rows: &[Row],
-        rule: OffsetRule,
-    ) -> Self {
-        let scores = predict(model, users, ad, rows, 4096);
-        Self::from_scores(model, users, rows, &scores, rule)
-    }
-
     /// The problem for rows the model gave `scores` (probabilities).
     fn from_scores(
         model: &MetaHeac,

@@ -163,11 +163,7 @@ impl ValidationSet<'_> {
 /// The mean of the values present (NaN when none is).
 pub fn mean_of(v: &[Option<f64>]) -> f64 {
     let present: Vec<f64> = v.iter().flatten().copied().collect();
-    if present.is_empty() {
-        f64::NAN
-    } else {
-        present.iter().sum::<f64>() / present.len() as f64
-    }
+    crate::stats::mean_std(&present).0
 }
 
 /// A meta-trainer on the training campaigns left after the validation ones are held out, and the
