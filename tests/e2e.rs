@@ -28,6 +28,11 @@ fn fails(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
 }
 
+/// Where a command that must fail would have written.
+fn bad_out_path(w: &World) -> PathBuf {
+    w.path("must-not-exist.out")
+}
+
 fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
@@ -299,6 +304,98 @@ fn pipeline_end_to_end() {
         rows.iter().all(|(u, _)| !seeds.contains(&u.as_str())),
         "seeds are excluded"
     );
+
+    // The same in two steps, the second split over 3 shards: the campaign's model as a record, then
+    // the pool ranked with it; the merged parts are the whole pool's list, byte for byte.
+    let campaign = w.path("campaign.rec");
+    let out = ok(&[
+        "finetune",
+        "--model",
+        p(&rec),
+        "--pool",
+        p(&raw),
+        "--seeds",
+        p(&seed_file),
+        "--like-aid",
+        &aid,
+        "--out",
+        p(&campaign),
+    ]);
+    assert!(out.contains("match rate 100.0 %"), "{out}");
+    let score = |extra: &[&str], out: &Path| {
+        let args = [
+            "score",
+            "--model",
+            p(&campaign),
+            "--pool",
+            p(&raw),
+            "--exclude",
+            p(&seed_file),
+            "--out",
+            p(out),
+        ];
+        ok(&[&args[..], extra].concat())
+    };
+    let whole = w.path("whole.csv");
+    score(&["--audience-pct", "2"], &whole);
+    let mut parts = Vec::new();
+    for i in 0..3 {
+        let part = w.path(&format!("part{i}.csv"));
+        let out = score(
+            &["--audience-pct", "2", "--shard", &format!("{i}/3")],
+            &part,
+        );
+        assert!(out.contains(&format!("(shard {i}/3)")), "{out}");
+        parts.push(part);
+    }
+    let merged = w.path("merged.csv");
+    let mut args = vec!["merge", "--out", p(&merged)];
+    args.extend(parts.iter().map(|x| p(x)));
+    ok(&args);
+    let whole_csv = std::fs::read_to_string(&whole).unwrap();
+    assert_eq!(std::fs::read_to_string(&merged).unwrap(), whole_csv);
+    let n_users = std::fs::read_to_string(raw.join("userFeature.data"))
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(
+        whole_csv.lines().count() - 1,
+        (n_users - seeds.len()) * 2 / 100,
+        "2 % of the candidates"
+    );
+    assert!(
+        whole_csv
+            .lines()
+            .skip(1)
+            .all(|l| !seeds.contains(&l.split(',').next().unwrap())),
+        "seeds are excluded"
+    );
+    // A general model cannot score, a campaign's model cannot be fine-tuned again.
+    let e = fails(&[
+        "score",
+        "--model",
+        p(&rec),
+        "--pool",
+        p(&raw),
+        "--out",
+        p(&bad_out_path(&w)),
+    ]);
+    assert!(e.contains("a general model, not a campaign's"), "{e}");
+    let e = fails(&[
+        "finetune",
+        "--model",
+        p(&campaign),
+        "--pool",
+        p(&raw),
+        "--seeds",
+        p(&seed_file),
+        "--like-aid",
+        &aid,
+        "--out",
+        p(&bad_out_path(&w)),
+    ]);
+    assert!(e.contains("this is a campaign's fine-tuned model"), "{e}");
+    assert!(!bad_out_path(&w).exists());
 
     // Ad features given by hand instead of an aid; an unknown field is refused.
     let by_hand = w.path("by-hand.csv");

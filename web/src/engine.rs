@@ -8,9 +8,10 @@ use js_sys::{Reflect, Uint8Array};
 use lookalike_core::burn::module::Module;
 use lookalike_core::burn::tensor::Device;
 use lookalike_core::data::Row;
-use lookalike_core::finetune::{FineTuneConfig, FineTuner, gate_weights_async, predict_async};
+use lookalike_core::expansion::score_async;
+use lookalike_core::finetune::{FineTuneConfig, FineTuner, gate_weights_async};
 use lookalike_core::metrics::auc;
-use lookalike_core::model::{Init, MetaHeac};
+use lookalike_core::model::MetaHeac;
 use lookalike_core::online::OnlinePlan;
 use lookalike_core::pool::Pool;
 use lookalike_core::record::{self, RecordHeader};
@@ -290,7 +291,7 @@ pub fn cancel(kind: RunKind) {
 #[derive(Clone)]
 pub enum Start {
     Record(Rc<Vec<u8>>),
-    /// Fresh random weights of the record's architecture.
+    /// Fresh random weights of the general record's architecture.
     Scratch,
 }
 
@@ -437,9 +438,7 @@ async fn score(model: &MetaHeac, job: &Job, rows: &[Row]) -> Result<Vec<f32>, St
     let mut out = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(SCORE_CHUNK) {
         yield_now().await;
-        let s = predict_async(&model, &job.assets.pool.users, &job.ad, chunk, SCORE_CHUNK).await?;
-        lookalike_core::finite::check(&s, "a candidate's score").map_err(|e| e.to_string())?;
-        out.extend(s);
+        out.extend(score_async(&model, &job.assets.pool.users, &job.ad, chunk, SCORE_CHUNK).await?);
     }
     Ok(out)
 }
@@ -463,17 +462,12 @@ async fn run_inner(
     let (device, on_gpu) = device_for(job.choice, job.gpu.as_ref()).await?;
     let train_device = device.clone().autodiff();
     let assets = &job.assets;
-    let model = match &job.start {
-        Start::Record(bytes) => {
-            record::from_bytes(bytes, &train_device)
-                .map_err(|e| format!("loading the model: {e}"))?
-                .1
-        }
-        Start::Scratch => assets
-            .header
-            .model
-            .init(Init::Seeded(job.seed), &train_device),
+    let (bytes, fresh) = match &job.start {
+        Start::Record(bytes) => (bytes.as_slice(), None),
+        Start::Scratch => (assets.record.as_slice(), Some(job.seed)),
     };
+    let (_, model) = record::from_bytes_or_fresh(bytes, fresh, &train_device)
+        .map_err(|e| format!("loading the model: {e}"))?;
     yield_now().await;
     let users = &assets.pool.users;
     let backend = if on_gpu {

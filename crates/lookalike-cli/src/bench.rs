@@ -185,7 +185,7 @@ pub fn run(a: Args) -> Result<()> {
             for (part, rows) in [("train", &c.stage1), ("test", &c.stage2)] {
                 let body = svmlight(&onehot, &data.users, rows);
                 let path = dir.join(format!("{}.{part}.svm", c.aid));
-                lookalike_data::prepare::write_atomic(&path, |w| w.write_all(body.as_bytes()))?;
+                lookalike_data::atomic::write_atomic(&path, |w| w.write_all(body.as_bytes()))?;
             }
         }
         eprintln!(
@@ -393,7 +393,7 @@ pub fn run(a: Args) -> Result<()> {
             pretrain,
         };
         let json = serde_json::to_vec_pretty(&report)?;
-        lookalike_data::prepare::write_atomic(path, |w| w.write_all(&json))?;
+        lookalike_data::atomic::write_atomic(path, |w| w.write_all(&json))?;
     }
     Ok(())
 }

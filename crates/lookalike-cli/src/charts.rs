@@ -56,7 +56,7 @@ fn write_svg(
         draw(&root)?;
         root.present().map_err(|e| anyhow!("{e}"))?;
     }
-    lookalike_data::prepare::write_atomic(path, |w| w.write_all(svg.as_bytes()))
+    lookalike_data::atomic::write_atomic(path, |w| w.write_all(svg.as_bytes()))
         .with_context(|| format!("{}: cannot write", path.display()))
 }
 

@@ -80,7 +80,7 @@ pub fn run(a: Args) -> Result<()> {
     let train_device = device.clone().autodiff();
     // With --no-pretrain a record contributes only its config: its weights are not decoded.
     let mut training = None;
-    let (config, trained) = match &a.model {
+    let (config, general) = match &a.model {
         Some(path) => {
             let bytes =
                 std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
@@ -93,24 +93,18 @@ pub fn run(a: Args) -> Result<()> {
                     a.data.display()
                 );
             }
-            let trained = if a.no_pretrain {
-                None
-            } else {
-                Some(
-                    record::from_bytes(&bytes, &train_device)
-                        .with_context(|| format!("{}", path.display()))?
-                        .1,
-                )
-            };
+            let (h, model) =
+                record::from_bytes_or_fresh(&bytes, a.no_pretrain.then_some(a.seed), &train_device)
+                    .with_context(|| format!("{}", path.display()))?;
             training = Some(h.training);
-            (h.model, trained)
+            (h.model, model)
         }
-        None if a.no_pretrain => (MetaHeacConfig::for_schema(&data.schema), None),
+        None if a.no_pretrain => {
+            let config = MetaHeacConfig::for_schema(&data.schema);
+            let model = config.init(Init::Seeded(a.seed), &train_device);
+            (config, model)
+        }
         None => bail!("--model is required (or --no-pretrain)"),
-    };
-    let general = match trained {
-        Some(model) => model,
-        None => config.init(Init::Seeded(a.seed), &train_device),
     };
     let ft = a.finetune.config();
     let start = Instant::now();
@@ -235,7 +229,7 @@ pub fn run(a: Args) -> Result<()> {
             groups: Groups { cold, hot },
         };
         let json = serde_json::to_vec_pretty(&report)?;
-        lookalike_data::prepare::write_atomic(path, |w| w.write_all(&json))?;
+        lookalike_data::atomic::write_atomic(path, |w| w.write_all(&json))?;
     }
     Ok(())
 }

@@ -35,7 +35,7 @@ pub fn run(a: Args) -> Result<()> {
         )
     })?;
     let encoded = pool.to_bytes();
-    lookalike_data::prepare::write_atomic(out, |w| w.write_all(&encoded))?;
+    lookalike_data::atomic::write_atomic(out, |w| w.write_all(&encoded))?;
     println!(
         "wrote {}: {} users, {} campaigns, {:.2} MB",
         out.display(),

@@ -8,10 +8,13 @@ mod demo;
 mod eval;
 mod expand;
 mod export_pool;
+mod finetune;
 mod inspect;
+mod merge;
 mod prepare;
 mod pretrain;
 mod progress;
+mod score;
 mod synth;
 
 use anyhow::{Context, Result};
@@ -44,6 +47,13 @@ enum Command {
     Eval(eval::Args),
     /// Compare MetaHeac with the paper's baselines and ablations over several seeds (Tables 2 and 4).
     Bench(bench::Args),
+    /// Fine-tune the general model on a new campaign's seeds plus non-seeds sampled from the pool, and
+    /// write the campaign's model (the online stage's first half).
+    Finetune(finetune::Args),
+    /// Rank a pool (or one shard of it) with a campaign's model and write the best users (second half).
+    Score(score::Args),
+    /// Join the audiences of a pool's shards into the whole pool's.
+    Merge(merge::Args),
     /// Expand a seed list: fine-tune on seeds plus sampled non-seeds, score the pool, write the top users.
     Expand(expand::Args),
     /// Write the candidate pool and campaigns of a prepared dataset in the web app's compact form.
@@ -66,6 +76,9 @@ fn main() {
         Command::Pretrain(a) => pretrain::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Finetune(a) => finetune::run(a),
+        Command::Score(a) => score::run(a),
+        Command::Merge(a) => merge::run(a),
         Command::Expand(a) => expand::run(a),
         Command::ExportPool(a) => export_pool::run(a),
         Command::Inspect(a) => inspect::run(a),

@@ -350,9 +350,10 @@ pub fn run(a: Args) -> Result<()> {
             created_by: format!("lookalike {}", env!("CARGO_PKG_VERSION")),
         },
         parameters,
+        campaign: None,
     };
     let bytes = record::to_bytes(trainer.model(), &header)?;
-    lookalike_data::prepare::write_atomic(&a.out, |w| w.write_all(&bytes))
+    lookalike_data::atomic::write_atomic(&a.out, |w| w.write_all(&bytes))
         .with_context(|| "writing the record")?;
     println!(
         "trained {} iterations in {:.1} s: {:.0} rows/s, {:.2} iterations/s, final loss {}",

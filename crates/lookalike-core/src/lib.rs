@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod baselines;
 pub mod data;
+pub mod expansion;
 pub mod finetune;
 pub mod finite;
 mod frame;

@@ -62,6 +62,34 @@ pub struct RecordHeader {
     pub precision: Precision,
     pub training: TrainingInfo,
     pub parameters: usize,
+    /// Set on one campaign's fine-tuned model (`lookalike finetune`): what scoring needs besides the
+    /// weights. `None` on a general model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<CampaignInfo>,
+}
+
+/// The campaign a fine-tuned model was made for, and how.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CampaignInfo {
+    /// The campaign's ad-field ids (the schema's vocabularies; 0 = unknown).
+    pub ad: Vec<u32>,
+    /// Where the ad features came from (`--like-aid AID` or the `--ad` pairs).
+    pub ad_source: String,
+    /// Distinct seed ids listed, matched in the pool, used for training, held out.
+    pub seeds_listed: usize,
+    pub seeds_matched: usize,
+    pub seeds_trained: usize,
+    pub seeds_held_out: usize,
+    /// Non-seeds sampled from the pool for fine-tuning.
+    pub negatives: usize,
+    /// Held-out seeds against random non-seeds after fine-tuning, where seeds were held out.
+    pub held_out_auc: Option<f64>,
+    /// Fine-tuning steps run, and the L2 strength of the wide part's fit (`None`: not fitted).
+    pub steps: usize,
+    pub wide_c: Option<f64>,
+    pub seed: u64,
+    /// The pool the non-seeds were drawn from.
+    pub pool: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -172,6 +200,23 @@ pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<(RecordHeader, MetaHe
         .try_load_record(record)
         .map_err(|e| RecordError::Weights(format!("{e:?}")))?;
     Ok((header, model))
+}
+
+/// A record's model, or with `fresh = Some(seed)` fresh weights of the architecture it describes:
+/// the one-stage baseline that shows what pre-training is worth.
+pub fn from_bytes_or_fresh(
+    bytes: &[u8],
+    fresh: Option<u64>,
+    device: &Device,
+) -> Result<(RecordHeader, MetaHeac), RecordError> {
+    match fresh {
+        None => from_bytes(bytes, device),
+        Some(seed) => {
+            let (header, _) = read_header(bytes)?;
+            let model = header.model.init(Init::Seeded(seed), device);
+            Ok((header, model))
+        }
+    }
 }
 
 /// Number of scalar parameters.

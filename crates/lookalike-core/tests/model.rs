@@ -251,6 +251,7 @@ fn header(s: &Schema, c: &MetaHeacConfig, precision: Precision) -> RecordHeader 
         precision,
         training: TrainingInfo::default(),
         parameters: 0,
+        campaign: None,
     }
 }
 

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 
 use burn::tensor::Device;
-use lookalike_core::data::{Campaign, Role, Row};
+use lookalike_core::data::{Campaign, Role, Row, UserTable};
 use lookalike_core::finetune::{
     FineTuneConfig, FineTuner, gate_weights, gate_weights_async, predict, predict_async,
 };
@@ -263,4 +263,112 @@ fn walkthrough_takes_one_meta_step_apart() {
     // The inner step fits the support set; the meta-step helps the adapted model on the query set.
     assert!(w.support_after < w.support_before, "{w:?}");
     assert!(w.query_after_meta < w.query_adapted, "{w:?}");
+}
+
+#[test]
+fn a_streamed_pool_draws_what_a_pool_in_memory_draws() {
+    use lookalike_core::online::{PoolSampler, UserRow};
+    // uids unlike the table indices, so a mix-up of the two shows.
+    let mut users = users(600, 4);
+    for (i, u) in users.uids.iter_mut().enumerate() {
+        *u = 1_000 + 7 * i as u64;
+    }
+    let text: String = (0..60)
+        .map(|i| format!("{}\n", 1_000 + 7 * (i * 9) as u64))
+        .chain(["5\n".to_string()]) // not in the pool
+        .collect();
+    let list = parse_seed_list(text.as_bytes()).unwrap();
+    let config = OnlineConfig::new()
+        .with_negatives_per_seed(4)
+        .with_probe_candidates(100);
+    let found = match_seeds(&list, &uid_index(&users));
+    let in_memory = online::plan(users.len(), &found, &config, 3).unwrap();
+
+    // The same pool streamed in uneven pieces, only the drawn users kept.
+    let mut sampler = PoolSampler::<UserRow>::new(&list, &config, 3);
+    for (lo, hi) in [(0, 250), (250, 251), (251, 600)] {
+        for u in lo..hi {
+            sampler.offer(users.uids[u], || UserRow::of(&users, u));
+        }
+    }
+    assert_eq!(sampler.candidates(), 540);
+    let sampled = sampler.finish().unwrap();
+    assert_eq!((sampled.listed, sampled.seeds()), (61, 60));
+    let (kept, streamed) = sampled.into_table(UserTable::new(&schema()), &config);
+    assert!(kept.len() < users.len(), "only the drawn users are kept");
+    assert!(streamed.candidates.is_empty());
+
+    // Same rows, same labels, same users (by uid and features), in the same order.
+    let by_uid = |t: &UserTable, rows: &[Row]| -> Vec<(u64, bool, Vec<u32>, Vec<u32>)> {
+        rows.iter()
+            .map(|r| {
+                let u = r.user as usize;
+                (
+                    t.uids[u],
+                    r.label,
+                    t.single_of(u).to_vec(),
+                    t.multi_of(u).to_vec(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        by_uid(&kept, &streamed.rows),
+        by_uid(&users, &in_memory.rows)
+    );
+    assert_eq!(
+        by_uid(&kept, &streamed.probe),
+        by_uid(&users, &in_memory.probe)
+    );
+    assert_eq!(streamed.probe_labels, in_memory.probe_labels);
+    assert_eq!(streamed.held.len(), 6);
+    // 4 non-seeds per training seed, distinct, none a seed.
+    assert_eq!(streamed.negatives.len(), 54 * 4);
+    let negatives: HashSet<u64> = streamed
+        .negatives
+        .iter()
+        .map(|&u| kept.uids[u as usize])
+        .collect();
+    assert_eq!(negatives.len(), 54 * 4);
+    assert!(negatives.iter().all(|u| !list.uids.contains(u)));
+}
+
+#[test]
+fn the_best_k_of_parts_merge_to_the_best_k_of_the_whole() {
+    use lookalike_core::expansion::Shard;
+    use lookalike_core::online::{Scored, TopK};
+    // Scores with many ties (a coarse grid), so the uid tie-break matters.
+    let all: Vec<Scored> = (0..5_000u64)
+        .map(|uid| Scored {
+            uid: uid * 13 + 1,
+            score: ((uid * 7919) % 97) as f32 / 97.0,
+        })
+        .collect();
+    let mut want = all.clone();
+    want.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.uid.cmp(&b.uid)));
+    want.truncate(300);
+
+    let mut whole = TopK::new(300);
+    all.iter().for_each(|&s| whole.offer(s));
+    assert_eq!(whole.into_sorted(), want);
+
+    let parts: Vec<Shard> = (0..4).map(|i| format!("{i}/4").parse().unwrap()).collect();
+    let mut merged = TopK::new(300);
+    let mut sizes = Vec::new();
+    for shard in &parts {
+        let mut top = TopK::new(300);
+        let mine: Vec<&Scored> = all.iter().filter(|s| shard.contains(s.uid)).collect();
+        sizes.push(mine.len());
+        mine.into_iter().for_each(|&s| top.offer(s));
+        top.into_sorted().into_iter().for_each(|s| merged.offer(s));
+    }
+    assert_eq!(merged.into_sorted(), want);
+    // Every user in exactly one part, the parts of similar size.
+    assert_eq!(sizes.iter().sum::<usize>(), all.len());
+    assert!(sizes.iter().all(|&n| n > 1_100 && n < 1_400), "{sizes:?}");
+    assert!(Shard::ALL.contains(42));
+    for bad in ["4/4", "1/0", "x/2", "3"] {
+        assert!(bad.parse::<Shard>().is_err(), "{bad}");
+    }
+    assert!(TopK::new(0).is_empty());
 }

@@ -1,6 +1,7 @@
 //! Data side of the look-alike system: the Tencent raw layout, vocabularies, the campaign split,
 //! the prepared binary dataset, and synthetic worlds in the raw layout.
 
+pub mod atomic;
 pub mod error;
 pub mod prepare;
 pub mod raw;

@@ -1,6 +1,7 @@
 //! `prepare`: raw layout → one prepared binary dataset (schema with vocabularies, users, rows grouped by
 //! campaign, the train/test campaign split and the cold/hot grouping) that later commands load fast.
 
+use crate::atomic::write_atomic;
 use crate::error::{DataError, Result};
 use crate::raw::{self, AdTable, FieldSpec, RowFile, UserStats, Vocabs};
 use lookalike_core::data::{Campaign, Role, Row, UserTable};
@@ -10,7 +11,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
-use std::io::{BufWriter, Read, Write};
+use std::io::Read;
 use std::path::Path;
 
 /// Which positives decide whether a test campaign is cold (≤ T seeds) or hot.
@@ -317,36 +318,6 @@ fn decode_rows(v: &[u32]) -> Vec<Row> {
             label: x & 1 == 1,
         })
         .collect()
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, then a rename.
-pub fn write_atomic(
-    path: &Path,
-    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
-) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)
-        .map_err(|e| DataError::new(dir, format!("cannot create folder: {e}")))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let f = std::fs::File::create(&tmp)?;
-        let mut w = BufWriter::with_capacity(1 << 20, f);
-        write(&mut w)?;
-        let f = w.into_inner().map_err(|e| e.into_error())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        DataError::new(path, format!("cannot write: {e}"))
-    })
 }
 
 impl Prepared {

@@ -406,6 +406,215 @@ struct Chunk {
 
 const BLOCK_BYTES: usize = 8 << 20;
 
+/// Where each user field goes: its slot, and each multi-valued field's first column.
+struct Layout<'a> {
+    slots: HashMap<&'a str, Slot>,
+    offsets: Vec<usize>,
+}
+
+impl<'a> Layout<'a> {
+    fn of(spec: &'a FieldSpec) -> Self {
+        let mut slots: HashMap<&str, Slot> = HashMap::new();
+        for (i, f) in spec.user_single.iter().enumerate() {
+            slots.insert(f, Slot::Single(i));
+        }
+        for (i, (f, _)) in spec.user_multi.iter().enumerate() {
+            slots.insert(f, Slot::Multi(i));
+        }
+        let offsets = spec
+            .user_multi
+            .iter()
+            .scan(0, |o, (_, n)| {
+                let cur = *o;
+                *o += n;
+                Some(cur)
+            })
+            .collect();
+        Layout { slots, offsets }
+    }
+}
+
+/// A user file read in groups of blocks of whole lines (a few per thread), to be parsed in parallel.
+struct Blocks {
+    reader: Box<dyn Read + Send>,
+    path: PathBuf,
+    carry: Vec<u8>,
+    next_line: usize,
+    bytes_read: u64,
+    eof: bool,
+    first_block: bool,
+}
+
+impl Blocks {
+    fn open(path: &Path) -> Result<Self> {
+        Ok(Blocks {
+            reader: open(path)?,
+            path: path.to_path_buf(),
+            carry: Vec::new(),
+            next_line: 1,
+            bytes_read: 0,
+            eof: false,
+            first_block: true,
+        })
+    }
+
+    /// The next group of blocks; `None` at the end of the file.
+    fn next_group(&mut self) -> Result<Option<Vec<Block>>> {
+        if self.eof {
+            return Ok(None);
+        }
+        let threads = rayon::current_num_threads().max(1);
+        let mut group = Vec::with_capacity(threads * 2);
+        while group.len() < threads * 2 && !self.eof {
+            let mut buf = std::mem::take(&mut self.carry);
+            let old = buf.len();
+            buf.resize(old + BLOCK_BYTES, 0);
+            let mut filled = old;
+            while filled < buf.len() {
+                let n = self
+                    .reader
+                    .read(&mut buf[filled..])
+                    .map_err(|e| DataError::io(&self.path, e))?;
+                if n == 0 {
+                    self.eof = true;
+                    break;
+                }
+                filled += n;
+            }
+            buf.truncate(filled);
+            self.bytes_read += (filled - old) as u64;
+            if self.first_block {
+                self.first_block = false;
+                if buf.starts_with(b"\xEF\xBB\xBF") {
+                    buf.drain(..3);
+                }
+            }
+            if !self.eof {
+                match memchr::memrchr(b'\n', &buf) {
+                    Some(cut) => self.carry = buf.split_off(cut + 1),
+                    None => {
+                        // A line longer than a block: read on.
+                        self.carry = buf;
+                        continue;
+                    }
+                }
+            }
+            let lines = memchr::memchr_iter(b'\n', &buf).count()
+                + usize::from(!buf.ends_with(b"\n") && !buf.is_empty());
+            group.push(Block {
+                data: buf,
+                first_line: self.next_line,
+            });
+            self.next_line += lines;
+        }
+        Ok(Some(group))
+    }
+}
+
+/// Statistics of a streamed pass (see [`stream_users`]).
+#[derive(Debug, Clone, Default)]
+pub struct StreamStats {
+    pub lines: usize,
+    pub bytes: u64,
+    pub seconds: f64,
+}
+
+/// Streams the users of `userFeature.data`, encoded with a record's vocabularies (unseen tokens as
+/// unknown), to `each` in pieces of a few blocks (file order), so a pool of any size is read in
+/// memory bounded by a few blocks. Unlike [`read_users`] a uid listed twice is not detected (that
+/// would need every uid in memory).
+pub fn stream_users<E: From<DataError>>(
+    path: &Path,
+    schema: &Schema,
+    progress: &(dyn Fn(u64) + Sync),
+    each: &mut dyn FnMut(UserTable) -> std::result::Result<(), E>,
+) -> std::result::Result<StreamStats, E> {
+    let start = std::time::Instant::now();
+    let spec = FieldSpec::of(schema);
+    let Layout { slots, offsets } = Layout::of(&spec);
+    let mut blocks = Blocks::open(path)?;
+    let mut lines = 0;
+    while let Some(group) = blocks.next_group()? {
+        let parsed: Vec<Chunk> = group
+            .par_iter()
+            .map(|b| parse_block(path, b, &spec, &slots, &offsets, None, Some(schema)))
+            .collect::<Result<_>>()?;
+        for c in parsed {
+            lines += c.lines_read;
+            if c.uids.is_empty() {
+                continue;
+            }
+            let mut table = UserTable::new(schema);
+            table.uids = c.uids;
+            table.single = c.single;
+            table.multi = c.multi;
+            table.lens = c.lens;
+            each(table)?;
+        }
+        progress(blocks.bytes_read);
+    }
+    if lines == 0 {
+        return Err(DataError::new(path, "empty file (no users)").into());
+    }
+    Ok(StreamStats {
+        lines,
+        bytes: blocks.bytes_read,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// The users of `userFeature.data` (lines with a uid) that `skip` does not reject, counted from the
+/// uids alone (no feature is parsed).
+pub fn count_users(path: &Path, skip: &(dyn Fn(u64) -> bool + Sync)) -> Result<usize> {
+    let mut blocks = Blocks::open(path)?;
+    let mut n = 0;
+    while let Some(group) = blocks.next_group()? {
+        let counts: Vec<usize> = group
+            .par_iter()
+            .map(|b| -> Result<usize> {
+                let mut n = 0;
+                for (k, raw) in b.data.split(|&c| c == b'\n').enumerate() {
+                    if raw.iter().all(|c| c.is_ascii_whitespace()) {
+                        continue;
+                    }
+                    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+                    let line = utf8(path, b.first_line + k, None, raw)?;
+                    let uid = line_uid(path, b.first_line + k, line)?;
+                    n += usize::from(!skip(uid));
+                }
+                Ok(n)
+            })
+            .collect::<Result<_>>()?;
+        n += counts.iter().sum::<usize>();
+    }
+    Ok(n)
+}
+
+/// The `uid N` field of one line of `userFeature.data`.
+fn line_uid(path: &Path, line_no: usize, line: &str) -> Result<u64> {
+    for part in line.split('|') {
+        let part = part.trim();
+        let (name, values) = part.split_once(' ').unwrap_or((part, ""));
+        if name == "uid" {
+            let v = values.trim();
+            return v.parse().map_err(|_| {
+                DataError::at(
+                    path,
+                    line_no,
+                    Some("uid"),
+                    format!("{v:?} is not a non-negative integer id"),
+                )
+            });
+        }
+    }
+    Err(DataError::at(
+        path,
+        line_no,
+        Some("uid"),
+        "missing (each line must hold `uid N`)",
+    ))
+}
+
 /// Streams `userFeature.data` in blocks of whole lines, parses blocks in parallel, and keeps the users
 /// in `needed` (all users when `None`). Memory holds the kept users plus a few blocks in flight.
 pub fn read_users(
@@ -416,83 +625,21 @@ pub fn read_users(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Users> {
     let start = std::time::Instant::now();
-    let mut slots: HashMap<&str, Slot> = HashMap::new();
-    for (i, f) in spec.user_single.iter().enumerate() {
-        slots.insert(f, Slot::Single(i));
-    }
-    for (i, (f, _)) in spec.user_multi.iter().enumerate() {
-        slots.insert(f, Slot::Multi(i));
-    }
-    let offsets: Vec<usize> = spec
-        .user_multi
-        .iter()
-        .scan(0, |o, (_, n)| {
-            let cur = *o;
-            *o += n;
-            Some(cur)
-        })
-        .collect();
+    let Layout { slots, offsets } = Layout::of(spec);
     let schema = match &vocabs {
         Vocabs::Apply(s) => Some(*s),
         Vocabs::Build => None,
     };
     let parse = |b: &Block| parse_block(path, b, spec, &slots, &offsets, needed, schema);
 
-    let mut reader = open(path)?;
-    let threads = rayon::current_num_threads().max(1);
+    let mut blocks = Blocks::open(path)?;
     let mut chunks: Vec<Chunk> = Vec::new();
-    let mut carry: Vec<u8> = Vec::new();
-    let mut next_line = 1usize;
-    let mut bytes_read = 0u64;
-    let mut eof = false;
-    let mut first_block = true;
-    while !eof {
-        let mut group = Vec::with_capacity(threads * 2);
-        while group.len() < threads * 2 && !eof {
-            let mut buf = std::mem::take(&mut carry);
-            let old = buf.len();
-            buf.resize(old + BLOCK_BYTES, 0);
-            let mut filled = old;
-            while filled < buf.len() {
-                let n = reader
-                    .read(&mut buf[filled..])
-                    .map_err(|e| DataError::io(path, e))?;
-                if n == 0 {
-                    eof = true;
-                    break;
-                }
-                filled += n;
-            }
-            buf.truncate(filled);
-            bytes_read += (filled - old) as u64;
-            if first_block {
-                first_block = false;
-                if buf.starts_with(b"\xEF\xBB\xBF") {
-                    buf.drain(..3);
-                }
-            }
-            if !eof {
-                match memchr::memrchr(b'\n', &buf) {
-                    Some(cut) => carry = buf.split_off(cut + 1),
-                    None => {
-                        // A line longer than a block: read on.
-                        carry = buf;
-                        continue;
-                    }
-                }
-            }
-            let lines = memchr::memchr_iter(b'\n', &buf).count()
-                + usize::from(!buf.ends_with(b"\n") && !buf.is_empty());
-            group.push(Block {
-                data: buf,
-                first_line: next_line,
-            });
-            next_line += lines;
-        }
+    while let Some(group) = blocks.next_group()? {
         let parsed: Vec<Chunk> = group.par_iter().map(parse).collect::<Result<_>>()?;
         chunks.extend(parsed);
-        progress(bytes_read);
+        progress(blocks.bytes_read);
     }
+    let bytes_read = blocks.bytes_read;
     let lines_read: usize = chunks.iter().map(|c| c.lines_read).sum();
     if lines_read == 0 {
         return Err(DataError::new(path, "empty file (no users)"));
@@ -638,36 +785,12 @@ fn parse_block(
         }
         c.lines_read += 1;
         let line = utf8(path, line_no, None, raw)?;
-        let mut uid: Option<u64> = None;
+        // uid first: most lines of a big file may be skipped.
+        let uid = line_uid(path, line_no, line)?;
         single.fill(0);
         multi.fill(0);
         lens.fill(0);
         seen_field.fill(false);
-        // uid first: most lines of a big file may be skipped.
-        for part in line.split('|') {
-            let part = part.trim();
-            let (name, values) = part.split_once(' ').unwrap_or((part, ""));
-            if name == "uid" {
-                let v = values.trim();
-                uid = Some(v.parse().map_err(|_| {
-                    DataError::at(
-                        path,
-                        line_no,
-                        Some("uid"),
-                        format!("{v:?} is not a non-negative integer id"),
-                    )
-                })?);
-                break;
-            }
-        }
-        let Some(uid) = uid else {
-            return Err(DataError::at(
-                path,
-                line_no,
-                Some("uid"),
-                "missing (each line must hold `uid N`)",
-            ));
-        };
         if needed.is_some_and(|set| !set.contains(&uid)) {
             continue;
         }

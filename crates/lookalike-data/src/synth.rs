@@ -7,8 +7,8 @@
 //! something to learn. Seed counts are long-tailed (both cold and hot campaigns exist), about one seed
 //! for twenty non-seeds. Everything is drawn from one seeded RNG.
 
+use crate::atomic::write_atomic;
 use crate::error::{DataError, Result};
-use crate::prepare::write_atomic;
 use crate::raw;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};

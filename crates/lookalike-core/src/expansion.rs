@@ -1,0 +1,135 @@
+//! The steps of one campaign's online stage that every caller runs (`lookalike finetune`, `score`,
+//! `expand` and the web page): how well the fine-tuned model finds held-out seeds, scoring with a
+//! finite check, and the streamed best K of a pool of any size, split into shards when one machine is
+//! not enough. Each read-back has a synchronous and an asynchronous form over one body, as
+//! [`predict`] and [`predict_async`] do.
+
+use crate::data::{Row, UserTable};
+use crate::finetune::{predict, predict_async};
+use crate::finite::{self, NonFinite};
+use crate::metrics::auc;
+use crate::model::MetaHeac;
+use crate::online::{OnlinePlan, Scored, TopK};
+
+/// Rows per forward pass when scoring natively.
+pub const SCORE_BATCH: usize = 4096;
+
+/// Scores of `rows` for the campaign `ad`, checked finite.
+pub fn score(
+    model: &MetaHeac,
+    users: &UserTable,
+    ad: &[u32],
+    rows: &[Row],
+    batch: usize,
+) -> Result<Vec<f32>, NonFinite> {
+    let s = predict(model, users, ad, rows, batch);
+    finite::check(&s, "a candidate's score")?;
+    Ok(s)
+}
+
+/// [`score`] with asynchronous read-back.
+pub async fn score_async(
+    model: &MetaHeac,
+    users: &UserTable,
+    ad: &[u32],
+    rows: &[Row],
+    batch: usize,
+) -> Result<Vec<f32>, String> {
+    let s = predict_async(model, users, ad, rows, batch).await?;
+    finite::check(&s, "a candidate's score").map_err(|e| e.to_string())?;
+    Ok(s)
+}
+
+/// AUC of the plan's held-out seeds against its random non-seeds (`None` without held-out seeds).
+pub fn held_out_auc(
+    model: &MetaHeac,
+    users: &UserTable,
+    ad: &[u32],
+    plan: &OnlinePlan,
+) -> Result<Option<f64>, NonFinite> {
+    if plan.held.is_empty() {
+        return Ok(None);
+    }
+    let s = score(model, users, ad, &plan.probe, SCORE_BATCH)?;
+    Ok(auc(&plan.probe_labels, &s))
+}
+
+/// [`held_out_auc`] with asynchronous read-back, `batch` rows per pass.
+pub async fn held_out_auc_async(
+    model: &MetaHeac,
+    users: &UserTable,
+    ad: &[u32],
+    plan: &OnlinePlan,
+    batch: usize,
+) -> Result<Option<f64>, String> {
+    if plan.held.is_empty() {
+        return Ok(None);
+    }
+    let s = score_async(model, users, ad, &plan.probe, batch).await?;
+    Ok(auc(&plan.probe_labels, &s))
+}
+
+/// Which users a part of a split pool scores: those whose uid hashes to `index` of `count`. Hashing the
+/// uid (not the line) makes the parts independent of how the pool's files are cut and ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// The whole pool.
+    pub const ALL: Shard = Shard { index: 0, count: 1 };
+
+    pub fn contains(&self, uid: u64) -> bool {
+        self.count <= 1 || splitmix64(uid) % u64::from(self.count) == u64::from(self.index)
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    /// `I/N` with 0 ≤ I < N.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?}: expected I/N with 0 <= I < N, e.g. 0/4");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count): (u32, u32) = (
+            i.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+/// A fixed, well-mixed hash (SplitMix64's finaliser), the same on every machine and version.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Scores the users of `table` (a piece of a streamed pool) that `keep` accepts and offers them to
+/// `top`; returns how many were scored.
+pub fn score_into(
+    model: &MetaHeac,
+    table: &UserTable,
+    ad: &[u32],
+    keep: impl Fn(u64) -> bool,
+    top: &mut TopK,
+) -> Result<usize, NonFinite> {
+    let rows: Vec<Row> = (0..table.len() as u32)
+        .filter(|&u| keep(table.uids[u as usize]))
+        .map(|user| Row { user, label: false })
+        .collect();
+    let scores = score(model, table, ad, &rows, SCORE_BATCH)?;
+    for (r, &s) in rows.iter().zip(&scores) {
+        top.offer(Scored {
+            uid: table.uids[r.user as usize],
+            score: s,
+        });
+    }
+    Ok(rows.len())
+}
