@@ -155,6 +155,7 @@ fn sample(
     let stats = raw::stream_users(
         user_path,
         &header.schema,
+        &|_| true,
         &|b| bar.set_position(b),
         &mut |t: UserTable| -> Result<()> {
             for u in 0..t.len() {

@@ -30,7 +30,15 @@ pub fn run(a: Args) -> Result<()> {
         return Ok(());
     }
     let m = &h.model;
-    println!("{}: MetaHeac general model", path.display());
+    println!(
+        "{}: MetaHeac {}",
+        path.display(),
+        if h.campaign.is_some() {
+            "campaign model (fine-tuned from a general model)"
+        } else {
+            "general model"
+        }
+    );
     println!(
         "  file {:.2} MB, weights {:.2} MB ({:?}), {} parameters",
         bytes.len() as f64 / 1e6,
@@ -88,5 +96,29 @@ pub fn run(a: Args) -> Result<()> {
         None => println!("  not trained"),
     }
     println!("  seed {}, data {}, {}", t.seed, t.data, t.created_by);
+    if let Some(c) = &h.campaign {
+        println!(
+            "  campaign: ad {} ({}); seeds {} listed, {} matched, {} trained, {} held out; {} sampled non-seeds from {}",
+            c.ad.iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            c.ad_source,
+            c.seeds_listed,
+            c.seeds_matched,
+            c.seeds_trained,
+            c.seeds_held_out,
+            c.negatives,
+            c.pool
+        );
+        println!(
+            "  fine-tuned: {} steps, wide part {}, seed {}; held-out seeds AUC {}",
+            c.steps,
+            c.wide_c
+                .map_or("not fitted".into(), |c| format!("fitted at C = {c}")),
+            c.seed,
+            c.held_out_auc.map_or("-".into(), |a| format!("{a:.4}"))
+        );
+    }
     Ok(())
 }

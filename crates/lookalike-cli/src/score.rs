@@ -90,18 +90,14 @@ pub fn score_pool(
     let mut top = TopK::new(k);
     let mut scored = 0;
     let bar = progress::bytes("scoring the pool");
+    let keep = |uid| shard.contains(uid) && !exclude.contains(&uid);
     raw::stream_users(
         user_path,
         schema,
+        &keep,
         &|b| bar.set_position(b),
         &mut |t: UserTable| -> Result<()> {
-            scored += score_into(
-                model,
-                &t,
-                ad,
-                |uid| shard.contains(uid) && !exclude.contains(&uid),
-                &mut top,
-            )?;
+            scored += score_into(model, &t, ad, &mut top)?;
             Ok(())
         },
     )?;

@@ -111,17 +111,15 @@ fn splitmix64(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Scores the users of `table` (a piece of a streamed pool) that `keep` accepts and offers them to
-/// `top`; returns how many were scored.
+/// Scores the users of `table` (a piece of a streamed pool) and offers them to `top`; returns how
+/// many were scored.
 pub fn score_into(
     model: &MetaHeac,
     table: &UserTable,
     ad: &[u32],
-    keep: impl Fn(u64) -> bool,
     top: &mut TopK,
 ) -> Result<usize, NonFinite> {
     let rows: Vec<Row> = (0..table.len() as u32)
-        .filter(|&u| keep(table.uids[u as usize]))
         .map(|user| Row { user, label: false })
         .collect();
     let scores = score(model, table, ad, &rows, SCORE_BATCH)?;

@@ -519,13 +519,15 @@ pub struct StreamStats {
     pub seconds: f64,
 }
 
-/// Streams the users of `userFeature.data`, encoded with a record's vocabularies (unseen tokens as
-/// unknown), to `each` in pieces of a few blocks (file order), so a pool of any size is read in
-/// memory bounded by a few blocks. Unlike [`read_users`] a uid listed twice is not detected (that
-/// would need every uid in memory).
+/// Streams the users of `userFeature.data` that `keep` accepts (judged by uid before anything else
+/// on the line is parsed), encoded with a record's vocabularies (unseen tokens as unknown), to `each`
+/// in pieces of a few blocks (file order), so a pool of any size is read in memory bounded by a few
+/// blocks. Unlike [`read_users`] a uid listed twice is not detected (that would need every uid in
+/// memory).
 pub fn stream_users<E: From<DataError>>(
     path: &Path,
     schema: &Schema,
+    keep: &(dyn Fn(u64) -> bool + Sync),
     progress: &(dyn Fn(u64) + Sync),
     each: &mut dyn FnMut(UserTable) -> std::result::Result<(), E>,
 ) -> std::result::Result<StreamStats, E> {
@@ -537,7 +539,7 @@ pub fn stream_users<E: From<DataError>>(
     while let Some(group) = blocks.next_group()? {
         let parsed: Vec<Chunk> = group
             .par_iter()
-            .map(|b| parse_block(path, b, &spec, &slots, &offsets, None, Some(schema)))
+            .map(|b| parse_block(path, b, &spec, &slots, &offsets, keep, Some(schema)))
             .collect::<Result<_>>()?;
         for c in parsed {
             lines += c.lines_read;
@@ -630,7 +632,8 @@ pub fn read_users(
         Vocabs::Apply(s) => Some(*s),
         Vocabs::Build => None,
     };
-    let parse = |b: &Block| parse_block(path, b, spec, &slots, &offsets, needed, schema);
+    let keep = |uid: u64| needed.is_none_or(|set| set.contains(&uid));
+    let parse = |b: &Block| parse_block(path, b, spec, &slots, &offsets, &keep, schema);
 
     let mut blocks = Blocks::open(path)?;
     let mut chunks: Vec<Chunk> = Vec::new();
@@ -745,7 +748,7 @@ fn parse_block(
     spec: &FieldSpec,
     slots: &HashMap<&str, Slot>,
     offsets: &[usize],
-    needed: Option<&HashSet<u64>>,
+    keep: &(dyn Fn(u64) -> bool + Sync),
     schema: Option<&Schema>,
 ) -> Result<Chunk> {
     let n_single = spec.user_single.len();
@@ -791,7 +794,7 @@ fn parse_block(
         multi.fill(0);
         lens.fill(0);
         seen_field.fill(false);
-        if needed.is_some_and(|set| !set.contains(&uid)) {
+        if !keep(uid) {
             continue;
         }
         for part in line.split('|') {

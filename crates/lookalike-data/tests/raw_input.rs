@@ -239,3 +239,60 @@ fn users_missing_from_the_user_file_get_unknown_features() {
     assert!(p.users.single_of(u).iter().all(|&x| x == 0));
     assert!(p.users.lens_of(u).iter().all(|&x| x == 0));
 }
+
+#[test]
+fn a_streamed_pool_reads_what_a_whole_read_reads() {
+    use lookalike_data::raw::{self, FieldSpec, Vocabs, count_users, stream_users};
+    let (_dir, raw_dir) = world("s");
+    let p = prepare(&raw_dir, &config(), &quiet).unwrap();
+    let path = raw_dir.join(raw::USER_FILE);
+    let whole = raw::read_users(
+        &path,
+        &FieldSpec::of(&p.schema),
+        None,
+        Vocabs::Apply(&p.schema),
+        &|_| {},
+    )
+    .unwrap()
+    .table;
+    // Every other user by uid, as a shard would keep them.
+    let keep = |uid: u64| uid % 2 == 0;
+    let mut streamed = lookalike_core::data::UserTable::new(&p.schema);
+    let stats = stream_users(
+        &path,
+        &p.schema,
+        &keep,
+        &|_| {},
+        &mut |t: lookalike_core::data::UserTable| -> lookalike_data::Result<()> {
+            for u in 0..t.len() {
+                streamed.push(t.uids[u], t.single_of(u), t.multi_of(u), t.lens_of(u));
+            }
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert_eq!(stats.lines, whole.len());
+    let mut want = lookalike_core::data::UserTable::new(&p.schema);
+    for u in (0..whole.len()).filter(|&u| keep(whole.uids[u])) {
+        want.push(
+            whole.uids[u],
+            whole.single_of(u),
+            whole.multi_of(u),
+            whole.lens_of(u),
+        );
+    }
+    assert!(!want.is_empty() && want.len() < whole.len());
+    assert_eq!(streamed, want);
+    assert_eq!(count_users(&path, &|uid| !keep(uid)).unwrap(), want.len());
+
+    // A bad line stops the stream with its file, line and field.
+    rewrite(&path, |s| s.replacen("uid ", "uid x", 1));
+    let e = stream_users(&path, &p.schema, &|_| true, &|_| {}, &mut |_| {
+        Ok::<(), lookalike_data::DataError>(())
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("userFeature.data:1") && e.contains("uid"), "{e}");
+    let e = count_users(&path, &|_| false).unwrap_err().to_string();
+    assert!(e.contains("userFeature.data:1"), "{e}");
+}
