@@ -370,6 +370,36 @@ fn pipeline_end_to_end() {
             .all(|l| !seeds.contains(&l.split(',').next().unwrap())),
         "seeds are excluded"
     );
+    // The pool as Parquet scores the same; the audience as Parquet merges back to the same CSV.
+    let parquet = w.path("pool.parquet");
+    let out = ok(&[
+        "convert",
+        "--from",
+        p(&raw.join("userFeature.data")),
+        "--to",
+        p(&parquet),
+    ]);
+    assert!(out.contains(&format!("converted {n_users} users")), "{out}");
+    let from_parquet = w.path("from-parquet.csv");
+    let args = [
+        "score",
+        "--model",
+        p(&campaign),
+        "--pool",
+        p(&parquet),
+        "--exclude",
+        p(&seed_file),
+        "--audience-pct",
+        "2",
+    ];
+    ok(&[&args[..], &["--out", p(&from_parquet)]].concat());
+    assert_eq!(std::fs::read_to_string(&from_parquet).unwrap(), whole_csv);
+    let as_parquet = w.path("audience.parquet");
+    ok(&[&args[..], &["--out", p(&as_parquet)]].concat());
+    let back = w.path("back.csv");
+    ok(&["merge", p(&as_parquet), "--out", p(&back)]);
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), whole_csv);
+
     // A general model cannot score, a campaign's model cannot be fine-tuned again.
     let e = fails(&[
         "score",

@@ -31,7 +31,7 @@ pub fn run(a: Args) -> Result<()> {
         &tuned.model,
         &campaign.ad,
         &tuned.header.schema,
-        &finetune::user_file(&a.campaign.pool)?,
+        &lookalike_data::pool::user_file(&a.campaign.pool)?,
         &seeds,
         Shard::ALL,
         k,

@@ -11,7 +11,7 @@ use lookalike_core::model::MetaHeac;
 use lookalike_core::online::{OnlineConfig, OnlineError, OnlinePlan, PoolSampler, UserRow};
 use lookalike_core::record::{self, CampaignInfo, RecordHeader};
 use lookalike_core::seeds::{SeedList, parse_seed_list};
-use lookalike_data::raw;
+use lookalike_data::{pool, raw};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -69,17 +69,6 @@ pub struct Tuned {
     pub seeds: SeedList,
     /// Pool users that are not seeds.
     pub candidates: usize,
-}
-
-/// The user file of a pool given as a raw directory or as the file itself.
-pub fn user_file(pool: &Path) -> Result<PathBuf> {
-    if pool.is_dir() {
-        Ok(raw::find(pool, raw::USER_FILE)?)
-    } else if pool.exists() {
-        Ok(pool.to_path_buf())
-    } else {
-        bail!("{}: no such file or directory", pool.display())
-    }
 }
 
 pub fn read_seeds(path: &Path) -> Result<SeedList> {
@@ -152,7 +141,7 @@ fn sample(
 ) -> Result<(UserTable, OnlinePlan, usize)> {
     let mut sampler = PoolSampler::<UserRow>::new(seeds, config, c.seed);
     let bar = progress::bytes("reading the pool");
-    let stats = raw::stream_users(
+    let stats = pool::stream_users(
         user_path,
         &header.schema,
         &|_| true,
@@ -219,7 +208,7 @@ pub fn tune(c: &Campaign) -> Result<Tuned> {
         );
     }
     let (ad, ad_source) = ad_ids(c, &header)?;
-    let user_path = user_file(&c.pool)?;
+    let user_path = pool::user_file(&c.pool)?;
     let seeds = read_seeds(&c.seeds)?;
     let config = OnlineConfig::new()
         .with_negatives_per_seed(c.negatives_per_seed)

@@ -4,6 +4,7 @@
 
 mod bench;
 mod charts;
+mod convert;
 mod demo;
 mod eval;
 mod expand;
@@ -60,6 +61,8 @@ enum Command {
     ExportPool(export_pool::Args),
     /// Describe a model record.
     Inspect(inspect::Args),
+    /// Convert a user file between the text layout and Parquet.
+    Convert(convert::Args),
 }
 
 fn main() {
@@ -82,6 +85,7 @@ fn main() {
         Command::Expand(a) => expand::run(a),
         Command::ExportPool(a) => export_pool::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Convert(a) => convert::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -3,7 +3,7 @@
 //! users are kept, so memory does not grow with the pool. `--shard I/N` scores one part of a split
 //! pool; `lookalike merge` joins the parts' lists into the one the whole pool gives.
 
-use crate::finetune::{read_seeds, user_file};
+use crate::finetune::read_seeds;
 use crate::{BackendArg, backend, progress};
 use anyhow::{Context, Result, bail};
 use lookalike_core::data::UserTable;
@@ -11,7 +11,7 @@ use lookalike_core::expansion::{Shard, score_into};
 use lookalike_core::model::MetaHeac;
 use lookalike_core::online::{Scored, TopK, audience_size};
 use lookalike_core::record;
-use lookalike_data::raw;
+use lookalike_data::{columnar, pool};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -50,7 +50,8 @@ pub struct Args {
     /// A campaign's model record (`lookalike finetune`).
     #[arg(long)]
     model: PathBuf,
-    /// The pool: a raw directory (its userFeature.data) or a user file in that layout.
+    /// The pool: a raw directory (its userFeature.data, or userFeature.parquet) or a user file, text or
+    /// Parquet (by extension).
     #[arg(long)]
     pool: PathBuf,
     /// Users to leave out of the audience, e.g. the seed list (same format).
@@ -61,7 +62,7 @@ pub struct Args {
     /// Score only part I of N of the pool (users assigned by a hash of their uid), e.g. one per machine.
     #[arg(long, default_value = "0/1")]
     shard: Shard,
-    /// Output CSV: `uid,score`, best first.
+    /// Output: `uid,score` best first, CSV (or Parquet when the name ends in `.parquet`).
     #[arg(long)]
     out: PathBuf,
     #[arg(long, value_enum, default_value_t = BackendArg::Flex)]
@@ -91,7 +92,7 @@ pub fn score_pool(
     let mut scored = 0;
     let bar = progress::bytes("scoring the pool");
     let keep = |uid| shard.contains(uid) && !exclude.contains(&uid);
-    raw::stream_users(
+    pool::stream_users(
         user_path,
         schema,
         &keep,
@@ -109,17 +110,14 @@ pub fn score_pool(
     })
 }
 
-/// Writes `uid,score` best first, atomically. Scores are written in full (shortest round-trip form),
+/// Writes the audience best first, atomically: `uid,score` CSV, or Parquet (`uid` UInt64, `score`
+/// Float32) when `out` ends in `.parquet`. CSV scores are written in full (shortest round-trip form),
 /// so lists merged from parts order exactly as the whole pool's.
 pub fn write_audience(out: &Path, audience: &[Scored]) -> Result<()> {
-    if out
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("parquet"))
-    {
-        bail!(
-            "{}: this build writes CSV only (Parquet output is not built yet)",
-            out.display()
-        );
+    if columnar::is_parquet(out) {
+        let rows: Vec<(u64, f32)> = audience.iter().map(|s| (s.uid, s.score)).collect();
+        columnar::write_audience(out, &rows)?;
+        return Ok(());
     }
     lookalike_data::atomic::write_atomic(out, |w| {
         writeln!(w, "uid,score")?;
@@ -145,7 +143,7 @@ pub fn run(a: Args) -> Result<()> {
             a.model.display()
         );
     };
-    let user_path = user_file(&a.pool)?;
+    let user_path = pool::user_file(&a.pool)?;
     let exclude: HashSet<u64> = match &a.exclude {
         Some(p) => read_seeds(p)?.uids.into_iter().collect(),
         None => HashSet::new(),
@@ -153,9 +151,9 @@ pub fn run(a: Args) -> Result<()> {
     let k = match a.size.top {
         Some(k) => k,
         // The whole pool's candidates, whatever the shard, so every part keeps the same K.
-        None => a
-            .size
-            .k(raw::count_users(&user_path, &|uid| exclude.contains(&uid))?),
+        None => a.size.k(pool::count_users(&user_path, &|uid| {
+            exclude.contains(&uid)
+        })?),
     };
     let s = score_pool(
         &model,

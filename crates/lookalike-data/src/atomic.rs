@@ -2,6 +2,7 @@
 //! folder, synced, then renamed over the target (atomic on one file system).
 
 use crate::error::{DataError, Result};
+use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
@@ -9,6 +10,15 @@ use std::path::Path;
 pub fn write_atomic(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
+    write_atomic_buffered(path, |w| write(w))
+}
+
+/// [`write_atomic`] handing over the buffered file itself, for writers that need to own a `Send`
+/// writer (Parquet's).
+pub fn write_atomic_buffered(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
 ) -> Result<()> {
     let dir = path
         .parent()

@@ -2,7 +2,9 @@
 //! the prepared binary dataset, and synthetic worlds in the raw layout.
 
 pub mod atomic;
+pub mod columnar;
 pub mod error;
+pub mod pool;
 pub mod prepare;
 pub mod raw;
 pub mod synth;

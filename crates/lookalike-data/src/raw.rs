@@ -565,6 +565,27 @@ pub fn stream_users<E: From<DataError>>(
     })
 }
 
+/// Calls `f(line number, line)` for every non-blank line of a text file (gzip, BOM and CRLF handled),
+/// in order.
+pub(crate) fn for_each_line(
+    path: &Path,
+    f: &mut dyn FnMut(usize, &str) -> Result<()>,
+) -> Result<()> {
+    let mut blocks = Blocks::open(path)?;
+    while let Some(group) = blocks.next_group()? {
+        for b in group {
+            for (k, raw) in b.data.split(|&c| c == b'\n').enumerate() {
+                let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+                if raw.iter().all(|c| c.is_ascii_whitespace()) {
+                    continue;
+                }
+                f(b.first_line + k, utf8(path, b.first_line + k, None, raw)?)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The users of `userFeature.data` (lines with a uid) that `skip` does not reject, counted from the
 /// uids alone (no feature is parsed).
 pub fn count_users(path: &Path, skip: &(dyn Fn(u64) -> bool + Sync)) -> Result<usize> {
@@ -593,7 +614,7 @@ pub fn count_users(path: &Path, skip: &(dyn Fn(u64) -> bool + Sync)) -> Result<u
 }
 
 /// The `uid N` field of one line of `userFeature.data`.
-fn line_uid(path: &Path, line_no: usize, line: &str) -> Result<u64> {
+pub(crate) fn line_uid(path: &Path, line_no: usize, line: &str) -> Result<u64> {
     for part in line.split('|') {
         let part = part.trim();
         let (name, values) = part.split_once(' ').unwrap_or((part, ""));

@@ -296,3 +296,129 @@ fn a_streamed_pool_reads_what_a_whole_read_reads() {
     let e = count_users(&path, &|_| false).unwrap_err().to_string();
     assert!(e.contains("userFeature.data:1"), "{e}");
 }
+
+#[test]
+fn a_parquet_pool_reads_as_its_text() {
+    use lookalike_data::{columnar, pool, raw};
+    let (dir, raw_dir) = world("pq");
+    let p = prepare(&raw_dir, &config(), &quiet).unwrap();
+    let text = raw_dir.join(raw::USER_FILE);
+    let parquet = dir.path().join("pool.parquet");
+    let n = columnar::text_to_parquet(&text, &parquet).unwrap();
+    let read = |path: &Path, keep: &(dyn Fn(u64) -> bool + Sync)| {
+        let mut t = lookalike_core::data::UserTable::new(&p.schema);
+        let stats = pool::stream_users(
+            path,
+            &p.schema,
+            keep,
+            &|_| {},
+            &mut |piece: lookalike_core::data::UserTable| -> lookalike_data::Result<()> {
+                for u in 0..piece.len() {
+                    t.push(
+                        piece.uids[u],
+                        piece.single_of(u),
+                        piece.multi_of(u),
+                        piece.lens_of(u),
+                    );
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+        (t, stats.lines)
+    };
+    let (from_text, lines) = read(&text, &|_| true);
+    assert_eq!((n, lines), (from_text.len(), from_text.len()));
+    assert_eq!(read(&parquet, &|_| true).0, from_text);
+    let odd = |u: u64| u % 2 == 1;
+    assert_eq!(read(&parquet, &odd).0, read(&text, &odd).0);
+    assert_eq!(
+        pool::count_users(&parquet, &odd).unwrap(),
+        pool::count_users(&text, &odd).unwrap()
+    );
+    // And back: the text written from Parquet reads as the original.
+    let back = dir.path().join("back").join(raw::USER_FILE);
+    assert_eq!(columnar::parquet_to_text(&parquet, &back).unwrap(), n);
+    assert_eq!(read(&back, &|_| true).0, from_text);
+    // A directory holding only userFeature.parquet is a pool too.
+    let only = dir.path().join("only");
+    std::fs::create_dir_all(&only).unwrap();
+    std::fs::copy(&parquet, only.join(pool::PARQUET_USER_FILE)).unwrap();
+    assert_eq!(
+        pool::user_file(&only).unwrap(),
+        only.join(pool::PARQUET_USER_FILE)
+    );
+    assert!(pool::user_file(&dir.path().join("none")).is_err());
+}
+
+#[test]
+fn bad_parquet_pools_name_file_row_and_column() {
+    use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+    use lookalike_data::{columnar, pool};
+    use std::sync::Arc;
+    let (dir, raw_dir) = world("bad");
+    let p = prepare(&raw_dir, &config(), &quiet).unwrap();
+    let write = |name: &str, cols: Vec<(&str, ArrayRef)>| -> PathBuf {
+        let path = dir.path().join(name);
+        let batch = RecordBatch::try_from_iter(cols).unwrap();
+        let f = std::fs::File::create(&path).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(f, batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        path
+    };
+    let err = |path: &Path| {
+        pool::stream_users(
+            &path.to_path_buf(),
+            &p.schema,
+            &|_| true,
+            &|_| {},
+            &mut |_| Ok::<(), lookalike_data::DataError>(()),
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    let age = p.schema.user_single[0].name.clone();
+    let negative = write(
+        "neg.parquet",
+        vec![(
+            "uid",
+            Arc::new(Int64Array::from(vec![1, -2, 3])) as ArrayRef,
+        )],
+    );
+    let e = err(&negative);
+    assert!(
+        e.contains("neg.parquet:2") && e.contains("uid") && e.contains("-2"),
+        "{e}"
+    );
+    let floats = write(
+        "float.parquet",
+        vec![
+            ("uid", Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef),
+            (
+                &age,
+                Arc::new(Float64Array::from(vec![1.0, 2.0])) as ArrayRef,
+            ),
+        ],
+    );
+    let e = err(&floats);
+    assert!(
+        e.contains("float.parquet") && e.contains(&age) && e.contains("Float64"),
+        "{e}"
+    );
+    let no_uid = write(
+        "nouid.parquet",
+        vec![(
+            age.as_str(),
+            Arc::new(StringArray::from(vec!["1"])) as ArrayRef,
+        )],
+    );
+    assert!(err(&no_uid).contains("no `uid` column"));
+    let not_parquet = dir.path().join("text.parquet");
+    std::fs::write(&not_parquet, "uid 1|age 2\n").unwrap();
+    assert!(err(&not_parquet).contains("not a readable Parquet file"));
+    // A failed conversion leaves nothing behind.
+    let out = dir.path().join("out.data");
+    assert!(columnar::parquet_to_text(&negative, &out).is_err());
+    assert!(!out.exists());
+}
