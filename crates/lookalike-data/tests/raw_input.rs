@@ -256,7 +256,7 @@ fn a_streamed_pool_reads_what_a_whole_read_reads() {
     .unwrap()
     .table;
     // Every other user by uid, as a shard would keep them.
-    let keep = |uid: u64| uid % 2 == 0;
+    let keep = |uid: u64| uid.is_multiple_of(2);
     let mut streamed = lookalike_core::data::UserTable::new(&p.schema);
     let stats = stream_users(
         &path,
@@ -368,13 +368,9 @@ fn bad_parquet_pools_name_file_row_and_column() {
         path
     };
     let err = |path: &Path| {
-        pool::stream_users(
-            &path.to_path_buf(),
-            &p.schema,
-            &|_| true,
-            &|_| {},
-            &mut |_| Ok::<(), lookalike_data::DataError>(()),
-        )
+        pool::stream_users(path, &p.schema, &|_| true, &|_| {}, &mut |_| {
+            Ok::<(), lookalike_data::DataError>(())
+        })
         .unwrap_err()
         .to_string()
     };
