@@ -1,8 +1,8 @@
 //! The steps of one campaign's online stage that every caller runs (`lookalike finetune`, `score`,
 //! `expand` and the web page): how well the fine-tuned model finds held-out seeds, scoring with a
 //! finite check, and the streamed best K of a pool of any size, split into shards when one machine is
-//! not enough. Each read-back has a synchronous and an asynchronous form over one body, as
-//! [`predict`] and [`predict_async`] do.
+//! not enough. Scoring has a synchronous and an asynchronous form over one body, as [`predict`] and
+//! [`predict_async`] do (the web page scores the held-out seeds itself, yielding between chunks).
 
 use crate::data::{Row, UserTable};
 use crate::finetune::{predict, predict_async};
@@ -51,21 +51,6 @@ pub fn held_out_auc(
         return Ok(None);
     }
     let s = score(model, users, ad, &plan.probe, SCORE_BATCH)?;
-    Ok(auc(&plan.probe_labels, &s))
-}
-
-/// [`held_out_auc`] with asynchronous read-back, `batch` rows per pass.
-pub async fn held_out_auc_async(
-    model: &MetaHeac,
-    users: &UserTable,
-    ad: &[u32],
-    plan: &OnlinePlan,
-    batch: usize,
-) -> Result<Option<f64>, String> {
-    if plan.held.is_empty() {
-        return Ok(None);
-    }
-    let s = score_async(model, users, ad, &plan.probe, batch).await?;
     Ok(auc(&plan.probe_labels, &s))
 }
 
