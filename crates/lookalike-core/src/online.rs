@@ -1,6 +1,7 @@
-//! The online stage's data plan, shared by the CLI (`lookalike expand`) and the web app: match a seed
-//! list against the candidate pool, hold some seeds out, sample non-seeds, and list the candidates to
-//! score (seeds excluded).
+//! The online stage's data plan, shared by the CLI (`finetune`, `expand`) and the web app: match a seed
+//! list against the candidate pool, hold some seeds out, sample non-seeds (in one pass over a pool of
+//! any size, [`PoolSampler`]), list the candidates to score (seeds excluded), and keep the audience's
+//! best K ([`TopK`]).
 
 use crate::data::{Row, UserTable};
 use crate::seeds::SeedList;
@@ -152,15 +153,17 @@ impl<T> BottomK<T> {
 
     /// Offers the next item under `key`; `make` runs only when it is kept.
     fn offer(&mut self, key: u64, make: impl FnOnce() -> T) {
-        let k = Keyed(key, self.seen, ());
+        let (key, arrival) = (key, self.seen);
         self.seen += 1;
         if self.heap.len() < self.cap {
-            self.heap.push(Keyed(k.0, k.1, make()));
-        } else if let Some(top) = self.heap.peek()
-            && (k.0, k.1) < (top.0, top.1)
+            self.heap.push(Keyed(key, arrival, make()));
+        } else if self
+            .heap
+            .peek()
+            .is_some_and(|top| (key, arrival) < (top.0, top.1))
         {
             self.heap.pop();
-            self.heap.push(Keyed(k.0, k.1, make()));
+            self.heap.push(Keyed(key, arrival, make()));
         }
     }
 
@@ -191,7 +194,7 @@ pub struct PoolSampler<T> {
     seed: u64,
 }
 
-impl<T: Clone> PoolSampler<T> {
+impl<T> PoolSampler<T> {
     /// For the seed list `list` (user keys: the ids the pool's users are offered under).
     pub fn new(list: &SeedList, config: &OnlineConfig, seed: u64) -> Self {
         let seeds: HashSet<u64> = list.uids.iter().copied().collect();
