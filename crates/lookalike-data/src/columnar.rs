@@ -40,8 +40,20 @@ fn batches(
     path: &Path,
     columns: &[&str],
 ) -> Result<impl Iterator<Item = std::result::Result<RecordBatch, arrow_schema::ArrowError>>> {
+    Ok(reader(path, columns)?.0)
+}
+
+/// [`batches`] with the file's row count.
+fn reader(
+    path: &Path,
+    columns: &[&str],
+) -> Result<(
+    impl Iterator<Item = std::result::Result<RecordBatch, arrow_schema::ArrowError>>,
+    usize,
+)> {
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| pq_error(path, e))?;
+    let total = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
     let present: Vec<&str> = columns
         .iter()
         .copied()
@@ -53,7 +65,7 @@ fn batches(
         .with_batch_size(BATCH_ROWS)
         .build()
         .map_err(|e| pq_error(path, e))?;
-    Ok(reader)
+    Ok((reader, total))
 }
 
 /// Integer value of an integer column's cell.
@@ -239,12 +251,15 @@ pub fn stream_users<E: From<DataError>>(
     let mut columns = vec!["uid"];
     columns.extend(schema.user_single.iter().map(|f| f.name.as_str()));
     columns.extend(schema.user_multi.iter().map(|f| f.name.as_str()));
+    let (batches, total) = reader(path, &columns)?;
+    let bytes = std::fs::metadata(path).map_or(0, |m| m.len());
     let mut rows = 0;
-    for batch in batches(path, &columns)? {
+    for batch in batches {
         let batch = batch.map_err(|e| pq_error(path, e))?;
         let table = encode(path, schema, &batch, rows + 1, keep)?;
         rows += batch.num_rows();
-        progress(rows as u64);
+        // Progress in bytes, as the text reader reports it: the file's share read so far.
+        progress((bytes as f64 * rows as f64 / total.max(1) as f64) as u64);
         if !table.is_empty() {
             each(table)?;
         }
@@ -254,7 +269,7 @@ pub fn stream_users<E: From<DataError>>(
     }
     Ok(StreamStats {
         lines: rows,
-        bytes: std::fs::metadata(path).map_or(0, |m| m.len()),
+        bytes,
         seconds: start.elapsed().as_secs_f64(),
     })
 }
