@@ -4,14 +4,11 @@
 
 use crate::{BackendArg, FineTuneArgs, backend, load_record, progress};
 use anyhow::{Context, Result, bail};
-use lookalike_core::data::UserTable;
-use lookalike_core::expansion::held_out_auc;
-use lookalike_core::finetune::{FineTuner, GateWeights, gate_weights};
 use lookalike_core::model::MetaHeac;
-use lookalike_core::online::{OnlineConfig, OnlineError, OnlinePlan, PoolSampler, UserRow};
-use lookalike_core::record::{self, CampaignInfo, RecordHeader};
+use lookalike_core::online::OnlineConfig;
+use lookalike_core::record::{self, RecordHeader};
 use lookalike_core::seeds::{SeedList, parse_seed_list};
-use lookalike_data::{pool, raw};
+use lookalike_data::campaign::{self, Ad, CampaignError, Progress, Request};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -77,109 +74,6 @@ pub fn read_seeds(path: &Path) -> Result<SeedList> {
         .map_err(|e| anyhow::anyhow!("{}:{}: {}", path.display(), e.line, e.message))
 }
 
-/// The campaign's ad-field ids, from `--like-aid` (the pool folder's adFeature.csv) or `--ad` pairs,
-/// with a description of where they came from.
-fn ad_ids(c: &Campaign, header: &RecordHeader) -> Result<(Vec<u32>, String)> {
-    let schema = &header.schema;
-    match (&c.like_aid, &c.ad) {
-        (Some(aid), _) => {
-            let dir = if c.pool.is_dir() {
-                c.pool.as_path()
-            } else {
-                c.pool.parent().unwrap_or(Path::new("."))
-            };
-            let path = raw::find(dir, raw::AD_FILE)?;
-            let names: Vec<String> = schema.ad.iter().map(|f| f.name.clone()).collect();
-            let ads = raw::read_ads(&path, &names)?;
-            let ids = lookalike_data::prepare::ad_ids(schema, &ads, aid)
-                .with_context(|| format!("{}: aid {aid} is not in this file", path.display()))?;
-            Ok((ids, format!("like aid {aid} of {}", path.display())))
-        }
-        (None, Some(pairs)) => {
-            let mut ids = vec![0u32; schema.ad.len()];
-            for p in pairs {
-                let (k, v) = p
-                    .split_once('=')
-                    .with_context(|| format!("--ad {p:?}: expected name=value"))?;
-                let f = schema
-                    .ad
-                    .iter()
-                    .position(|f| f.name == k.trim())
-                    .with_context(|| {
-                        format!(
-                            "--ad {p:?}: unknown ad field `{k}` (fields: {})",
-                            schema
-                                .ad
-                                .iter()
-                                .map(|f| f.name.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )
-                    })?;
-                ids[f] = schema.ad[f].vocab.id(v.trim());
-                if ids[f] == 0 {
-                    eprintln!(
-                        "warning: --ad {p}: value never seen in training, treated as unknown"
-                    );
-                }
-            }
-            Ok((ids, format!("--ad {}", pairs.join(","))))
-        }
-        (None, None) => {
-            bail!("give the campaign's ad features with --like-aid AID or --ad name=value,...")
-        }
-    }
-}
-
-/// Seeds and sampled non-seeds in one pass over the pool: the drawn users and the plan over them.
-fn sample(
-    c: &Campaign,
-    header: &RecordHeader,
-    seeds: &SeedList,
-    config: &OnlineConfig,
-    user_path: &Path,
-) -> Result<(UserTable, OnlinePlan, usize)> {
-    let mut sampler = PoolSampler::<UserRow>::new(seeds, config, c.seed);
-    let bar = progress::bytes("reading the pool");
-    let stats = pool::stream_users(
-        user_path,
-        &header.schema,
-        &|_| true,
-        &|b| bar.set_position(b),
-        &mut |t: UserTable| -> Result<()> {
-            for u in 0..t.len() {
-                sampler.offer(t.uids[u], || UserRow::of(&t, u));
-            }
-            Ok(())
-        },
-    )?;
-    bar.finish_and_clear();
-    let candidates = sampler.candidates();
-    let sampled = sampler.finish().map_err(|e| {
-        anyhow::anyhow!(
-            "{}: {e} {}",
-            c.seeds.display(),
-            match e {
-                OnlineError::TooFew { .. } => "or lower --min-seeds".to_string(),
-                _ => format!("(pool {})", user_path.display()),
-            }
-        )
-    })?;
-    println!(
-        "seeds: {} ids ({} duplicates dropped), {} in the pool of {} users: match rate {:.1} %",
-        sampled.listed,
-        sampled.duplicates,
-        sampled.seeds(),
-        stats.lines,
-        sampled.seeds() as f64 * 100.0 / sampled.listed.max(1) as f64
-    );
-    if let Some(w) = &sampled.warning {
-        eprintln!("warning: {w}");
-    }
-    let (users, plan) = sampled.into_table(UserTable::new(&header.schema), config);
-    Ok((users, plan, candidates))
-}
-
 fn show(v: &[f32]) -> String {
     v.iter()
         .map(|x| format!("{x:.3}"))
@@ -187,90 +81,95 @@ fn show(v: &[f32]) -> String {
         .join(" ")
 }
 
-fn print_gates(before: &GateWeights, after: &GateWeights) {
-    println!("expert gate before fine-tuning: {}", show(&before.expert));
-    println!("expert gate after fine-tuning:  {}", show(&after.expert));
-    println!("critic gate before fine-tuning: {}", show(&before.critic));
-    println!("critic gate after fine-tuning:  {}", show(&after.critic));
-}
-
-/// The campaign's online fine-tuning: draw its rows from the pool, fine-tune, report.
+/// The campaign's online fine-tuning (`lookalike_data::campaign::tune`), with progress bars and a
+/// report.
 pub fn tune(c: &Campaign) -> Result<Tuned> {
     if !(0.0..0.9).contains(&c.holdout) {
         bail!("--holdout must be in [0, 0.9)");
     }
+    let ad = match (&c.like_aid, &c.ad) {
+        (Some(aid), _) => Ad::LikeAid(aid.clone()),
+        (None, Some(pairs)) => Ad::Pairs(pairs.clone()),
+        (None, None) => {
+            bail!("give the campaign's ad features with --like-aid AID or --ad name=value,...")
+        }
+    };
     let device = backend(c.backend)?;
-    let (mut header, general) = load_record(&c.model, &device)?;
-    if header.campaign.is_some() {
-        bail!(
-            "{}: this is a campaign's fine-tuned model; give the general model (`lookalike pretrain`)",
-            c.model.display()
-        );
-    }
-    let (ad, ad_source) = ad_ids(c, &header)?;
-    let user_path = pool::user_file(&c.pool)?;
+    let (header, general) = load_record(&c.model, &device)?;
     let seeds = read_seeds(&c.seeds)?;
-    let config = OnlineConfig::new()
-        .with_negatives_per_seed(c.negatives_per_seed)
-        .with_min_seeds(c.min_seeds)
-        .with_holdout(c.holdout);
-    let (users, plan, candidates) = sample(c, &header, &seeds, &config, &user_path)?;
-
-    let before = gate_weights(&general, &users, &ad, &plan.gate_rows);
     let mut finetune = c.finetune.config();
     if c.finetune.wide_negative_offset.is_none() {
         // Non-seeds are sampled from the pool here, not exposed users as offline.
         finetune = finetune.sampled_negatives();
     }
-    let mut ft = FineTuner::new(general, finetune, &users, &ad, &plan.rows, c.seed);
-    let wide_c = ft.wide_c();
-    let bar = progress::steps(ft.total_steps() as u64, "fine-tune");
-    let t_ft = Instant::now();
-    while let Some(loss) = ft.step()? {
-        bar.set_prefix(format!("loss {loss:.4}"));
-        bar.inc(1);
+    let request = Request {
+        pool: &c.pool,
+        seeds: &seeds,
+        seeds_name: &c.seeds.display().to_string(),
+        ad: &ad,
+        online: OnlineConfig::new()
+            .with_negatives_per_seed(c.negatives_per_seed)
+            .with_min_seeds(c.min_seeds)
+            .with_holdout(c.holdout),
+        finetune,
+        seed: c.seed,
+    };
+    let reading = progress::bytes("reading the pool");
+    let mut steps: Option<indicatif::ProgressBar> = None;
+    let tuned = campaign::tune(header, general, &request, &mut |p| match p {
+        Progress::Pool(b) => reading.set_position(b),
+        Progress::Steps(n) => {
+            reading.finish_and_clear();
+            steps = Some(progress::steps(n as u64, "fine-tune"));
+        }
+        Progress::Step(loss) => {
+            if let Some(bar) = &steps {
+                bar.set_prefix(format!("loss {loss:.4}"));
+                bar.inc(1);
+            }
+        }
+    })
+    .map_err(|e| match e {
+        CampaignError::NotGeneral => anyhow::anyhow!("{}: {e}", c.model.display()),
+        e => e.into(),
+    })?;
+    reading.finish_and_clear();
+    if let Some(bar) = steps {
+        bar.finish_and_clear();
     }
-    // The held-out rows' choice (the refit reruns that many steps on every row).
-    let (ran, steps) = (ft.step, ft.best_step().unwrap_or(ft.step));
-    let tuned = ft.into_model()?;
-    bar.finish_and_clear();
-    let after = gate_weights(&tuned, &users, &ad, &plan.gate_rows);
-    print_gates(&before, &after);
-
+    let info = tuned.header.campaign.as_ref().expect("a tuned campaign");
+    println!(
+        "seeds: {} ids ({} duplicates dropped), {} in the pool of {} users: match rate {:.1} %",
+        info.seeds_listed,
+        tuned.duplicates,
+        info.seeds_matched,
+        tuned.pool_users,
+        info.seeds_matched as f64 * 100.0 / info.seeds_listed.max(1) as f64
+    );
+    for w in &tuned.warnings {
+        eprintln!("warning: {w}");
+    }
+    let (before, after) = (&tuned.before, &tuned.after);
+    println!("expert gate before fine-tuning: {}", show(&before.expert));
+    println!("expert gate after fine-tuning:  {}", show(&after.expert));
+    println!("critic gate before fine-tuning: {}", show(&before.critic));
+    println!("critic gate after fine-tuning:  {}", show(&after.critic));
     // Held-out seeds against random candidates: can the model find seeds it never saw?
-    let held_auc = held_out_auc(&tuned, &users, &ad, &plan)?;
-    if let Some(v) = held_auc {
+    if let Some(v) = info.held_out_auc {
         println!(
             "held-out seeds: {} seeds vs {} random candidates, AUC {v:.4}",
-            plan.held.len(),
-            plan.probe.len() - plan.held.len(),
+            info.seeds_held_out, tuned.probe_others,
         );
     }
     println!(
-        "fine-tuned on {} seeds + {} sampled non-seeds in {:.1} s: ran {ran} steps, kept {steps}",
-        plan.train_seeds.len(),
-        plan.negatives.len(),
-        t_ft.elapsed().as_secs_f64(),
+        "fine-tuned on {} seeds + {} sampled non-seeds in {:.1} s: ran {} steps, kept {}",
+        info.seeds_trained, info.negatives, tuned.seconds, tuned.ran, info.steps,
     );
-    header.campaign = Some(CampaignInfo {
-        ad,
-        ad_source,
-        seeds_listed: seeds.uids.len(),
-        seeds_matched: plan.train_seeds.len() + plan.held.len(),
-        seeds_trained: plan.train_seeds.len(),
-        seeds_held_out: plan.held.len(),
-        negatives: plan.negatives.len(),
-        held_out_auc: held_auc,
-        steps,
-        wide_c,
-        seed: c.seed,
-        pool: user_path.display().to_string(),
-    });
     Ok(Tuned {
-        header,
-        model: tuned,
+        header: tuned.header,
+        model: tuned.model,
         seeds,
-        candidates,
+        candidates: tuned.candidates,
     })
 }
 

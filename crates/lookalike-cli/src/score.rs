@@ -96,7 +96,7 @@ pub fn score_pool(
         user_path,
         schema,
         &keep,
-        &|b| bar.set_position(b),
+        &mut |b| bar.set_position(b),
         &mut |t: UserTable| -> Result<()> {
             scored += score_into(model, &t, ad, &mut top)?;
             Ok(())

@@ -2,6 +2,7 @@
 //! the prepared binary dataset, and synthetic worlds in the raw layout.
 
 pub mod atomic;
+pub mod campaign;
 pub mod columnar;
 pub mod error;
 pub mod pool;

@@ -528,7 +528,7 @@ pub fn stream_users<E: From<DataError>>(
     path: &Path,
     schema: &Schema,
     keep: &(dyn Fn(u64) -> bool + Sync),
-    progress: &(dyn Fn(u64) + Sync),
+    progress: &mut dyn FnMut(u64),
     each: &mut dyn FnMut(UserTable) -> std::result::Result<(), E>,
 ) -> std::result::Result<StreamStats, E> {
     let start = std::time::Instant::now();

@@ -262,7 +262,7 @@ fn a_streamed_pool_reads_what_a_whole_read_reads() {
         &path,
         &p.schema,
         &keep,
-        &|_| {},
+        &mut |_| {},
         &mut |t: lookalike_core::data::UserTable| -> lookalike_data::Result<()> {
             for u in 0..t.len() {
                 streamed.push(t.uids[u], t.single_of(u), t.multi_of(u), t.lens_of(u));
@@ -287,7 +287,7 @@ fn a_streamed_pool_reads_what_a_whole_read_reads() {
 
     // A bad line stops the stream with its file, line and field.
     rewrite(&path, |s| s.replacen("uid ", "uid x", 1));
-    let e = stream_users(&path, &p.schema, &|_| true, &|_| {}, &mut |_| {
+    let e = stream_users(&path, &p.schema, &|_| true, &mut |_| {}, &mut |_| {
         Ok::<(), lookalike_data::DataError>(())
     })
     .unwrap_err()
@@ -311,7 +311,7 @@ fn a_parquet_pool_reads_as_its_text() {
             path,
             &p.schema,
             keep,
-            &|_| {},
+            &mut |_| {},
             &mut |piece: lookalike_core::data::UserTable| -> lookalike_data::Result<()> {
                 for u in 0..piece.len() {
                     t.push(
@@ -368,7 +368,7 @@ fn bad_parquet_pools_name_file_row_and_column() {
         path
     };
     let err = |path: &Path| {
-        pool::stream_users(path, &p.schema, &|_| true, &|_| {}, &mut |_| {
+        pool::stream_users(path, &p.schema, &|_| true, &mut |_| {}, &mut |_| {
             Ok::<(), lookalike_data::DataError>(())
         })
         .unwrap_err()
