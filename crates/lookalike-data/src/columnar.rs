@@ -168,8 +168,10 @@ fn check_column(path: &Path, field: &Field, multi: bool) -> Result<()> {
     })
 }
 
-/// One batch's users that `keep` accepts, encoded with `schema`'s vocabularies.
-fn encode(
+/// One batch's users that `keep` accepts, encoded with `schema`'s vocabularies (a batch read from a
+/// file, or handed over in memory, e.g. by Spark; `path` names its source in messages, `first_row` its
+/// first row).
+pub fn encode_batch(
     path: &Path,
     schema: &Schema,
     batch: &RecordBatch,
@@ -256,7 +258,7 @@ pub fn stream_users<E: From<DataError>>(
     let mut rows = 0;
     for batch in batches {
         let batch = batch.map_err(|e| pq_error(path, e))?;
-        let table = encode(path, schema, &batch, rows + 1, keep)?;
+        let table = encode_batch(path, schema, &batch, rows + 1, keep)?;
         rows += batch.num_rows();
         // Progress in bytes, as the text reader reports it: the file's share read so far.
         progress((bytes as f64 * rows as f64 / total.max(1) as f64) as u64);
