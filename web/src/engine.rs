@@ -556,7 +556,22 @@ async fn run_inner(
     }
     let steps = ft.step;
     let stop = describe_stop(&ft, total, job.config.refit);
-    let model = ft.into_model_async().await?;
+    // The refit on every row, stepped here so the page gets a turn between its steps.
+    let model = match ft.into_refit_async().await? {
+        Ok(mut again) => {
+            loop {
+                yield_now().await;
+                if cancelled() {
+                    return Ok(());
+                }
+                if again.step_async().await?.is_none() {
+                    break;
+                }
+            }
+            again.into_model_async().await?
+        }
+        Err(model) => *model,
+    };
     let truth_auc = match &job.truth {
         Some(rows) if !rows.is_empty() => {
             let s = score(&model, job, rows).await?;

@@ -556,15 +556,25 @@ impl<'a> FineTuner<'a> {
 
     /// [`Self::into_model`] reading values back asynchronously (WebGPU in a browser).
     pub async fn into_model_async(self) -> Result<MetaHeac, String> {
-        match self.refit() {
-            Ok(r) => {
-                let mut again =
-                    FineTuner::new_async(r.general, r.config, r.users, r.ad, &r.rows, r.seed)
-                        .await?;
+        match self.into_refit_async().await? {
+            Ok(mut again) => {
                 while again.step_async().await?.is_some() {}
                 Ok(again.chosen())
             }
             Err(model) => Ok(*model),
+        }
+    }
+
+    /// The refit as a run of its own (`Ok`: a fresh tuner on every row, to be stepped to the end and
+    /// then turned into the model with [`Self::into_model_async`]), or (`Err`) the final model when
+    /// there is none. For a caller that gives the browser a turn between the refit's steps.
+    pub async fn into_refit_async(self) -> Result<Result<FineTuner<'a>, Box<MetaHeac>>, String> {
+        match self.refit() {
+            Ok(r) => Ok(Ok(FineTuner::new_async(
+                r.general, r.config, r.users, r.ad, &r.rows, r.seed,
+            )
+            .await?)),
+            Err(model) => Ok(Err(model)),
         }
     }
 
