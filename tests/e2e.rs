@@ -33,6 +33,10 @@ fn bad_out_path(w: &World) -> PathBuf {
     w.path("must-not-exist.out")
 }
 
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
 fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
@@ -308,19 +312,25 @@ fn pipeline_end_to_end() {
     // The same in two steps, the second split over 3 shards: the campaign's model as a record, then
     // the pool ranked with it; the merged parts are the whole pool's list, byte for byte.
     let campaign = w.path("campaign.rec");
-    let out = ok(&[
-        "finetune",
-        "--model",
-        p(&rec),
-        "--pool",
-        p(&raw),
-        "--seeds",
-        p(&seed_file),
-        "--like-aid",
-        &aid,
-        "--out",
-        p(&campaign),
-    ]);
+    // `finetune` of `model` for this campaign, writing `out`.
+    let finetune = |model: &Path, out: &Path| -> Vec<String> {
+        [
+            "finetune",
+            "--model",
+            p(model),
+            "--pool",
+            p(&raw),
+            "--seeds",
+            p(&seed_file),
+            "--like-aid",
+            &aid,
+            "--out",
+            p(out),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let out = ok(&strs(&finetune(&rec, &campaign)));
     assert!(out.contains("match rate 100.0 %"), "{out}");
     let score = |extra: &[&str], out: &Path| {
         let args = [
@@ -411,19 +421,7 @@ fn pipeline_end_to_end() {
         p(&bad_out_path(&w)),
     ]);
     assert!(e.contains("a general model, not a campaign's"), "{e}");
-    let e = fails(&[
-        "finetune",
-        "--model",
-        p(&campaign),
-        "--pool",
-        p(&raw),
-        "--seeds",
-        p(&seed_file),
-        "--like-aid",
-        &aid,
-        "--out",
-        p(&bad_out_path(&w)),
-    ]);
+    let e = fails(&strs(&finetune(&campaign, &bad_out_path(&w))));
     assert!(e.contains("this is a campaign's fine-tuned model"), "{e}");
     assert!(!bad_out_path(&w).exists());
 
