@@ -31,7 +31,8 @@ pub fn run(a: Args) -> Result<()> {
         &tuned.model,
         &campaign.ad,
         &tuned.header.schema,
-        &lookalike_data::pool::user_file(&a.campaign.pool)?,
+        // The pool file `finetune` resolved and read.
+        std::path::Path::new(&campaign.pool),
         &seeds,
         Shard::ALL,
         k,

@@ -24,10 +24,7 @@ pub struct Args {
 /// One part's audience: `uid,score` CSV or Parquet (by extension).
 fn read_part(path: &Path) -> Result<Vec<Scored>> {
     if columnar::is_parquet(path) {
-        return Ok(columnar::read_audience(path)?
-            .into_iter()
-            .map(|(uid, score)| Scored { uid, score })
-            .collect());
+        return Ok(columnar::read_audience(path)?);
     }
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("{}: cannot read", path.display()))?;

@@ -115,8 +115,7 @@ pub fn score_pool(
 /// so lists merged from parts order exactly as the whole pool's.
 pub fn write_audience(out: &Path, audience: &[Scored]) -> Result<()> {
     if columnar::is_parquet(out) {
-        let rows: Vec<(u64, f32)> = audience.iter().map(|s| (s.uid, s.score)).collect();
-        columnar::write_audience(out, &rows)?;
+        columnar::write_audience(out, audience)?;
         return Ok(());
     }
     lookalike_data::atomic::write_atomic(out, |w| {

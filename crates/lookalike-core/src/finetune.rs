@@ -641,8 +641,13 @@ pub fn tune_and_score(
     let mut ft = FineTuner::new(model, config.clone(), users, ad, train, seed);
     while ft.step()?.is_some() {}
     let curve = std::mem::take(&mut ft.curve);
-    let scores = predict(&ft.into_model()?, users, ad, candidates, 4096);
-    crate::finite::check(&scores, "a candidate's score")?;
+    let scores = crate::expansion::score(
+        &ft.into_model()?,
+        users,
+        ad,
+        candidates,
+        crate::expansion::SCORE_BATCH,
+    )?;
     Ok((scores, curve))
 }
 
@@ -672,8 +677,8 @@ pub fn trace(
 ) -> Result<Vec<TracePoint>, NonFinite> {
     let labels: Vec<bool> = candidates.iter().map(|r| r.label).collect();
     let auc_of = |m: &MetaHeac| -> Result<Option<f64>, NonFinite> {
-        let scores = predict(m, users, ad, candidates, 4096);
-        crate::finite::check(&scores, "a candidate's score")?;
+        let scores =
+            crate::expansion::score(m, users, ad, candidates, crate::expansion::SCORE_BATCH)?;
         Ok(crate::metrics::auc(&labels, &scores))
     };
     let mut ft = FineTuner::new(model, config.clone(), users, ad, train, seed);

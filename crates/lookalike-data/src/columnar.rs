@@ -14,6 +14,7 @@ use arrow_array::types::{
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema as ArrowSchema};
 use lookalike_core::data::UserTable;
+use lookalike_core::online::Scored;
 use lookalike_core::schema::{Schema, Vocabulary};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -292,7 +293,7 @@ pub fn count_users(path: &Path, skip: &(dyn Fn(u64) -> bool + Sync)) -> Result<u
 }
 
 /// Writes `uid,score` rows best first as Parquet (`uid` UInt64, `score` Float32), atomically.
-pub fn write_audience(path: &Path, rows: &[(u64, f32)]) -> Result<()> {
+pub fn write_audience(path: &Path, rows: &[Scored]) -> Result<()> {
     let schema = Arc::new(ArrowSchema::new(vec![
         Field::new("uid", DataType::UInt64, false),
         Field::new("score", DataType::Float32, false),
@@ -301,10 +302,10 @@ pub fn write_audience(path: &Path, rows: &[(u64, f32)]) -> Result<()> {
         schema.clone(),
         vec![
             Arc::new(arrow_array::UInt64Array::from_iter_values(
-                rows.iter().map(|r| r.0),
+                rows.iter().map(|r| r.uid),
             )),
             Arc::new(arrow_array::Float32Array::from_iter_values(
-                rows.iter().map(|r| r.1),
+                rows.iter().map(|r| r.score),
             )),
         ],
     )
@@ -313,7 +314,7 @@ pub fn write_audience(path: &Path, rows: &[(u64, f32)]) -> Result<()> {
 }
 
 /// Reads an audience written by [`write_audience`] (any integer `uid`, a float `score`).
-pub fn read_audience(path: &Path) -> Result<Vec<(u64, f32)>> {
+pub fn read_audience(path: &Path) -> Result<Vec<Scored>> {
     let mut out = Vec::new();
     for batch in batches(path, &["uid", "score"])? {
         let batch = batch.map_err(|e| pq_error(path, e))?;
@@ -342,7 +343,11 @@ pub fn read_audience(path: &Path) -> Result<Vec<(u64, f32)>> {
                 "missing or not a finite number",
             ));
         }
-        out.extend(ids.into_iter().zip(scores));
+        out.extend(
+            ids.into_iter()
+                .zip(scores)
+                .map(|(uid, score)| Scored { uid, score }),
+        );
     }
     Ok(out)
 }
