@@ -27,6 +27,30 @@ pub fn score(
     Ok(s)
 }
 
+/// [`score`] for ranking a pool: every forward pass holds exactly [`SCORE_BATCH`] rows (the last one
+/// padded by repeating its last row). The CPU kernels choose their blocking, and so their order of
+/// summation, by matrix shape: a user scored in a short pass can differ in the last bit from the
+/// same user scored in a full one. With one shape for every pass a user's score does not depend on
+/// which users share its pass, so shards, Spark partitions and Arrow batches of any size merge to
+/// exactly the whole pool's list.
+pub fn score_blocks(
+    model: &MetaHeac,
+    users: &UserTable,
+    ad: &[u32],
+    rows: &[Row],
+) -> Result<Vec<f32>, NonFinite> {
+    let Some(&last) = rows.last() else {
+        return Ok(Vec::new());
+    };
+    let whole = rows.len().div_ceil(SCORE_BATCH) * SCORE_BATCH;
+    let mut padded = Vec::with_capacity(whole);
+    padded.extend_from_slice(rows);
+    padded.resize(whole, last);
+    let mut s = score(model, users, ad, &padded, SCORE_BATCH)?;
+    s.truncate(rows.len());
+    Ok(s)
+}
+
 /// [`score`] with asynchronous read-back.
 pub async fn score_async(
     model: &MetaHeac,
@@ -107,7 +131,7 @@ pub fn score_into(
     let rows: Vec<Row> = (0..table.len() as u32)
         .map(|user| Row { user, label: false })
         .collect();
-    let scores = score(model, table, ad, &rows, SCORE_BATCH)?;
+    let scores = score_blocks(model, table, ad, &rows)?;
     for (r, &s) in rows.iter().zip(&scores) {
         top.offer(Scored {
             uid: table.uids[r.user as usize],

@@ -505,4 +505,11 @@ impl TopK {
         v.sort_by(|a, b| a.rank(b));
         v
     }
+
+    /// The users kept so far, best first (the heap stays, e.g. to go on offering).
+    pub fn sorted(&self) -> Vec<Scored> {
+        let mut v: Vec<Scored> = self.heap.iter().map(|k| k.0).collect();
+        v.sort_by(|a, b| a.rank(b));
+        v
+    }
 }

@@ -372,3 +372,27 @@ fn the_best_k_of_parts_merge_to_the_best_k_of_the_whole() {
     }
     assert!(TopK::new(0).is_empty());
 }
+
+#[test]
+fn a_users_pool_score_does_not_depend_on_who_shares_its_pass() {
+    use lookalike_core::expansion::score_blocks;
+    // The product's dimensions: the CPU kernels' blocking (and order of summation) depends on them.
+    let s = schema();
+    let model = lookalike_core::model::MetaHeacConfig::for_schema(&s)
+        .init(lookalike_core::model::Init::Seeded(4), &Device::flex());
+    let users = users(5_000, 8);
+    let rows: Vec<Row> = (0..5_000u32)
+        .map(|user| Row { user, label: false })
+        .collect();
+    let whole = score_blocks(&model, &users, &[1, 2], &rows).unwrap();
+    // The same users in passes of other sizes, as shards, Spark partitions or Arrow batches cut them.
+    for size in [1, 7, 300, 2_999] {
+        let parts: Vec<f32> = rows
+            .chunks(size)
+            .take(3)
+            .flat_map(|c| score_blocks(&model, &users, &[1, 2], c).unwrap())
+            .collect();
+        let n = parts.len();
+        assert_eq!(parts, whole[..n], "passes of {size} rows");
+    }
+}
