@@ -646,3 +646,88 @@ fn a_closed_pipe_ends_quietly() {
         out.status
     );
 }
+
+#[test]
+fn a_killed_pretrain_resumes_to_the_uninterrupted_result() {
+    let w = World::new();
+    let data = w.path("data.lkd");
+    // The product's schedule, validated every 4 iterations (so the best weights so far are part of
+    // the checkpoint), and plain training (`none`: its shuffled pass is part of it).
+    for (name, extra) in [
+        (
+            "validated",
+            &["--val-every", "4", "--max-iterations", "12"][..],
+        ),
+        ("plain", &["--meta", "none", "--epochs", "3"][..]),
+    ] {
+        let full = w.path(&format!("{name}-full.rec"));
+        let part = w.path(&format!("{name}-part.rec"));
+        let ckpt = w.path(&format!("{name}.ckpt"));
+        let base = ["pretrain", "--data", p(&data), "--seed", "9"];
+        let args = |out: &Path, more: &[&str]| -> Vec<String> {
+            [&base[..], &["--out", p(out)], extra, more]
+                .concat()
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        };
+        let whole = ok(&strs(&args(&full, &[])));
+        let out = ok(&strs(&args(
+            &part,
+            &["--checkpoint", p(&ckpt), "--halt-after", "6"],
+        )));
+        assert!(out.contains("stopped after iteration 6"), "{out}");
+        assert!(
+            !part.exists() && ckpt.exists(),
+            "{name}: a halted run writes no record"
+        );
+        // A resume with other flags is refused, naming what differs.
+        let mut other = args(&part, &["--resume", p(&ckpt), "--checkpoint", p(&ckpt)]);
+        assert_eq!(other[3], "--seed");
+        other[4] = "10".into();
+        let e = fails(&strs(&other));
+        assert!(e.contains("(different seed)"), "{e}");
+        let out = ok(&strs(&args(
+            &part,
+            &["--resume", p(&ckpt), "--checkpoint", p(&ckpt)],
+        )));
+        assert!(
+            weights(&part) == weights(&full),
+            "{name}: the resumed run's weights differ from the uninterrupted run's\n{out}"
+        );
+        // The kept weights can be an early validation's, so the validations after the resume must
+        // match too (they measure the weights it went on training).
+        let later = |text: &str| -> Vec<String> {
+            text.lines()
+                .filter(|l| l.contains("validation mean AUC"))
+                .filter(|l| {
+                    l.trim_start().starts_with("iteration 8:")
+                        || l.trim_start().starts_with("iteration 12:")
+                })
+                .map(|l| l.split(" (").next().unwrap().trim().to_string())
+                .collect()
+        };
+        assert_eq!(
+            later(&out),
+            later(&whole),
+            "{name}: validations after the resume"
+        );
+        if name == "validated" {
+            assert_eq!(later(&whole).len(), 2, "{whole}");
+        }
+        assert!(
+            !ckpt.exists(),
+            "{name}: a finished run removes its checkpoint"
+        );
+    }
+    let e = fails(&[
+        "pretrain",
+        "--data",
+        p(&data),
+        "--out",
+        p(&w.path("x.rec")),
+        "--resume",
+        p(&data),
+    ]);
+    assert!(e.contains("not a checkpoint"), "{e}");
+}

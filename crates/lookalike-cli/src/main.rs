@@ -12,6 +12,7 @@ mod export_pool;
 mod finetune;
 mod inspect;
 mod merge;
+mod mtl;
 mod prepare;
 mod pretrain;
 mod progress;
@@ -63,6 +64,9 @@ enum Command {
     Inspect(inspect::Args),
     /// Convert a user file between the text layout and Parquet.
     Convert(convert::Args),
+    /// Multi-task mode (MTReclib: CTR and CTCVR on AliExpress-format data).
+    #[command(subcommand)]
+    Mtl(mtl::Command),
 }
 
 fn main() {
@@ -72,6 +76,14 @@ fn main() {
     // SAFETY: restores the default disposition of one signal before any thread is started.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    // burn builds a loaded optimizer state on `Device::default()`, which is the GPU when wgpu is
+    // compiled in, and moves it to the parameters' device at the next step; make that default the
+    // CPU, so that `pretrain --resume` does not wake a GPU driver (or fail without one). Every
+    // model here runs on the device its `--backend` names, never on the default.
+    if std::env::var_os("BURN_DEVICE").is_none() {
+        // SAFETY: the first thing the process does, before any thread exists.
+        unsafe { std::env::set_var("BURN_DEVICE", "flex") };
     }
     let result = match Cli::parse().command {
         Command::Synth(a) => synth::run(a),
@@ -86,6 +98,7 @@ fn main() {
         Command::ExportPool(a) => export_pool::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Convert(a) => convert::run(a),
+        Command::Mtl(c) => mtl::run(c),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -2,6 +2,7 @@
 
 use crate::{BackendArg, Protocol, backend, load_prepared, progress};
 use anyhow::{Context, Result, bail};
+use lookalike_core::checkpoint::Checkpoint;
 use lookalike_core::data::Role;
 use lookalike_core::meta::{MetaConfig, MetaGrad, TaskSampling};
 use lookalike_core::model::{CriticCombine, GateContext, Init};
@@ -147,6 +148,27 @@ pub struct Args {
     /// Outer Adam learning rate β [default: 1e-3].
     #[arg(long)]
     outer_lr: Option<f64>,
+    /// Validate every this many iterations [default: 50].
+    #[arg(long)]
+    val_every: Option<usize>,
+    /// Stop after this many validations without a better AUC [default: 4].
+    #[arg(long)]
+    val_patience: Option<usize>,
+    /// Write a checkpoint (atomically, replacing the last) every this many minutes, so that a killed
+    /// run can go on with --resume; 0 writes one after every iteration.
+    #[arg(long, default_value_t = 10.0)]
+    checkpoint_every: f64,
+    /// Where checkpoints go [default: the record's name with `.ckpt` added]. Removed when the run
+    /// finishes.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Continue the run that wrote this checkpoint (give it the same data and flags): the record is
+    /// the one an uninterrupted run writes (same seed, CPU).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// For tests: write the checkpoint of iteration N and stop, as if killed.
+    #[arg(long, hide = true)]
+    halt_after: Option<usize>,
 }
 
 pub fn meta_config(a: &Args, base: MetaConfig) -> MetaConfig {
@@ -174,6 +196,8 @@ pub fn meta_config(a: &Args, base: MetaConfig) -> MetaConfig {
     m.inner_lr = a.inner_lr.unwrap_or(m.inner_lr);
     m.inner_steps = a.inner_steps.unwrap_or(m.inner_steps);
     m.outer_lr = a.outer_lr.unwrap_or(m.outer_lr);
+    m.val_every = a.val_every.unwrap_or(m.val_every);
+    m.val_patience = a.val_patience.unwrap_or(m.val_patience);
     m
 }
 
@@ -273,14 +297,80 @@ pub fn run(a: Args) -> Result<()> {
             a.backend.name()
         );
     }
+    if !(a.checkpoint_every >= 0.0 && a.checkpoint_every.is_finite()) {
+        bail!("--checkpoint-every must be a number of minutes, 0 or more");
+    }
+    let checkpoint_path = a.checkpoint.clone().unwrap_or_else(|| {
+        let mut name = a.out.as_os_str().to_owned();
+        name.push(".ckpt");
+        PathBuf::from(name)
+    });
+    // What a resume must match: the data, every setting that shapes training, the seed and limits.
+    let run = serde_json::json!({
+        "data": a.data.file_name().map(|n| n.to_string_lossy().to_string()),
+        "data_bytes": std::fs::metadata(&a.data).map(|m| m.len()).ok(),
+        "model": &mc,
+        "meta": &meta,
+        "finetune": &finetune,
+        "seed": a.seed,
+        "max_iterations": a.max_iterations,
+        "backend": a.backend.name(),
+    });
+    let resume = match &a.resume {
+        Some(p) => {
+            let bytes =
+                std::fs::read(p).with_context(|| format!("{}: cannot read", p.display()))?;
+            let c = Checkpoint::from_bytes(&bytes).with_context(|| format!("{}", p.display()))?;
+            eprintln!(
+                "resuming from {} at iteration {} of {}",
+                p.display(),
+                c.header.trainer.iteration,
+                c.header.total
+            );
+            Some(c)
+        }
+        None => None,
+    };
     let bar = progress::steps(0, "pretrain");
     let start = Instant::now();
     let mut rows = 0usize;
     let mut last_log = 0usize;
-    let report = schedule::fit(
+    let mut last_checkpoint = Instant::now();
+    let mut due = |i: usize| {
+        let due = a.halt_after == Some(i)
+            || last_checkpoint.elapsed().as_secs_f64() >= a.checkpoint_every * 60.0;
+        if due {
+            last_checkpoint = Instant::now();
+        }
+        due
+    };
+    let checkpoint_bar = bar.clone();
+    let mut write = |c: &Checkpoint| -> std::result::Result<bool, String> {
+        let t = Instant::now();
+        let bytes = c.to_bytes().map_err(|e| e.to_string())?;
+        lookalike_data::atomic::write_atomic(&checkpoint_path, |w| w.write_all(&bytes))
+            .map_err(|e| format!("{}: {e}", checkpoint_path.display()))?;
+        checkpoint_bar.suspend(|| {
+            eprintln!(
+                "  iteration {}: checkpoint {} ({:.0} MB, {:.1} s)",
+                c.header.trainer.iteration,
+                checkpoint_path.display(),
+                bytes.len() as f64 / 1e6,
+                t.elapsed().as_secs_f64()
+            )
+        });
+        Ok(a.halt_after == Some(c.header.trainer.iteration))
+    };
+    let report = schedule::fit_resumable(
         &mut trainer,
         Some(&validation),
         a.max_iterations,
+        resume.as_ref(),
+        Some(schedule::Checkpointing {
+            run,
+            due: &mut due,
+            write: &mut write,
+        }),
         &mut |p| match p {
             Progress::Step {
                 iteration,
@@ -319,8 +409,19 @@ pub fn run(a: Args) -> Result<()> {
         },
     )?;
     bar.finish_and_clear();
+    if report.halted {
+        println!(
+            "stopped after iteration {} with a checkpoint in {} (--halt-after); go on with --resume",
+            report.iterations,
+            checkpoint_path.display()
+        );
+        return Ok(());
+    }
     let seconds = start.elapsed().as_secs_f64();
     let total = report.iterations;
+    // Iterations this process ran (a resumed run started after its checkpoint's).
+    let resumed_at = resume.as_ref().map_or(0, |c| c.header.trainer.iteration);
+    let ran = total - resumed_at;
     let final_loss = report.final_loss;
     if let Some(b) = report.best_auc {
         println!(
@@ -356,11 +457,16 @@ pub fn run(a: Args) -> Result<()> {
     lookalike_data::atomic::write_atomic(&a.out, |w| w.write_all(&bytes))
         .with_context(|| "writing the record")?;
     println!(
-        "trained {} iterations in {:.1} s: {:.0} rows/s, {:.2} iterations/s, final loss {}",
-        total,
+        "trained {} iterations{} in {:.1} s: {:.0} rows/s, {:.2} iterations/s, final loss {}",
+        ran,
+        if resumed_at > 0 {
+            format!(" (resumed after iteration {resumed_at}, {total} in all)")
+        } else {
+            String::new()
+        },
         seconds,
         header.training.rows_per_second,
-        total as f64 / seconds.max(1e-9),
+        ran as f64 / seconds.max(1e-9),
         final_loss.map_or("-".into(), |l| format!("{l:.4}"))
     );
     println!(
@@ -369,5 +475,10 @@ pub fn run(a: Args) -> Result<()> {
         bytes.len() as f64 / 1e6,
         precision
     );
+    // The run is done: its checkpoint (if one was written) has no further use.
+    if checkpoint_path.exists() {
+        std::fs::remove_file(&checkpoint_path)
+            .with_context(|| format!("{}: cannot remove", checkpoint_path.display()))?;
+    }
     Ok(())
 }

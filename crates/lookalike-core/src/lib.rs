@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod baselines;
+pub mod checkpoint;
 pub mod data;
 pub mod expansion;
 pub mod finetune;

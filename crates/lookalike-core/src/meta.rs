@@ -10,9 +10,12 @@ use crate::model::{Inputs, MetaHeac};
 use burn::config::Config;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::Device;
-use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{RngExt, SeedableRng};
+
+/// The trainer's random stream: ChaCha12, the algorithm of rand's `StdRng` (same seed, same draws),
+/// used directly because its position can be saved and restored (checkpoints).
+type TrainRng = chacha20::ChaCha12Rng;
 
 /// How the meta-gradient is computed.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
@@ -148,11 +151,32 @@ pub struct MetaTrainer<'a> {
     weights: Vec<f64>,
     multi_lens: Vec<usize>,
     device: Device,
-    rng: StdRng,
+    rng: TrainRng,
     /// `none` mode: shuffled (task, row) pairs and the cursor into them.
     plain_order: Vec<(u32, u32)>,
     plain_cursor: usize,
+    /// `none` mode: the stream's position when `plain_order` was shuffled (a checkpoint rebuilds the
+    /// order from it rather than storing it).
+    plain_shuffled_at: Option<Vec<u8>>,
     pub iteration: usize,
+}
+
+/// What a checkpoint needs, beside the weights and Adam's state, to continue a trainer exactly.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainerState {
+    pub iteration: usize,
+    /// The random stream's state (ChaCha12 seed, stream and word position).
+    pub rng: Vec<u8>,
+    /// `none` mode: the stream's state when the current pass's order was shuffled, and the cursor.
+    pub plain_shuffled_at: Option<Vec<u8>>,
+    pub plain_cursor: usize,
+}
+
+fn rng_from(state: &[u8]) -> Result<TrainRng, String> {
+    let state: &chacha20::SerializedRngState = state
+        .try_into()
+        .map_err(|_| format!("a random-stream state of {} bytes, not 49", state.len()))?;
+    Ok(TrainRng::deserialize_state(state))
 }
 
 impl<'a> MetaTrainer<'a> {
@@ -192,9 +216,10 @@ impl<'a> MetaTrainer<'a> {
             weights,
             multi_lens,
             device,
-            rng: StdRng::seed_from_u64(seed),
+            rng: TrainRng::seed_from_u64(seed),
             plain_order: Vec::new(),
             plain_cursor: 0,
+            plain_shuffled_at: None,
             iteration: 0,
         }
     }
@@ -215,6 +240,64 @@ impl<'a> MetaTrainer<'a> {
 
     pub fn into_model(self) -> MetaHeac {
         self.model.expect("model present between steps")
+    }
+
+    /// The trainer's position, for a checkpoint (with [`Self::optimizer_bytes`] and the weights).
+    pub fn state(&self) -> TrainerState {
+        TrainerState {
+            iteration: self.iteration,
+            rng: self.rng.serialize_state().to_vec(),
+            plain_shuffled_at: self.plain_shuffled_at.clone(),
+            plain_cursor: self.plain_cursor,
+        }
+    }
+
+    /// Adam's state (moments and step count per parameter, keyed by parameter id) as burnpack bytes.
+    pub fn optimizer_bytes(&self) -> Result<Vec<u8>, String> {
+        self.optim
+            .into_bytes()
+            .map(|b| b.to_vec())
+            .map_err(|e| format!("saving the optimizer's state: {e:?}"))
+    }
+
+    /// Continues from a checkpoint: its position, its weights (`model`, loaded from a record, which
+    /// keeps the parameter ids Adam's state is keyed by) and Adam's state.
+    pub fn restore(
+        &mut self,
+        state: &TrainerState,
+        model: MetaHeac,
+        optimizer: &[u8],
+    ) -> Result<(), String> {
+        let fresh = AdamConfig::new()
+            .with_epsilon(self.config.adam_epsilon)
+            .init();
+        let optim = std::mem::replace(&mut self.optim, fresh);
+        self.optim = optim
+            .from_bytes(burn::tensor::Bytes::from_bytes_vec(optimizer.to_vec()))
+            .map_err(|e| format!("the optimizer's state: {e:?}"))?;
+        self.model = Some(model);
+        self.iteration = state.iteration;
+        self.rng = rng_from(&state.rng)?;
+        self.plain_cursor = state.plain_cursor;
+        self.plain_shuffled_at = state.plain_shuffled_at.clone();
+        self.plain_order = match &state.plain_shuffled_at {
+            Some(at) => {
+                let mut order = self.plain_pairs();
+                order.shuffle(&mut rng_from(at)?);
+                order
+            }
+            None => Vec::new(),
+        };
+        Ok(())
+    }
+
+    /// Every (task, stage-1 row) pair, in order (`none` mode shuffles them once per pass).
+    fn plain_pairs(&self) -> Vec<(u32, u32)> {
+        self.tasks
+            .iter()
+            .enumerate()
+            .flat_map(|(t, c)| (0..c.stage1.len() as u32).map(move |r| (t as u32, r)))
+            .collect()
     }
 
     pub fn training_rows(&self) -> usize {
@@ -261,7 +344,7 @@ impl<'a> MetaTrainer<'a> {
     fn support_query(&mut self, task: usize) -> (Vec<Row>, Vec<Row>) {
         let rows = &self.tasks[task].stage1;
         let (s, q) = (self.config.support_size, self.config.query_size);
-        let draw = |n: usize, rng: &mut StdRng| -> Vec<Row> {
+        let draw = |n: usize, rng: &mut TrainRng| -> Vec<Row> {
             let mut idx: Vec<Row> = rows.sample(rng, n.min(rows.len())).copied().collect();
             idx.shuffle(rng);
             idx
@@ -485,12 +568,8 @@ impl<'a> MetaTrainer<'a> {
 
     fn plain_step(&mut self) -> StepStats {
         if self.plain_cursor >= self.plain_order.len() {
-            self.plain_order = self
-                .tasks
-                .iter()
-                .enumerate()
-                .flat_map(|(t, c)| (0..c.stage1.len() as u32).map(move |r| (t as u32, r)))
-                .collect();
+            self.plain_order = self.plain_pairs();
+            self.plain_shuffled_at = Some(self.rng.serialize_state().to_vec());
             self.plain_order.shuffle(&mut self.rng);
             self.plain_cursor = 0;
         }

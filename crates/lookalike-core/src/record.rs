@@ -121,16 +121,34 @@ impl ModuleMapper for CastTo {
     }
 }
 
-/// Serialises a model with its header; `header.precision` selects the stored dtype.
-pub fn to_bytes(model: &MetaHeac, header: &RecordHeader) -> Result<Vec<u8>, RecordError> {
+/// A model's weights alone, as burnpack bytes (f32 round-trips bit-exactly; the parameter ids are
+/// kept, which Adam's saved state is keyed by).
+pub fn weights_to_bytes(model: &MetaHeac, precision: Precision) -> Result<Vec<u8>, RecordError> {
     let mut model = model.valid();
-    if header.precision == Precision::F16 {
+    if precision == Precision::F16 {
         model = model.map(&mut CastTo(DType::F16));
     }
-    let weights = model
+    Ok(model
         .into_record()
         .into_bytes()
-        .map_err(|e| RecordError::Weights(format!("{e:?}")))?;
+        .map_err(|e| RecordError::Weights(format!("{e:?}")))?
+        .to_vec())
+}
+
+/// Loads weights from [`weights_to_bytes`] into `model` (same architecture), on `model`'s device; the
+/// parameters take the saved ids.
+pub fn load_weights(model: MetaHeac, weights: &[u8]) -> Result<MetaHeac, RecordError> {
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(weights.to_vec()))
+        .map_err(|e| RecordError::Weights(format!("{e:?}")))?
+        .cast_to_module_dtype();
+    model
+        .try_load_record(record)
+        .map_err(|e| RecordError::Weights(format!("{e:?}")))
+}
+
+/// Serialises a model with its header; `header.precision` selects the stored dtype.
+pub fn to_bytes(model: &MetaHeac, header: &RecordHeader) -> Result<Vec<u8>, RecordError> {
+    let weights = weights_to_bytes(model, header.precision)?;
     let json = serde_json::to_vec(header)?;
     let mut out = frame::write_head(MAGIC, FORMAT_VERSION, &json, weights.len() + 8);
     out.extend_from_slice(&(weights.len() as u64).to_le_bytes());
@@ -191,14 +209,7 @@ impl From<FrameError> for RecordError {
 /// Decodes a record onto a device (f16 weights are cast back to f32).
 pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<(RecordHeader, MetaHeac), RecordError> {
     let (header, weights) = read_header(bytes)?;
-    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(weights.to_vec()))
-        .map_err(|e| RecordError::Weights(format!("{e:?}")))?
-        .cast_to_module_dtype();
-    let model = header
-        .model
-        .init(Init::Zeros, device)
-        .try_load_record(record)
-        .map_err(|e| RecordError::Weights(format!("{e:?}")))?;
+    let model = load_weights(header.model.init(Init::Zeros, device), weights)?;
     Ok((header, model))
 }
 

@@ -2,6 +2,7 @@
 //! campaigns, measured as it will be used: fine-tune on part of each validation campaign's rows, then
 //! AUC on the rest. The reference's fixed "one epoch" is a schedule only on data the size of Tencent's.
 
+use crate::checkpoint::{Checkpoint, CheckpointHeader};
 use crate::data::{Campaign, Row, UserTable};
 use crate::finetune::{FineTuneConfig, stratified_split, tune_and_score};
 use crate::finite::NonFinite;
@@ -254,6 +255,57 @@ pub struct FitReport {
     pub rows: usize,
     /// Mean loss of the last iterations.
     pub final_loss: Option<f32>,
+    /// Stopped after a checkpoint on request (the run is to be resumed), not finished.
+    #[serde(default)]
+    pub halted: bool,
+}
+
+/// The run's state after an iteration.
+fn checkpoint(
+    trainer: &MetaTrainer,
+    state: &Stopping,
+    report: &FitReport,
+    recent: &[f32],
+    total: usize,
+    run: serde_json::Value,
+) -> Result<Checkpoint, FitError> {
+    let weights = |m: &MetaHeac| {
+        crate::record::weights_to_bytes(m, crate::record::Precision::F32)
+            .map_err(|e| FitError::Checkpoint(format!("saving the weights: {e}")))
+    };
+    Ok(Checkpoint {
+        header: CheckpointHeader {
+            run,
+            trainer: trainer.state(),
+            total,
+            report: report.clone(),
+            // Only the last 50 enter the final mean.
+            recent: recent[recent.len().saturating_sub(50)..].to_vec(),
+            since_best: state.since_best,
+        },
+        model: weights(trainer.model())?,
+        optimizer: trainer.optimizer_bytes().map_err(FitError::Checkpoint)?,
+        best: state.best.as_ref().map(|(_, m)| weights(m)).transpose()?,
+    })
+}
+
+/// Which settings of a checkpoint's run differ from this one's (top-level keys).
+fn differences(saved: &serde_json::Value, now: &serde_json::Value) -> String {
+    let keys: Vec<String> = match (saved.as_object(), now.as_object()) {
+        (Some(a), Some(b)) => a
+            .keys()
+            .chain(b.keys())
+            .filter(|k| a.get(*k) != b.get(*k))
+            .map(|k| k.to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect(),
+        _ => vec!["everything".into()],
+    };
+    format!(
+        "the checkpoint is of another run (different {}): resume with the same data and flags",
+        keys.join(", ")
+    )
 }
 
 /// The early-stopping state of [`fit`].
@@ -302,6 +354,42 @@ pub fn fit(
     limit: Option<usize>,
     on_progress: &mut dyn FnMut(Progress),
 ) -> Result<FitReport, NonFinite> {
+    fit_resumable(trainer, validation, limit, None, None, on_progress).map_err(|e| match e {
+        FitError::NonFinite(e) => e,
+        FitError::Checkpoint(_) => unreachable!("no checkpoints without checkpointing"),
+    })
+}
+
+/// Why [`fit_resumable`] stopped short.
+#[derive(Debug, thiserror::Error)]
+pub enum FitError {
+    #[error(transparent)]
+    NonFinite(#[from] NonFinite),
+    #[error("{0}")]
+    Checkpoint(String),
+}
+
+/// When and how [`fit_resumable`] saves its state.
+pub struct Checkpointing<'c> {
+    /// What the run was started with; stored in every checkpoint, and a resume must match it.
+    pub run: serde_json::Value,
+    /// Asked after every iteration: write a checkpoint now?
+    pub due: &'c mut dyn FnMut(usize) -> bool,
+    /// Writes one (the CLI: atomically). `Ok(true)` stops the run there, as a kill would.
+    pub write: &'c mut dyn FnMut(&Checkpoint) -> Result<bool, String>,
+}
+
+/// [`fit`] that can write checkpoints as it goes and continue from one (`resume`, with the trainer
+/// set up as for the original run): the resumed run ends with the weights an uninterrupted one
+/// would have (same seed, CPU). A run stopped by `write` reports `halted`.
+pub fn fit_resumable(
+    trainer: &mut MetaTrainer,
+    validation: Option<&Validation>,
+    limit: Option<usize>,
+    resume: Option<&Checkpoint>,
+    mut checkpointing: Option<Checkpointing>,
+    on_progress: &mut dyn FnMut(Progress),
+) -> Result<FitReport, FitError> {
     let cfg = trainer.config.clone();
     let validation = validation.filter(|v| !v.is_empty());
     let total = match validation {
@@ -323,16 +411,52 @@ pub fn fit(
         None => m,
     };
     let mut recent: Vec<f32> = Vec::new();
-    if let Some(v) = validation {
-        state.validate(
-            v,
-            0,
-            finish(trainer.model().clone()),
-            &mut report,
-            on_progress,
-        )?;
-    }
-    for i in 1..=total {
+    let first = match resume {
+        Some(c) => {
+            let h = &c.header;
+            if let Some(cp) = &checkpointing
+                && cp.run != h.run
+            {
+                return Err(FitError::Checkpoint(differences(&h.run, &cp.run)));
+            }
+            if h.total != total {
+                return Err(FitError::Checkpoint(format!(
+                    "the checkpoint's run takes {} iterations, this one {total}",
+                    h.total
+                )));
+            }
+            let template = trainer.model().clone();
+            let load = |bytes: &[u8]| {
+                crate::record::load_weights(template.clone(), bytes)
+                    .map_err(|e| FitError::Checkpoint(format!("the checkpoint's weights: {e}")))
+            };
+            let model = load(&c.model)?;
+            trainer
+                .restore(&h.trainer, model, &c.optimizer)
+                .map_err(FitError::Checkpoint)?;
+            state.best = match (&c.best, h.report.best_auc) {
+                (Some(b), Some(auc)) => Some((auc, load(b)?)),
+                _ => None,
+            };
+            state.since_best = h.since_best;
+            report = h.report.clone();
+            recent = h.recent.clone();
+            h.trainer.iteration + 1
+        }
+        None => {
+            if let Some(v) = validation {
+                state.validate(
+                    v,
+                    0,
+                    finish(trainer.model().clone()),
+                    &mut report,
+                    on_progress,
+                )?;
+            }
+            1
+        }
+    };
+    for i in first..=total {
         let s = trainer.step();
         let loss = if s.query_loss.is_nan() {
             s.support_loss
@@ -340,10 +464,7 @@ pub fn fit(
             s.query_loss
         };
         if !loss.is_finite() {
-            return Err(NonFinite::new(
-                format!("the training loss at iteration {i}"),
-                loss,
-            ));
+            return Err(NonFinite::new(format!("the training loss at iteration {i}"), loss).into());
         }
         report.rows += s.rows;
         report.iterations = i;
@@ -365,6 +486,16 @@ pub fn fit(
             )?
         {
             break;
+        }
+        if let Some(cp) = checkpointing.as_mut()
+            && i < total
+            && (cp.due)(i)
+        {
+            let c = checkpoint(trainer, &state, &report, &recent, total, cp.run.clone())?;
+            if (cp.write)(&c).map_err(FitError::Checkpoint)? {
+                report.halted = true;
+                return Ok(report);
+            }
         }
     }
     let tail = &recent[recent.len().saturating_sub(50)..];

@@ -5,6 +5,8 @@ pub mod atomic;
 pub mod campaign;
 pub mod columnar;
 pub mod error;
+pub mod mtl;
+pub mod mtl_synth;
 pub mod pool;
 pub mod prepare;
 pub mod raw;
