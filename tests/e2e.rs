@@ -731,3 +731,82 @@ fn a_killed_pretrain_resumes_to_the_uninterrupted_result() {
     ]);
     assert!(e.contains("not a checkpoint"), "{e}");
 }
+
+#[test]
+fn multi_task_synth_train_and_bench() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("mtl");
+    let out = ok(&[
+        "mtl",
+        "synth",
+        "--out",
+        p(&data),
+        "--scale",
+        "tiny",
+        "--seed",
+        "3",
+    ]);
+    assert!(out.contains("train.csv: 4000 rows"), "{out}");
+    let out = ok(&["mtl", "inspect", "--data", p(&data)]);
+    assert!(out.contains("field sizes (train ∪ test)"), "{out}");
+    let small = [
+        "--embed-dim",
+        "8",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "512",
+        "--experts",
+        "2",
+    ];
+    let rec = dir.path().join("mmoe.rec");
+    let json = dir.path().join("mmoe.json");
+    let args = [
+        &["mtl", "train", "--data", p(&data), "--model", "mmoe"][..],
+        &small,
+        &["--out", p(&rec), "--json", p(&json), "--seed", "4"],
+    ]
+    .concat();
+    let out = ok(&args);
+    assert!(out.contains("| MMoE |") && rec.exists(), "{out}");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert!(v["test"]["ctr"]["auc"].as_f64().is_some(), "{v}");
+    assert!(v["test"]["ctcvr"]["logloss"].as_f64().is_some(), "{v}");
+    let bench = dir.path().join("bench.json");
+    let svg = dir.path().join("svg");
+    let args = [
+        &["mtl", "bench", "--data", p(&data), "--seeds", "2"][..],
+        &small,
+        &["--json", p(&bench), "--svg", p(&svg)],
+    ]
+    .concat();
+    let out = ok(&args);
+    assert!(
+        out.contains("| Shared-Bottom |") && out.contains("bench finished"),
+        "{out}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&bench).unwrap()).unwrap();
+    for model in ["SingleTask", "Shared-Bottom", "OMoE", "MMoE"] {
+        for task in ["ctr", "ctcvr"] {
+            for metric in ["auc", "logloss"] {
+                let s = &v["models"][model][task][metric];
+                assert_eq!(
+                    s["per_seed"].as_array().map(Vec::len),
+                    Some(2),
+                    "{model} {task} {metric}: {v}"
+                );
+                assert!(s["mean"].as_f64().is_some() && s["std"].as_f64().is_some());
+            }
+        }
+    }
+    assert!(svg.join("mtl-auc-by-model.svg").exists());
+    let e = fails(&[
+        "mtl",
+        "train",
+        "--data",
+        p(&dir.path().join("nowhere")),
+        "--model",
+        "omoe",
+    ]);
+    assert!(e.contains("train.csv") && e.contains("not found"), "{e}");
+}

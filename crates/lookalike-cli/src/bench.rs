@@ -482,14 +482,15 @@ fn draw(
             let r = &table[m.name()];
             charts::MethodAuc {
                 name: m.name(),
-                cold: ms(&r.cold.mean_auc),
-                hot: ms(&r.hot.mean_auc),
+                values: [ms(&r.cold.mean_auc), ms(&r.hot.mean_auc)],
             }
         })
         .collect();
     charts::auc_by_method(
         &dir.join("auc-by-method.svg"),
         &format!("{world}: AUC per method over {seeds} seeds"),
+        "mean campaign AUC (± std over seeds)",
+        ["cold", "hot"],
         &by_method,
     )?;
     let by_seeds: Vec<charts::BySeeds> = methods

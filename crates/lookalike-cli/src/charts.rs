@@ -6,11 +6,11 @@ use plotters::coord::CoordTranslate;
 use plotters::prelude::*;
 use std::path::Path;
 
-/// Mean ± std over seeds of one method's mean campaign AUC in each group.
+/// Mean ± std over seeds of one method's AUC in each of two series (cold and hot campaigns; or the
+/// multi-task mode's CTR and CTCVR).
 pub struct MethodAuc<'a> {
     pub name: &'a str,
-    pub cold: Option<(f64, f64)>,
-    pub hot: Option<(f64, f64)>,
+    pub values: [Option<(f64, f64)>; 2],
 }
 
 /// One method's AUC per test campaign (averaged over seeds) with the campaign's seed count.
@@ -88,15 +88,21 @@ fn padded(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
     lo - pad..hi + pad
 }
 
-/// AUC per method with error bars (± one std over seeds), cold and hot side by side: Tables 2 and 4
-/// at a glance. Methods run down the y axis so their names stay readable.
-pub fn auc_by_method(path: &Path, title: &str, methods: &[MethodAuc]) -> Result<()> {
+/// AUC per method with error bars (± one std over seeds), the two series (`labels`) side by side:
+/// Tables 2 and 4 at a glance. Methods run down the y axis so their names stay readable.
+pub fn auc_by_method(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    labels: [&str; 2],
+    methods: &[MethodAuc],
+) -> Result<()> {
     let n = methods.len();
     let height = 120 + 34 * n as u32;
     let range = padded(
         methods
             .iter()
-            .flat_map(|m| [m.cold, m.hot])
+            .flat_map(|m| m.values)
             .flatten()
             .flat_map(|(m, s)| [m - s, m + s]),
     );
@@ -122,18 +128,18 @@ pub fn auc_by_method(path: &Path, title: &str, methods: &[MethodAuc]) -> Result<
                     String::new()
                 }
             })
-            .x_desc("mean campaign AUC (± std over seeds)")
+            .x_desc(x_desc)
             .draw()
             .map_err(|e| anyhow!("{e}"))?;
-        for (label, offset, color, pick) in
-            [("cold", 0.15, COLD, 0usize), ("hot", -0.15, HOT, 1usize)]
-        {
+        for (label, offset, color, pick) in [
+            (labels[0], 0.15, COLD, 0usize),
+            (labels[1], -0.15, HOT, 1usize),
+        ] {
             let bars: Vec<(f64, f64, f64)> = methods
                 .iter()
                 .enumerate()
                 .filter_map(|(i, m)| {
-                    let v = if pick == 0 { m.cold } else { m.hot };
-                    v.map(|(mean, sd)| ((n - 1 - i) as f64 + offset, mean, sd))
+                    m.values[pick].map(|(mean, sd)| ((n - 1 - i) as f64 + offset, mean, sd))
                 })
                 .collect();
             chart

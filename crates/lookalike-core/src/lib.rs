@@ -16,6 +16,8 @@ pub mod lr;
 pub mod meta;
 pub mod metrics;
 pub mod model;
+pub mod mtl;
+pub mod mtl_train;
 pub mod online;
 pub mod pool;
 pub mod record;

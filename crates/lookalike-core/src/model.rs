@@ -204,7 +204,7 @@ pub enum Init {
     Zeros,
 }
 
-struct Initializer {
+pub(crate) struct Initializer {
     rng: Option<StdRng>,
     device: Device,
     /// Parameter ids are numbered in construction order (not random) so a seed gives an identical record.
@@ -212,14 +212,33 @@ struct Initializer {
 }
 
 impl Initializer {
-    fn param<const D: usize>(&mut self, t: Tensor<D>) -> Param<Tensor<D>> {
+    pub(crate) fn new(init: Init, device: &Device) -> Self {
+        Initializer {
+            rng: match init {
+                Init::Seeded(seed) => Some(StdRng::seed_from_u64(seed)),
+                Init::Zeros => None,
+            },
+            device: device.clone(),
+            next_id: 0,
+        }
+    }
+
+    pub(crate) fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub(crate) fn param<const D: usize>(&mut self, t: Tensor<D>) -> Param<Tensor<D>> {
         self.next_id += 1;
         let mut p = Param::from_tensor(t);
         p.id = ParamId::from(self.next_id);
         p
     }
 
-    fn tensor(&mut self, shape: [usize; 2], draw: impl Fn(&mut StdRng) -> f32) -> Tensor<2> {
+    pub(crate) fn tensor(
+        &mut self,
+        shape: [usize; 2],
+        draw: impl Fn(&mut StdRng) -> f32,
+    ) -> Tensor<2> {
         let n = shape[0] * shape[1];
         let values: Vec<f32> = match &mut self.rng {
             Some(rng) => (0..n).map(|_| draw(rng)).collect(),
@@ -228,7 +247,7 @@ impl Initializer {
         Tensor::from_data(TensorData::new(values, shape), &self.device)
     }
 
-    fn embedding(&mut self, rows: usize, dim: usize, std: f32) -> Embedding {
+    pub(crate) fn embedding(&mut self, rows: usize, dim: usize, std: f32) -> Embedding {
         let weight = self.tensor([rows, dim], |rng| {
             // Box–Muller: one N(0, σ²) draw.
             let u1: f32 = rng.random::<f32>().max(f32::MIN_POSITIVE);
@@ -240,7 +259,7 @@ impl Initializer {
         }
     }
 
-    fn linear(&mut self, d_in: usize, d_out: usize) -> Linear {
+    pub(crate) fn linear(&mut self, d_in: usize, d_out: usize) -> Linear {
         let bound = 1.0 / (d_in as f32).sqrt();
         let uniform = move |rng: &mut StdRng| (rng.random::<f32>() * 2.0 - 1.0) * bound;
         let weight = self.tensor([d_in, d_out], uniform);
@@ -265,14 +284,7 @@ impl MetaHeacConfig {
             self.tables.user_multi.len(),
             "MetaHeacConfig::multi_lens must give one max length per multi-valued field (Schema::multi_lens)"
         );
-        let mut ini = Initializer {
-            rng: match init {
-                Init::Seeded(seed) => Some(StdRng::seed_from_u64(seed)),
-                Init::Zeros => None,
-            },
-            device: device.clone(),
-            next_id: 0,
-        };
+        let mut ini = Initializer::new(init, device);
         let (d, std) = (self.embed_dim, self.embed_init_std as f32);
         let t = &self.tables;
         let user_single = t
@@ -495,7 +507,7 @@ impl MetaHeac {
 
 /// log Σ_j exp(x_j) along dim 1, shape `[B, k]` → `[B]` (the max is subtracted first; it is a constant
 /// for the gradient, so it is detached).
-fn log_sum_exp(x: Tensor<2>) -> Tensor<1> {
+pub(crate) fn log_sum_exp(x: Tensor<2>) -> Tensor<1> {
     let max = x.clone().detach().max_dim(1);
     ((x - max.clone()).exp().sum_dim(1).log() + max).squeeze_dim::<1>(1)
 }

@@ -15,67 +15,8 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
-/// Rows of the multi-task layout, column-major by kind: `cat[r * C + f]`, `num[r * N + f]`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct MtlTable {
-    /// Categorical column names, in the order of `cat`.
-    pub categorical: Vec<String>,
-    /// Numerical column names, in the order of `num`.
-    pub numerical: Vec<String>,
-    pub cat: Vec<u32>,
-    pub num: Vec<f32>,
-    pub click: Vec<u8>,
-    pub conversion: Vec<u8>,
-}
-
-impl MtlTable {
-    pub fn new(categorical: Vec<String>, numerical: Vec<String>) -> Self {
-        MtlTable {
-            categorical,
-            numerical,
-            ..Default::default()
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.click.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.click.is_empty()
-    }
-
-    pub fn push(&mut self, cat: &[u32], num: &[f32], click: bool, conversion: bool) {
-        debug_assert_eq!(cat.len(), self.categorical.len());
-        debug_assert_eq!(num.len(), self.numerical.len());
-        self.cat.extend_from_slice(cat);
-        self.num.extend_from_slice(num);
-        self.click.push(click as u8);
-        self.conversion.push(conversion as u8);
-    }
-
-    /// The rows at `idx`, in that order.
-    pub fn select(&self, idx: &[usize]) -> MtlTable {
-        let (c, n) = (self.categorical.len(), self.numerical.len());
-        let mut t = MtlTable::new(self.categorical.clone(), self.numerical.clone());
-        t.cat.reserve(idx.len() * c);
-        t.num.reserve(idx.len() * n);
-        for &r in idx {
-            t.cat.extend_from_slice(&self.cat[r * c..(r + 1) * c]);
-            t.num.extend_from_slice(&self.num[r * n..(r + 1) * n]);
-            t.click.push(self.click[r]);
-            t.conversion.push(self.conversion[r]);
-        }
-        t
-    }
-
-    /// Positive rate of each task (CTR, CTCVR).
-    pub fn rates(&self) -> (f64, f64) {
-        let n = self.len().max(1) as f64;
-        let s = |v: &[u8]| v.iter().map(|&x| x as f64).sum::<f64>() / n;
-        (s(&self.click), s(&self.conversion))
-    }
-}
+/// The rows (defined in core, where the models batch them).
+pub use lookalike_core::mtl::MtlTable;
 
 fn open(path: &Path) -> Result<Box<dyn Read>> {
     let f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;

@@ -1,9 +1,11 @@
 //! `lookalike mtl`: the multi-task mode (MTReclib's setting: CTR and CTCVR on AliExpress-format data).
 //! One module per subcommand, as at the top level.
 
+mod bench;
 mod convert;
 mod inspect;
 mod synth;
+mod train;
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -16,6 +18,10 @@ pub enum Command {
     Convert(convert::Args),
     /// Read a data folder as training will: rows and rates per split, field sizes, statistics.
     Inspect(inspect::Args),
+    /// Train one model (SingleTask, Shared-Bottom, OMoE, MMoE) with early stopping on a validation split.
+    Train(train::Args),
+    /// Every model over several seeds: MTReclib's table (per task AUC and logloss), JSON and SVG.
+    Bench(bench::Args),
 }
 
 pub fn run(c: Command) -> Result<()> {
@@ -23,6 +29,8 @@ pub fn run(c: Command) -> Result<()> {
         Command::Synth(a) => synth::run(a),
         Command::Convert(a) => convert::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Bench(a) => bench::run(a),
     }
 }
 

@@ -1,0 +1,188 @@
+//! The multi-task models: forward shapes, gates that sum to one, field offsets, the record round
+//! trip, a seeded run that repeats, and training that learns a planted signal.
+
+use burn::tensor::{Device, Tensor};
+use lookalike_core::model::Init;
+use lookalike_core::mtl::{MtlConfig, MtlInputs, MtlModelKind, MtlTable, offsets};
+use lookalike_core::mtl_train::{
+    MtlTrainConfig, evaluate, predict, record_from_bytes, record_to_bytes, train,
+};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+const SIZES: [usize; 3] = [5, 3, 7];
+
+/// Dropout draws from the backend's one random stream: two trainings at once in this process (the
+/// test harness runs tests in parallel) would interleave their draws, so they take turns.
+static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Rows whose click follows field 0 (ids ≥ 3 click more) and whose conversion needs a click and
+/// field 2's id being even, with two numerical features (the first informative).
+fn table(n: usize, seed: u64) -> MtlTable {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut t = MtlTable::new(
+        (1..=3).map(|i| format!("categorical_{i}")).collect(),
+        vec!["numerical_1".into(), "numerical_2".into()],
+    );
+    for _ in 0..n {
+        let cat: Vec<u32> = SIZES
+            .iter()
+            .map(|&s| rng.random_range(0..s as u32))
+            .collect();
+        let x: f32 = rng.random::<f32>() * 2.0 - 1.0;
+        let p_click = if cat[0] >= 3 { 0.6 } else { 0.1 } + 0.2 * x;
+        let click = rng.random::<f32>() < p_click;
+        let conversion = click && cat[2].is_multiple_of(2) && rng.random::<f32>() < 0.7;
+        t.push(&cat, &[x, rng.random::<f32>()], click, conversion);
+    }
+    t
+}
+
+fn config(kind: MtlModelKind) -> MtlConfig {
+    MtlConfig::new(kind, SIZES.to_vec(), 2)
+        .with_embed_dim(4)
+        .with_bottom_dims(vec![16, 8])
+        .with_tower_dims(vec![6])
+        .with_num_experts(3)
+}
+
+#[test]
+fn every_model_gives_a_probability_per_task_and_row() {
+    let device = Device::flex();
+    let t = table(10, 1);
+    let rows: Vec<usize> = (0..10).collect();
+    let x = MtlInputs::new(&t, &rows, &offsets(&SIZES), 2, &device);
+    // Field offsets: one table, field f starting after the earlier fields' rows.
+    assert_eq!(offsets(&SIZES), vec![0, 5, 8]);
+    for kind in MtlModelKind::ALL {
+        let m = config(kind).init(Init::Seeded(3), &device);
+        let out = m.forward(&x);
+        assert_eq!(out.tasks.len(), 2, "{kind:?}");
+        for o in &out.tasks {
+            assert_eq!(o.log_prob.dims(), [10]);
+            let p: Vec<f32> = o.prob().into_data().try_to_vec::<f32>().unwrap();
+            let q: Vec<f32> = o
+                .log_not_prob
+                .clone()
+                .exp()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap();
+            for (p, q) in p.iter().zip(&q) {
+                assert!(
+                    (0.0..=1.0).contains(p) && (p + q - 1.0).abs() < 1e-5,
+                    "{kind:?}"
+                );
+            }
+        }
+        // OMoE has one gate, MMoE one per task; each row's gate weights sum to 1 over 3 experts.
+        let gates = match kind {
+            MtlModelKind::OMoE => 1,
+            MtlModelKind::MMoE => 2,
+            _ => 0,
+        };
+        assert_eq!(out.gates.len(), gates, "{kind:?}");
+        for g in &out.gates {
+            assert_eq!(g.dims(), [10, 3]);
+            let sums: Vec<f32> = g
+                .clone()
+                .sum_dim(1)
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap();
+            assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-5), "{sums:?}");
+        }
+        let loss: f32 = m.loss(&x).into_scalar();
+        assert!(loss.is_finite() && loss > 0.0);
+    }
+}
+
+#[test]
+fn the_embedding_table_is_one_xavier_uniform_table() {
+    let device = Device::flex();
+    let m = config(MtlModelKind::SharedBottom).init(Init::Seeded(1), &device);
+    let lookalike_core::mtl::MtlNet::SharedBottom(sb) = &m.net else {
+        panic!("a shared-bottom net")
+    };
+    let w: Tensor<2> = sb.embedding.table.weight.val();
+    assert_eq!(w.dims(), [15, 4]);
+    let bound = (6.0f32 / (4.0 + 15.0)).sqrt();
+    let v: Vec<f32> = w.into_data().try_to_vec::<f32>().unwrap();
+    assert!(v.iter().all(|x| x.abs() <= bound));
+    assert!(v.iter().any(|x| x.abs() > bound / 2.0));
+}
+
+#[test]
+fn training_learns_repeats_and_round_trips() {
+    let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let device = Device::flex();
+    let (tr, va, te) = (table(3000, 1), table(800, 2), table(800, 3));
+    let tc = MtlTrainConfig::new()
+        .with_batch_size(256)
+        .with_epochs(6)
+        .with_lr(1e-2);
+    let c = config(MtlModelKind::MMoE);
+    let fit = train(&c, &tc, &tr, &va, 7, &device, &mut |_| {}).unwrap();
+    let scores = evaluate(&fit.model, &te, &SIZES, 512).unwrap();
+    // The planted signal: field 0 for clicks, field 2 for conversions.
+    assert!(scores[0].auc.unwrap() > 0.7, "{scores:?}");
+    assert!(scores[1].auc.unwrap() > 0.7, "{scores:?}");
+    assert!(fit.epochs.iter().any(|e| e.best) && fit.best_epoch >= 1);
+    // Same seed, same predictions (dropout is seeded too).
+    let again = train(&c, &tc, &tr, &va, 7, &device, &mut |_| {}).unwrap();
+    assert_eq!(
+        predict(&fit.model, &te, &SIZES, 512),
+        predict(&again.model, &te, &SIZES, 512)
+    );
+    // The record holds the config and the weights.
+    let bytes = record_to_bytes(
+        &fit.model,
+        &c,
+        serde_json::json!({ "epoch": fit.best_epoch }),
+    )
+    .unwrap();
+    let (header, back) = record_from_bytes(&bytes, &device).unwrap();
+    assert_eq!(header["epoch"], fit.best_epoch);
+    assert_eq!(
+        predict(&back, &te, &SIZES, 512),
+        predict(&fit.model, &te, &SIZES, 512)
+    );
+    assert!(record_from_bytes(b"not a record", &device).is_err());
+}
+
+#[test]
+fn the_kept_model_is_the_best_epochs_batch_norm_included() {
+    let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let device = Device::flex();
+    // Validation labels unrelated to the rows: the best epoch is an early one, and the epochs after
+    // it go on training (and moving BatchNorm's running statistics).
+    let tr = table(2000, 4);
+    let mut va = table(500, 5);
+    let mut rng = StdRng::seed_from_u64(11);
+    for (c, v) in va.click.iter_mut().zip(va.conversion.iter_mut()) {
+        *c = rng.random_range(0..2);
+        *v = *c * rng.random_range(0..2);
+    }
+    let tc = MtlTrainConfig::new()
+        .with_batch_size(128)
+        .with_epochs(4)
+        .with_patience(10)
+        .with_lr(1e-2);
+    let c = config(MtlModelKind::SharedBottom);
+    let mut at_best = Vec::new();
+    let mut bests = 0;
+    let fit = train(&c, &tc, &tr, &va, 2, &device, &mut |p| {
+        if let lookalike_core::mtl_train::MtlProgress::Best(m) = p {
+            at_best = predict(m, &va, &SIZES, 512);
+            bests += 1;
+        }
+    })
+    .unwrap();
+    assert!(bests >= 1);
+    assert!(
+        fit.best_epoch < fit.epochs.len(),
+        "the test needs a best epoch before the last"
+    );
+    // Later epochs train on (and move BatchNorm's running statistics); the kept model must not.
+    assert_eq!(predict(&fit.model, &va, &SIZES, 512), at_best);
+}
