@@ -786,7 +786,15 @@ fn multi_task_synth_train_and_bench() {
         "{out}"
     );
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&bench).unwrap()).unwrap();
-    for model in ["SingleTask", "Shared-Bottom", "OMoE", "MMoE"] {
+    for model in [
+        "SingleTask",
+        "Shared-Bottom",
+        "OMoE",
+        "MMoE",
+        "PLE",
+        "AITM",
+        "MetaHeac",
+    ] {
         for task in ["ctr", "ctcvr"] {
             for metric in ["auc", "logloss"] {
                 let s = &v["models"][model][task][metric];

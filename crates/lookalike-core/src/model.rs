@@ -462,25 +462,8 @@ impl MetaHeac {
                 .collect(),
             1,
         );
-        let mut prob: Tensor<1> = (sigmoid(z.clone()) * c.clone())
-            .sum_dim(1)
-            .squeeze_dim::<1>(1);
-        let mut log_prob = log_sum_exp(log_c.clone() + log_sigmoid(z.clone()));
-        let mut log_not_prob = match self.critic_combine {
-            // Σ_j c_j = 1, so 1 − ŷ = Σ_j c_j σ(−z_j).
-            CriticCombine::Sum => log_sum_exp(log_c + log_sigmoid(z.neg())),
-            CriticCombine::Mean => {
-                // ŷ/m: 1 − ŷ/m = (1/m) Σ_j c_j (m − σ(z_j)), where m − σ ≥ m − 1 (safe for m ≥ 2).
-                let m = self.critics.len() as f32;
-                if self.critics.len() > 1 {
-                    prob = prob.div_scalar(m);
-                    log_prob = log_prob.sub_scalar(m.ln());
-                    log_sum_exp(log_c + sigmoid(z).neg().add_scalar(m).log()).sub_scalar(m.ln())
-                } else {
-                    log_sum_exp(log_c + log_sigmoid(z.neg()))
-                }
-            }
-        };
+        let (mut prob, mut log_prob, mut log_not_prob) =
+            critic_mixture(log_c, c.clone(), z, self.critic_combine);
 
         // Wide part: ŷ' = σ(s · logit ŷ + w(x)), with logit ŷ = log ŷ − log(1 − ŷ) (finite where ŷ rounds
         // to 0 or 1).
@@ -503,6 +486,36 @@ impl MetaHeac {
     pub fn loss(&self, x: &Inputs) -> Tensor<1> {
         bce(&self.forward(x), x.labels.clone())
     }
+}
+
+/// The hybrid critics' mixture ŷ = Σ_j c_j σ(z_j) (or its 1/m-scaled MTReclib form) from the gate's
+/// log-weights `log_c` (and weights `c`) and the critics' logits `z`, all `[B, m]`: (ŷ, log ŷ,
+/// log(1 − ŷ)), the logs through log-sum-exps so they stay finite where ŷ rounds to 0 or 1.
+pub(crate) fn critic_mixture(
+    log_c: Tensor<2>,
+    c: Tensor<2>,
+    z: Tensor<2>,
+    combine: CriticCombine,
+) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
+    let critics = z.dims()[1];
+    let mut prob: Tensor<1> = (sigmoid(z.clone()) * c).sum_dim(1).squeeze_dim::<1>(1);
+    let mut log_prob = log_sum_exp(log_c.clone() + log_sigmoid(z.clone()));
+    let log_not_prob = match combine {
+        // Σ_j c_j = 1, so 1 − ŷ = Σ_j c_j σ(−z_j).
+        CriticCombine::Sum => log_sum_exp(log_c + log_sigmoid(z.neg())),
+        CriticCombine::Mean => {
+            // ŷ/m: 1 − ŷ/m = (1/m) Σ_j c_j (m − σ(z_j)), where m − σ ≥ m − 1 (safe for m ≥ 2).
+            let m = critics as f32;
+            if critics > 1 {
+                prob = prob.div_scalar(m);
+                log_prob = log_prob.sub_scalar(m.ln());
+                log_sum_exp(log_c + sigmoid(z).neg().add_scalar(m).log()).sub_scalar(m.ln())
+            } else {
+                log_sum_exp(log_c + log_sigmoid(z.neg()))
+            }
+        }
+    };
+    (prob, log_prob, log_not_prob)
 }
 
 /// log Σ_j exp(x_j) along dim 1, shape `[B, k]` → `[B]` (the max is subtracted first; it is a constant

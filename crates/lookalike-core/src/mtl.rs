@@ -10,17 +10,27 @@
 //!   Shared-Bottom  ŷ_t = σ(T_t(B(x)))
 //!   OMoE           ŷ_t = σ(T_t(Σ_k g_k E_k(x))),    g = softmax(G x)      one gate
 //!   MMoE           ŷ_t = σ(T_t(Σ_k g_tk E_k(x))),   g_t = softmax(G_t x)  a gate per task
+//!   PLE            per level: task t mixes its own and the shared experts on its stream, the shared
+//!                  stream mixes every expert (not at the last level); towers on the task streams
+//!   AITM           f_t = B_t(x); f_t ← Σ_{j∈{p,q}} w_j V(x_j) with x = [g_{t−1}(f_{t−1}), f_t],
+//!                  w = softmax(K(x)·Q(x) / √H)  (information passed from the previous task)
+//!   MetaHeac       z_t = [τ_t ‖ mean_f e_f]  (a learned task vector and the sample's field mean)
+//!                  h_t = Σ_k g_k(z_t) E_k(x),  ŷ_t = Σ_j c_j(z_t) σ(T_j(h_t))   (Eq. 9, experts, critics
+//!                  and both one-layer gates shared by the tasks); meta-trained (`mtl_train`)
 //! ```
+//!
+//! AITM's label constraint (the paper's calibration loss, α · mean max(ŷ_ctcvr − ŷ_ctr, 0), which
+//! MTReclib omits) is on by default and switched off with `aitm_calibration = 0`.
 //!
 //! Every model gives, per task, log ŷ and log(1 − ŷ) (from logits, so the loss stays finite where ŷ
 //! rounds to 0 or 1), and the loss is MTReclib's: the mean over tasks of each task's mean BCE.
 
 use crate::metrics::auc;
-use crate::model::{Init, Initializer};
+use crate::model::{CriticCombine, Init, Initializer, critic_mixture};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Embedding, Linear};
-use burn::tensor::activation::{log_sigmoid, relu, softmax};
+use burn::tensor::activation::{log_sigmoid, log_softmax, relu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::RngExt;
 
@@ -102,14 +112,20 @@ pub enum MtlModelKind {
     SharedBottom,
     OMoE,
     MMoE,
+    Ple,
+    Aitm,
+    MetaHeac,
 }
 
 impl MtlModelKind {
-    pub const ALL: [MtlModelKind; 4] = [
+    pub const ALL: [MtlModelKind; 7] = [
         MtlModelKind::SingleTask,
         MtlModelKind::SharedBottom,
         MtlModelKind::OMoE,
         MtlModelKind::MMoE,
+        MtlModelKind::Ple,
+        MtlModelKind::Aitm,
+        MtlModelKind::MetaHeac,
     ];
 
     /// MTReclib's name.
@@ -119,6 +135,9 @@ impl MtlModelKind {
             MtlModelKind::SharedBottom => "Shared-Bottom",
             MtlModelKind::OMoE => "OMoE",
             MtlModelKind::MMoE => "MMoE",
+            MtlModelKind::Ple => "PLE",
+            MtlModelKind::Aitm => "AITM",
+            MtlModelKind::MetaHeac => "MetaHeac",
         }
     }
 }
@@ -143,8 +162,34 @@ pub struct MtlConfig {
     pub tower_dims: Vec<usize>,
     #[config(default = 0.2)]
     pub dropout: f64,
+    /// Experts of OMoE and MMoE; PLE has half of them shared and half per task at each level.
     #[config(default = 8)]
     pub num_experts: usize,
+    /// Weight α of AITM's label constraint (0: off, as in MTReclib).
+    #[config(default = 0.6)]
+    pub aitm_calibration: f64,
+    /// MetaHeac's critics m.
+    #[config(default = 5)]
+    pub num_critics: usize,
+    /// MetaHeac's critic mixture: Σ (official) or MTReclib's 1/m-scaled mean (ŷ ≤ 1/m).
+    #[config(default = "CriticCombine::Sum")]
+    pub critic_combine: CriticCombine,
+    /// MetaHeac's inner (support) learning rate α (MTReclib hard-codes 2e-4).
+    #[config(default = 2e-4)]
+    pub inner_lr: f64,
+    /// What MetaHeac's inner step adapts.
+    #[config(default = "AdaptScope::All")]
+    pub adapt: AdaptScope,
+}
+
+/// What MetaHeac's inner step adapts.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum AdaptScope {
+    /// Every parameter (the official MetaHeac code).
+    All,
+    /// The task embedding only: what MTReclib's port effectively adapts (its other layers never read
+    /// the fast weights).
+    TaskEmbedding,
 }
 
 /// One table for every categorical field (rows offset per field) and a linear layer for the
@@ -295,11 +340,61 @@ pub struct MixtureOfExperts {
 
 /// One model per run: the variants' sizes do not matter (and burn's derive takes no boxes).
 #[allow(clippy::large_enum_variant)]
+/// One level of PLE: experts of each task and shared ones, a gate per task, and (except at the last
+/// level) a gate for the shared stream.
+#[derive(Module, Debug)]
+pub struct PleLevel {
+    pub task_experts: Vec<Vec<Mlp>>,
+    pub shared_experts: Vec<Mlp>,
+    pub task_gates: Vec<Linear>,
+    pub shared_gate: Option<Linear>,
+}
+
+#[derive(Module, Debug)]
+pub struct Ple {
+    pub embedding: FieldEmbedding,
+    pub levels: Vec<PleLevel>,
+    pub towers: Vec<Mlp>,
+}
+
+#[derive(Module, Debug)]
+pub struct Aitm {
+    pub embedding: FieldEmbedding,
+    pub bottoms: Vec<Mlp>,
+    /// g_{t−1}: what task t−1 passes to task t.
+    pub transfer: Vec<Linear>,
+    /// h1, h2, h3 (V, K, Q), shared across tasks as in MTReclib.
+    pub value: Linear,
+    pub key: Linear,
+    pub query: Linear,
+    pub towers: Vec<Mlp>,
+    pub calibration: f64,
+}
+
+/// MetaHeac for multi-task (MTReclib's `HeacModel`): the tasks are CTR and CTCVR, each with a learned
+/// vector that, beside the sample's field mean, drives both gates.
+#[derive(Module, Debug)]
+pub struct MetaHeacMtl {
+    pub embedding: FieldEmbedding,
+    /// τ_t: `[tasks, D]`.
+    pub task_embedding: Embedding,
+    pub experts: Vec<Mlp>,
+    /// One linear layer on z (2D → experts), as MTReclib (the official code has a hidden layer).
+    pub expert_gate: Linear,
+    pub critics: Vec<Mlp>,
+    pub critic_gate: Linear,
+    /// `critic_combine` is Mean (MTReclib's 1/m scaling).
+    pub critic_mean: bool,
+}
+
 #[derive(Module, Debug)]
 pub enum MtlNet {
     SingleTask(SingleTask),
     SharedBottom(SharedBottom),
     MixtureOfExperts(MixtureOfExperts),
+    Ple(Ple),
+    Aitm(Aitm),
+    MetaHeac(MetaHeacMtl),
 }
 
 /// A multi-task model: its config and its network.
@@ -309,12 +404,20 @@ pub struct MtlModel {
     pub tasks: usize,
 }
 
-/// What a forward pass gives: per task its output, and the expert gates' weights when the model has
-/// them (`[B, experts]` per gate).
+/// What a forward pass gives: per task its output, and the mixing weights when the model has them
+/// (`[B, k]` each): OMoE's gate, MMoE's per task, PLE's task gates then shared gates level by level,
+/// AITM's attention over (transferred, own) per task after the first.
 #[derive(Debug, Clone)]
 pub struct MtlOutput {
     pub tasks: Vec<TaskOutput>,
     pub gates: Vec<Tensor<2>>,
+}
+
+/// Σ_k g_k e_k: experts `[B, K, H]` mixed by weights `[B, K]` → `[B, H]`.
+fn mix(experts: Tensor<3>, g: Tensor<2>) -> Tensor<2> {
+    (experts * g.unsqueeze_dim::<3>(2))
+        .sum_dim(1)
+        .squeeze_dim::<2>(1)
 }
 
 fn flatten(e: Tensor<3>) -> Tensor<2> {
@@ -364,28 +467,159 @@ impl MtlModel {
                     .map(|(t, tower)| {
                         // OMoE: the one gate feeds every tower.
                         let g = gates[t.min(gates.len() - 1)].clone();
-                        let h = (experts.clone() * g.unsqueeze_dim::<3>(2))
-                            .sum_dim(1)
-                            .squeeze_dim::<2>(1);
-                        TaskOutput::from_logit(tower.forward(h))
+                        TaskOutput::from_logit(tower.forward(mix(experts.clone(), g)))
                     })
                     .collect();
+                MtlOutput { tasks, gates }
+            }
+            MtlNet::Ple(m) => {
+                let x = flatten(m.embedding.forward(x));
+                let tasks = m.towers.len();
+                // Streams 0..T are the tasks', stream T the shared one.
+                let mut streams = vec![x; tasks + 1];
+                let mut gates = Vec::new();
+                for level in &m.levels {
+                    let shared: Vec<Tensor<2>> = level
+                        .shared_experts
+                        .iter()
+                        .map(|e| e.forward(streams[tasks].clone()))
+                        .collect();
+                    let own: Vec<Vec<Tensor<2>>> = level
+                        .task_experts
+                        .iter()
+                        .enumerate()
+                        .map(|(t, es)| es.iter().map(|e| e.forward(streams[t].clone())).collect())
+                        .collect();
+                    let mut next = Vec::with_capacity(tasks + 1);
+                    for (t, gate) in level.task_gates.iter().enumerate() {
+                        let g = softmax(gate.forward(streams[t].clone()), 1);
+                        let experts: Vec<Tensor<2>> =
+                            own[t].iter().chain(&shared).cloned().collect();
+                        next.push(mix(Tensor::stack::<3>(experts, 1), g.clone()));
+                        gates.push(g);
+                    }
+                    next.push(match &level.shared_gate {
+                        Some(gate) => {
+                            let g = softmax(gate.forward(streams[tasks].clone()), 1);
+                            let experts: Vec<Tensor<2>> =
+                                own.iter().flatten().chain(&shared).cloned().collect();
+                            let h = mix(Tensor::stack::<3>(experts, 1), g.clone());
+                            gates.push(g);
+                            h
+                        }
+                        // The last level's shared stream feeds no tower.
+                        None => streams[tasks].clone(),
+                    });
+                    streams = next;
+                }
+                MtlOutput {
+                    tasks: m
+                        .towers
+                        .iter()
+                        .zip(&streams)
+                        .map(|(tower, h)| TaskOutput::from_logit(tower.forward(h.clone())))
+                        .collect(),
+                    gates,
+                }
+            }
+            MtlNet::Aitm(m) => {
+                let x = flatten(m.embedding.forward(x));
+                let mut features: Vec<Tensor<2>> =
+                    m.bottoms.iter().map(|b| b.forward(x.clone())).collect();
+                let mut gates = Vec::new();
+                let scale = (m.value.weight.dims()[1] as f32).sqrt();
+                for t in 1..features.len() {
+                    let p = m.transfer[t - 1].forward(features[t - 1].clone());
+                    // [B, 2, H]: what the previous task passes, and this task's own feature.
+                    let both = Tensor::stack::<3>(vec![p, features[t].clone()], 1);
+                    let (v, k, q) = (
+                        m.value.forward(both.clone()),
+                        m.key.forward(both.clone()),
+                        m.query.forward(both),
+                    );
+                    let w = softmax((k * q).sum_dim(2).squeeze_dim::<2>(2).div_scalar(scale), 1);
+                    features[t] = mix(v, w.clone());
+                    gates.push(w);
+                }
+                MtlOutput {
+                    tasks: m
+                        .towers
+                        .iter()
+                        .zip(features)
+                        .map(|(tower, h)| TaskOutput::from_logit(tower.forward(h)))
+                        .collect(),
+                    gates,
+                }
+            }
+            MtlNet::MetaHeac(m) => {
+                let e = m.embedding.forward(x);
+                let [b, _, d] = e.dims();
+                let field_mean: Tensor<2> = e.clone().mean_dim(1).squeeze_dim::<2>(1);
+                let x = flatten(e);
+                let experts =
+                    Tensor::stack::<3>(m.experts.iter().map(|e| e.forward(x.clone())).collect(), 1);
+                let combine = if m.critic_mean {
+                    CriticCombine::Mean
+                } else {
+                    CriticCombine::Sum
+                };
+                let tau = m.task_embedding.weight.val();
+                let mut gates = Vec::new();
+                let mut tasks = Vec::new();
+                for t in 0..self.tasks {
+                    // z_t = [τ_t ‖ mean_f e_f], `[B, 2D]`.
+                    let tau_t = tau.clone().narrow(0, t, 1).expand([b, d]);
+                    let z = Tensor::cat(vec![tau_t, field_mean.clone()], 1);
+                    let g = softmax(m.expert_gate.forward(z.clone()), 1);
+                    let h = mix(experts.clone(), g.clone());
+                    let log_c = log_softmax(m.critic_gate.forward(z), 1);
+                    let c = log_c.clone().exp();
+                    let logits =
+                        Tensor::cat(m.critics.iter().map(|k| k.forward(h.clone())).collect(), 1);
+                    let (_, log_prob, log_not_prob) =
+                        critic_mixture(log_c, c.clone(), logits, combine);
+                    tasks.push(TaskOutput {
+                        log_prob,
+                        log_not_prob,
+                    });
+                    gates.push(g);
+                    gates.push(c);
+                }
                 MtlOutput { tasks, gates }
             }
         }
     }
 
-    /// MTReclib's loss: the mean over tasks of each task's mean binary cross-entropy.
+    /// The parameter id of MetaHeac's task embedding (what `AdaptScope::TaskEmbedding` adapts).
+    pub fn task_embedding_id(&self) -> Option<burn::module::ParamId> {
+        match &self.net {
+            MtlNet::MetaHeac(m) => Some(m.task_embedding.weight.id),
+            _ => None,
+        }
+    }
+
+    /// MTReclib's loss: the mean over tasks of each task's mean binary cross-entropy; for AITM plus
+    /// its label constraint, α · mean max(ŷ_t − ŷ_{t−1}, 0) (a conversion needs a click).
     pub fn loss(&self, x: &MtlInputs) -> Tensor<1> {
         let out = self.forward(x);
         let n = out.tasks.len() as f32;
-        out.tasks
+        let mut loss = out
+            .tasks
             .iter()
             .zip(&x.labels)
             .map(|(o, y)| bce(o, y.clone()))
             .reduce(|a, b| a + b)
             .expect("at least one task")
-            .div_scalar(n)
+            .div_scalar(n);
+        if let MtlNet::Aitm(m) = &self.net
+            && m.calibration > 0.0
+        {
+            for pair in out.tasks.windows(2) {
+                let excess = relu(pair[1].prob() - pair[0].prob()).mean();
+                loss = loss + excess.mul_scalar(m.calibration as f32);
+            }
+        }
+        loss
     }
 
     pub fn device(&self) -> Device {
@@ -393,6 +627,9 @@ impl MtlModel {
             MtlNet::SingleTask(m) => m.nets[0].embedding.table.weight.device(),
             MtlNet::SharedBottom(m) => m.embedding.table.weight.device(),
             MtlNet::MixtureOfExperts(m) => m.embedding.table.weight.device(),
+            MtlNet::Ple(m) => m.embedding.table.weight.device(),
+            MtlNet::Aitm(m) => m.embedding.table.weight.device(),
+            MtlNet::MetaHeac(m) => m.embedding.table.weight.device(),
         }
     }
 }
@@ -486,11 +723,77 @@ impl MtlConfig {
                         .collect(),
                 })
             }
+            MtlModelKind::Ple => {
+                let (shared, specific) = self.ple_experts();
+                let mut d_in = x_dim;
+                let n = self.bottom_dims.len();
+                let levels = self
+                    .bottom_dims
+                    .iter()
+                    .enumerate()
+                    .map(|(l, &w)| {
+                        let expert = |ini: &mut Initializer| ini.mlp(d_in, &[w], p, false);
+                        let level = PleLevel {
+                            task_experts: (0..self.tasks)
+                                .map(|_| (0..specific).map(|_| expert(&mut ini)).collect())
+                                .collect(),
+                            shared_experts: (0..shared).map(|_| expert(&mut ini)).collect(),
+                            task_gates: (0..self.tasks)
+                                .map(|_| ini.linear(d_in, specific + shared))
+                                .collect(),
+                            shared_gate: (l + 1 < n)
+                                .then(|| ini.linear(d_in, shared + self.tasks * specific)),
+                        };
+                        d_in = w;
+                        level
+                    })
+                    .collect();
+                MtlNet::Ple(Ple {
+                    embedding: ini.field_embedding(&self.field_sizes, self.numerical, d),
+                    levels,
+                    towers: (0..self.tasks)
+                        .map(|_| ini.mlp(h_dim, &self.tower_dims, p, true))
+                        .collect(),
+                })
+            }
+            MtlModelKind::Aitm => MtlNet::Aitm(Aitm {
+                embedding: ini.field_embedding(&self.field_sizes, self.numerical, d),
+                bottoms: (0..self.tasks)
+                    .map(|_| ini.mlp(x_dim, &self.bottom_dims, p, false))
+                    .collect(),
+                transfer: (1..self.tasks).map(|_| ini.linear(h_dim, h_dim)).collect(),
+                value: ini.linear(h_dim, h_dim),
+                key: ini.linear(h_dim, h_dim),
+                query: ini.linear(h_dim, h_dim),
+                towers: (0..self.tasks)
+                    .map(|_| ini.mlp(h_dim, &self.tower_dims, p, true))
+                    .collect(),
+                calibration: self.aitm_calibration,
+            }),
+            MtlModelKind::MetaHeac => MtlNet::MetaHeac(MetaHeacMtl {
+                embedding: ini.field_embedding(&self.field_sizes, self.numerical, d),
+                task_embedding: ini.embedding(self.tasks, d, 1.0),
+                experts: (0..self.num_experts.max(1))
+                    .map(|_| ini.mlp(x_dim, &self.bottom_dims, p, false))
+                    .collect(),
+                expert_gate: ini.linear(2 * d, self.num_experts.max(1)),
+                critics: (0..self.num_critics.max(1))
+                    .map(|_| ini.mlp(h_dim, &self.tower_dims, p, true))
+                    .collect(),
+                critic_gate: ini.linear(2 * d, self.num_critics.max(1)),
+                critic_mean: self.critic_combine == CriticCombine::Mean,
+            }),
         };
         MtlModel {
             net,
             tasks: self.tasks,
         }
+    }
+
+    /// PLE's experts per level: shared ones and ones per task, half of `num_experts` each (MTReclib).
+    pub fn ple_experts(&self) -> (usize, usize) {
+        let half = (self.num_experts / 2).max(1);
+        (half, half)
     }
 }
 

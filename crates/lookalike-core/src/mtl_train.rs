@@ -2,15 +2,25 @@
 //! BCE, Adam (lr 1e-3, L2 weight decay 1e-6), one step per batch — with two of its choices fixed:
 //! early stopping (patience 2 epochs on the mean AUC over tasks) reads a validation split, not the
 //! test set, and every run is seeded (the backend's random stream too, for dropout).
+//!
+//! MetaHeac is meta-trained as MTReclib does it: each batch is a pseudo-task whose first half is the
+//! support set and second half the query set, two batches make a meta-batch, the inner step (α, one
+//! SGD step on the support loss, first-order) adapts every parameter or only the task embedding, and
+//! Adam steps on the mean query loss at the adapted weights. The fast weights are values computed
+//! for one meta-batch and dropped with it, so none leak into evaluation (MTReclib's do).
 
 use crate::finite::NonFinite;
+use crate::grads;
 use crate::model::Init;
-use crate::mtl::{MtlConfig, MtlInputs, MtlModel, MtlTable, TaskScore, offsets, task_score};
+use crate::mtl::{
+    AdaptScope, MtlConfig, MtlInputs, MtlModel, MtlModelKind, MtlTable, TaskScore, offsets,
+    task_score,
+};
 use burn::config::Config;
 use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig, GradientsParams};
-use burn::tensor::{Device, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -139,7 +149,11 @@ pub fn train(
     let mut best: Option<(f64, usize, MtlModel)> = None;
     let mut since_best = 0;
     let mut rows_read = 0usize;
-    let per_epoch = train.len().div_ceil(tc.batch_size.max(1));
+    let meta = config.kind == MtlModelKind::MetaHeac;
+    let per_epoch = train
+        .len()
+        .div_ceil(tc.batch_size.max(1))
+        .div_ceil(if meta { 2 } else { 1 });
     for epoch in 1..=tc.epochs.max(1) {
         let t0 = Instant::now();
         order.shuffle(&mut StdRng::seed_from_u64(
@@ -147,13 +161,20 @@ pub fn train(
         ));
         let mut total = 0.0;
         let mut batches = 0;
-        for (i, chunk) in order.chunks(tc.batch_size.max(1)).enumerate() {
-            // BatchNorm needs two rows to estimate a variance.
-            if chunk.len() < 2 {
-                continue;
-            }
-            let x = MtlInputs::new(train, chunk, &offs, config.tasks, &ad);
-            let loss = model.loss(&x);
+        // BatchNorm needs two rows to estimate a variance (MetaHeac: in each half of a batch).
+        let least = if meta { 4 } else { 2 };
+        let chunks: Vec<&[usize]> = order
+            .chunks(tc.batch_size.max(1))
+            .filter(|c| c.len() >= least)
+            .collect();
+        let per_step = if meta { 2 } else { 1 };
+        for (i, step) in chunks.chunks(per_step).enumerate() {
+            let loss = if meta {
+                meta_loss(&model, config, train, &offs, step, &ad)
+            } else {
+                model.loss(&MtlInputs::new(train, step[0], &offs, config.tasks, &ad))
+            };
+            let chunk_rows: usize = step.iter().map(|c| c.len()).sum();
             let value = loss.clone().into_scalar::<f32>();
             if !value.is_finite() {
                 return Err(NonFinite::new(
@@ -165,7 +186,7 @@ pub fn train(
             model = optim.step(tc.lr, model, grads);
             total += value as f64;
             batches += 1;
-            rows_read += chunk.len();
+            rows_read += chunk_rows;
             on_progress(MtlProgress::Batch(epoch, i + 1, per_epoch, value));
         }
         let seconds = t0.elapsed().as_secs_f64();
@@ -203,6 +224,43 @@ pub fn train(
         seconds,
         rows_per_second: rows_read as f64 / seconds.max(1e-9),
     })
+}
+
+/// MetaHeac's meta-objective on one meta-batch: for each batch (a pseudo-task), one first-order SGD
+/// step on its first half (the support set) from θ, then the loss of its second half (the query set)
+/// at the adapted weights; the mean over the pseudo-tasks, differentiable in θ.
+fn meta_loss(
+    model: &MtlModel,
+    config: &MtlConfig,
+    train: &MtlTable,
+    offs: &[u32],
+    batches: &[&[usize]],
+    device: &Device,
+) -> Tensor<1> {
+    let n = batches.len() as f32;
+    let alpha = config.inner_lr as f32;
+    let mut total: Option<Tensor<1>> = None;
+    for rows in batches {
+        let (support, query) = rows.split_at(rows.len() / 2);
+        let support = MtlInputs::new(train, support, offs, config.tasks, device);
+        let query = MtlInputs::new(train, query, offs, config.tasks, device);
+        // The inner gradient is taken at a detached copy of θ and enters θ' as a constant.
+        let leaf = grads::releaf(model.clone());
+        let mut g = leaf.loss(&support).backward();
+        let g = match (config.adapt, leaf.task_embedding_id()) {
+            (AdaptScope::TaskEmbedding, Some(id)) => {
+                GradientsParams::from_params(&mut g, &leaf, &[id])
+            }
+            _ => GradientsParams::from_module(&mut g, &leaf),
+        };
+        let fast = grads::shift(model.clone(), &g, -alpha, false);
+        let lq = fast.loss(&query).div_scalar(n);
+        total = Some(match total {
+            Some(t) => t + lq,
+            None => lq,
+        });
+    }
+    total.expect("at least one pseudo-task")
 }
 
 /// The number of parameters of a model.

@@ -3,7 +3,7 @@
 
 use burn::tensor::{Device, Tensor};
 use lookalike_core::model::Init;
-use lookalike_core::mtl::{MtlConfig, MtlInputs, MtlModelKind, MtlTable, offsets};
+use lookalike_core::mtl::{AdaptScope, MtlConfig, MtlInputs, MtlModelKind, MtlTable, offsets};
 use lookalike_core::mtl_train::{
     MtlTrainConfig, evaluate, predict, record_from_bytes, record_to_bytes, train,
 };
@@ -75,22 +75,33 @@ fn every_model_gives_a_probability_per_task_and_row() {
                 );
             }
         }
-        // OMoE has one gate, MMoE one per task; each row's gate weights sum to 1 over 3 experts.
-        let gates = match kind {
-            MtlModelKind::OMoE => 1,
-            MtlModelKind::MMoE => 2,
-            _ => 0,
+        // OMoE has one gate, MMoE one per task (over 3 experts); PLE (1 shared and 1 own expert per
+        // level with 3 experts asked) a gate per task per level, [own, shared], and a shared gate at
+        // the first level, [task 0's, task 1's, shared]; AITM an attention over (transferred, own)
+        // for the second task.
+        let widths: Vec<usize> = match kind {
+            MtlModelKind::OMoE => vec![3],
+            MtlModelKind::MMoE => vec![3, 3],
+            MtlModelKind::Ple => vec![2, 2, 3, 2, 2],
+            MtlModelKind::Aitm => vec![2],
+            // Per task: the expert gate (3) and the critic gate (5 critics).
+            MtlModelKind::MetaHeac => vec![3, 5, 3, 5],
+            _ => vec![],
         };
-        assert_eq!(out.gates.len(), gates, "{kind:?}");
+        let got: Vec<usize> = out.gates.iter().map(|g| g.dims()[1]).collect();
+        assert_eq!(got, widths, "{kind:?}");
         for g in &out.gates {
-            assert_eq!(g.dims(), [10, 3]);
+            assert_eq!(g.dims()[0], 10);
             let sums: Vec<f32> = g
                 .clone()
                 .sum_dim(1)
                 .into_data()
                 .try_to_vec::<f32>()
                 .unwrap();
-            assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-5), "{sums:?}");
+            assert!(
+                sums.iter().all(|s| (s - 1.0).abs() < 1e-5),
+                "{kind:?} {sums:?}"
+            );
         }
         let loss: f32 = m.loss(&x).into_scalar();
         assert!(loss.is_finite() && loss > 0.0);
@@ -185,4 +196,111 @@ fn the_kept_model_is_the_best_epochs_batch_norm_included() {
     );
     // Later epochs train on (and move BatchNorm's running statistics); the kept model must not.
     assert_eq!(predict(&fit.model, &va, &SIZES, 512), at_best);
+}
+
+#[test]
+fn ple_gates_are_sized_by_mtreclibs_expert_split() {
+    // The defaults: 8 experts → 4 shared and 4 per task at each of the 2 levels.
+    let c = MtlConfig::new(MtlModelKind::Ple, SIZES.to_vec(), 2)
+        .with_embed_dim(4)
+        .with_bottom_dims(vec![6, 5])
+        .with_tower_dims(vec![3]);
+    assert_eq!(c.ple_experts(), (4, 4));
+    let device = Device::flex();
+    let m = c.init(Init::Seeded(1), &device);
+    let lookalike_core::mtl::MtlNet::Ple(ple) = &m.net else {
+        panic!("a PLE net")
+    };
+    assert_eq!(ple.levels.len(), 2);
+    for (l, level) in ple.levels.iter().enumerate() {
+        assert_eq!(level.task_experts.len(), 2);
+        assert!(level.task_experts.iter().all(|e| e.len() == 4));
+        assert_eq!(level.shared_experts.len(), 4);
+        assert!(level.task_gates.iter().all(|g| g.weight.dims()[1] == 8));
+        // The shared gate mixes every expert, and only below the last level.
+        assert_eq!(
+            level.shared_gate.as_ref().map(|g| g.weight.dims()[1]),
+            (l == 0).then_some(12)
+        );
+    }
+}
+
+#[test]
+fn aitms_label_constraint_adds_to_the_loss_only_when_asked() {
+    let device = Device::flex();
+    let t = table(64, 9);
+    let rows: Vec<usize> = (0..64).collect();
+    let x = MtlInputs::new(&t, &rows, &offsets(&SIZES), 2, &device);
+    // An initialisation whose CTCVR exceeds its CTR on some rows (the constraint's case).
+    let (seed, excess) = (1..50u64)
+        .map(|seed| {
+            let m = config(MtlModelKind::Aitm).init(Init::Seeded(seed), &device);
+            let out = m.forward(&x);
+            let (ctr, ctcvr) = (out.tasks[0].prob(), out.tasks[1].prob());
+            let excess: f32 = burn::tensor::activation::relu(ctcvr - ctr)
+                .mean()
+                .into_scalar();
+            (seed, excess)
+        })
+        .find(|&(_, e)| e > 1e-3)
+        .expect("an initialisation with some excess");
+    let with = config(MtlModelKind::Aitm).init(Init::Seeded(seed), &device);
+    let without = config(MtlModelKind::Aitm)
+        .with_aitm_calibration(0.0)
+        .init(Init::Seeded(seed), &device);
+    let (a, b): (f32, f32) = (with.loss(&x).into_scalar(), without.loss(&x).into_scalar());
+    assert!((a - b - 0.6 * excess).abs() < 1e-5, "{a} {b} {excess}");
+}
+
+#[test]
+fn metaheac_keeps_no_fast_weights_and_meta_trains() {
+    let _turn = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let device = Device::flex();
+    let (tr, va, te) = (table(3000, 1), table(800, 2), table(800, 3));
+    let c = config(MtlModelKind::MetaHeac).with_inner_lr(5.0);
+    // With the outer learning rate 0, θ must come out as it went in however far the inner step
+    // moves the fast weights: adapted weights are never written back (MTReclib's stay on the model
+    // and leak into evaluation).
+    let still = MtlTrainConfig::new()
+        .with_batch_size(256)
+        .with_epochs(1)
+        .with_lr(0.0)
+        .with_weight_decay(0.0);
+    let fit = train(&c, &still, &tr, &va, 7, &device, &mut |_| {}).unwrap();
+    let fresh = c.init(Init::Seeded(7), &device);
+    let weights = |m: &lookalike_core::mtl::MtlModel| -> Vec<f32> {
+        let lookalike_core::mtl::MtlNet::MetaHeac(h) = &m.net else {
+            panic!("a MetaHeac net")
+        };
+        let mut v = h
+            .task_embedding
+            .weight
+            .val()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        v.extend(
+            h.embedding
+                .table
+                .weight
+                .val()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap(),
+        );
+        v
+    };
+    assert_eq!(weights(&fit.model), weights(&fresh));
+    // Meta-trained for real, in both adaptation scopes, it finds the planted signal.
+    for scope in [AdaptScope::All, AdaptScope::TaskEmbedding] {
+        let tc = MtlTrainConfig::new()
+            .with_batch_size(256)
+            .with_epochs(6)
+            .with_lr(1e-2);
+        let c = config(MtlModelKind::MetaHeac).with_adapt(scope);
+        let fit = train(&c, &tc, &tr, &va, 7, &device, &mut |_| {}).unwrap();
+        let scores = evaluate(&fit.model, &te, &SIZES, 512).unwrap();
+        assert!(scores[0].auc.unwrap() > 0.7, "{scope:?} {scores:?}");
+        assert!(scores[1].auc.unwrap() > 0.65, "{scope:?} {scores:?}");
+    }
 }

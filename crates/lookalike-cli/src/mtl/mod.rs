@@ -18,7 +18,8 @@ pub enum Command {
     Convert(convert::Args),
     /// Read a data folder as training will: rows and rates per split, field sizes, statistics.
     Inspect(inspect::Args),
-    /// Train one model (SingleTask, Shared-Bottom, OMoE, MMoE) with early stopping on a validation split.
+    /// Train one model (SingleTask, Shared-Bottom, OMoE, MMoE, PLE, AITM, MetaHeac) with early stopping
+    /// on a validation split.
     Train(train::Args),
     /// Every model over several seeds: MTReclib's table (per task AUC and logloss), JSON and SVG.
     Bench(bench::Args),

@@ -4,7 +4,8 @@
 
 use crate::{BackendArg, backend, progress};
 use anyhow::{Context, Result, bail};
-use lookalike_core::mtl::{MtlConfig, MtlModelKind, TaskScore};
+use lookalike_core::model::CriticCombine;
+use lookalike_core::mtl::{AdaptScope, MtlConfig, MtlModelKind, TaskScore};
 use lookalike_core::mtl_train::{
     MtlProgress, MtlTrainConfig, evaluate, parameter_count, record_to_bytes, train,
 };
@@ -18,6 +19,9 @@ pub enum ModelArg {
     SharedBottom,
     Omoe,
     Mmoe,
+    Ple,
+    Aitm,
+    Metaheac,
 }
 
 impl From<ModelArg> for MtlModelKind {
@@ -27,8 +31,23 @@ impl From<ModelArg> for MtlModelKind {
             ModelArg::SharedBottom => MtlModelKind::SharedBottom,
             ModelArg::Omoe => MtlModelKind::OMoE,
             ModelArg::Mmoe => MtlModelKind::MMoE,
+            ModelArg::Ple => MtlModelKind::Ple,
+            ModelArg::Aitm => MtlModelKind::Aitm,
+            ModelArg::Metaheac => MtlModelKind::MetaHeac,
         }
     }
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum CombineArg {
+    Sum,
+    Mean,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum AdaptArg {
+    All,
+    TaskEmbedding,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -67,9 +86,22 @@ pub struct DataArgs {
     /// Dropout [default: 0.2].
     #[arg(long)]
     pub dropout: Option<f64>,
-    /// Experts of OMoE and MMoE [default: 8].
+    /// Experts of OMoE and MMoE; PLE: half shared, half per task [default: 8].
     #[arg(long)]
     pub experts: Option<usize>,
+    /// Weight of AITM's label constraint; 0 leaves it out, as MTReclib does [default: 0.6].
+    #[arg(long)]
+    pub aitm_calibration: Option<f64>,
+    /// MetaHeac's critic mixture: sum (official) or mean (MTReclib's 1/m scaling) [default: sum].
+    #[arg(long, value_enum)]
+    pub critic_combine: Option<CombineArg>,
+    /// What MetaHeac's inner step adapts: all (official) or task-embedding (MTReclib's effective
+    /// behaviour) [default: all].
+    #[arg(long, value_enum)]
+    pub adapt: Option<AdaptArg>,
+    /// MetaHeac's inner learning rate α [default: 2e-4].
+    #[arg(long)]
+    pub inner_lr: Option<f64>,
     #[arg(long, value_enum, default_value_t = BackendArg::Flex)]
     pub backend: BackendArg,
 }
@@ -91,6 +123,20 @@ impl DataArgs {
         c.embed_dim = self.embed_dim.unwrap_or(c.embed_dim);
         c.dropout = self.dropout.unwrap_or(c.dropout);
         c.num_experts = self.experts.unwrap_or(c.num_experts);
+        c.aitm_calibration = self.aitm_calibration.unwrap_or(c.aitm_calibration);
+        c.inner_lr = self.inner_lr.unwrap_or(c.inner_lr);
+        if let Some(v) = self.critic_combine {
+            c.critic_combine = match v {
+                CombineArg::Sum => CriticCombine::Sum,
+                CombineArg::Mean => CriticCombine::Mean,
+            };
+        }
+        if let Some(v) = self.adapt {
+            c.adapt = match v {
+                AdaptArg::All => AdaptScope::All,
+                AdaptArg::TaskEmbedding => AdaptScope::TaskEmbedding,
+            };
+        }
         let t = MtlTrainConfig::new()
             .with_epochs(self.epochs)
             .with_patience(self.patience)
