@@ -96,6 +96,7 @@ def main():
     same_audience("Model.finetune + top_k (pyarrow)", lookalike.top_k(tuned, batches, k, seeds),
                   cli_u, cli_s)
     # Scores of a batch come back in its order, and agree with the heap's.
+    assert lookalike.score(model, batches[0].slice(0, 0)).num_rows == 0
     first = lookalike.score(model, batches[0])
     assert first.column("uid").to_pylist() == batches[0].column("uid").to_pylist()
     by_uid = dict(zip(cli_u.tolist(), cli_s.tolist()))

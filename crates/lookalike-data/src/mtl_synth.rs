@@ -12,6 +12,7 @@
 //! historical rates) and plain noise on very different scales, as logged features do.
 
 use crate::mtl::MtlTable;
+use crate::synth::{normal, sigmoid};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
@@ -72,23 +73,12 @@ const INFORMATIVE_ITEM: usize = 12;
 const CONTEXT_NUMERICAL: usize = 3;
 const NOISE: usize = 63 - INFORMATIVE_USER - INFORMATIVE_ITEM - CONTEXT_NUMERICAL;
 
-fn normal(rng: &mut StdRng) -> f64 {
-    // Box–Muller: rand 0.10 has no normal distribution without rand_distr.
-    let u1: f64 = rng.random::<f64>().max(1e-300);
-    let u2: f64 = rng.random();
-    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-}
-
 fn vec_k(rng: &mut StdRng, scale: f64) -> [f64; K] {
     std::array::from_fn(|_| normal(rng) * scale)
 }
 
 fn dot(a: &[f64; K], b: &[f64; K]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-fn sigmoid(x: f64) -> f64 {
-    1.0 / (1.0 + (-x).exp())
 }
 
 struct User {

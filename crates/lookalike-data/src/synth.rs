@@ -158,13 +158,14 @@ struct User {
     tokens: Vec<(usize, usize)>,
 }
 
-fn normal(rng: &mut StdRng) -> f64 {
+/// One N(0, 1) draw (Box–Muller: rand 0.10 has no normal distribution without rand_distr).
+pub(crate) fn normal(rng: &mut StdRng) -> f64 {
     let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
     let u2: f64 = rng.random::<f64>();
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
-fn sigmoid(x: f64) -> f64 {
+pub(crate) fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 

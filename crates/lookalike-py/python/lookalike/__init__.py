@@ -71,8 +71,10 @@ def _whole_blocks(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]
 
 def score(model: Model, batch: pa.RecordBatch) -> pa.RecordBatch:
     """Every user's score with a campaign's model: (``uid`` int64, ``score`` float32), input order."""
-    table = _from_ipc(model.score_ipc(_to_ipc([batch])))
-    return table.combine_chunks().to_batches()[0] if table.num_rows else table.to_batches()
+    table = _from_ipc(model.score_ipc(_to_ipc([batch]))).combine_chunks()
+    if table.num_rows == 0:
+        return pa.RecordBatch.from_pylist([], schema=pa.schema([("uid", pa.int64()), ("score", pa.float32())]))
+    return table.to_batches()[0]
 
 
 def top_k(
