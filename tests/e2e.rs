@@ -816,5 +816,5 @@ fn multi_task_synth_train_and_bench() {
         "--model",
         "omoe",
     ]);
-    assert!(e.contains("train.csv") && e.contains("not found"), "{e}");
+    assert!(e.contains("train.csv") && e.contains("missing file"), "{e}");
 }

@@ -392,8 +392,7 @@ pub fn run(a: Args) -> Result<()> {
             methods: table,
             pretrain,
         };
-        let json = serde_json::to_vec_pretty(&report)?;
-        lookalike_data::atomic::write_atomic(path, |w| w.write_all(&json))?;
+        crate::write_json(path, &report)?;
     }
     Ok(())
 }

@@ -228,8 +228,7 @@ pub fn run(a: Args) -> Result<()> {
             seconds,
             groups: Groups { cold, hot },
         };
-        let json = serde_json::to_vec_pretty(&report)?;
-        lookalike_data::atomic::write_atomic(path, |w| w.write_all(&json))?;
+        crate::write_json(path, &report)?;
     }
     Ok(())
 }

@@ -106,6 +106,13 @@ fn main() {
     }
 }
 
+/// Writes `value` as pretty JSON, atomically (`--json` of `eval`, `bench`, `mtl train`, `mtl bench`).
+pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    let json = serde_json::to_vec_pretty(value)?;
+    lookalike_data::atomic::write_atomic(path, |w| w.write_all(&json))
+        .with_context(|| format!("{}", path.display()))
+}
+
 /// `--backend`: where the model runs.
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 pub enum BackendArg {

@@ -120,6 +120,25 @@ fn splitmix64(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Every user of `table` (a piece of a pool) with its score, in the table's order, scored as
+/// [`score_blocks`] does.
+pub fn score_table(
+    model: &MetaHeac,
+    table: &UserTable,
+    ad: &[u32],
+) -> Result<Vec<Scored>, NonFinite> {
+    let rows: Vec<Row> = (0..table.len() as u32)
+        .map(|user| Row { user, label: false })
+        .collect();
+    let scores = score_blocks(model, table, ad, &rows)?;
+    Ok(table
+        .uids
+        .iter()
+        .zip(scores)
+        .map(|(&uid, score)| Scored { uid, score })
+        .collect())
+}
+
 /// Scores the users of `table` (a piece of a streamed pool) and offers them to `top`; returns how
 /// many were scored.
 pub fn score_into(
@@ -128,15 +147,8 @@ pub fn score_into(
     ad: &[u32],
     top: &mut TopK,
 ) -> Result<usize, NonFinite> {
-    let rows: Vec<Row> = (0..table.len() as u32)
-        .map(|user| Row { user, label: false })
-        .collect();
-    let scores = score_blocks(model, table, ad, &rows)?;
-    for (r, &s) in rows.iter().zip(&scores) {
-        top.offer(Scored {
-            uid: table.uids[r.user as usize],
-            score: s,
-        });
-    }
-    Ok(rows.len())
+    let scored = score_table(model, table, ad)?;
+    let n = scored.len();
+    scored.into_iter().for_each(|s| top.offer(s));
+    Ok(n)
 }

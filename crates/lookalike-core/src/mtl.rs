@@ -338,8 +338,6 @@ pub struct MixtureOfExperts {
     pub towers: Vec<Mlp>,
 }
 
-/// One model per run: the variants' sizes do not matter (and burn's derive takes no boxes).
-#[allow(clippy::large_enum_variant)]
 /// One level of PLE: experts of each task and shared ones, a gate per task, and (except at the last
 /// level) a gate for the shared stream.
 #[derive(Module, Debug)]
@@ -397,7 +395,7 @@ pub enum MtlNet {
     MetaHeac(MetaHeacMtl),
 }
 
-/// A multi-task model: its config and its network.
+/// A multi-task model: its network and its number of tasks.
 #[derive(Module, Debug)]
 pub struct MtlModel {
     pub net: MtlNet,
@@ -623,14 +621,10 @@ impl MtlModel {
     }
 
     pub fn device(&self) -> Device {
-        match &self.net {
-            MtlNet::SingleTask(m) => m.nets[0].embedding.table.weight.device(),
-            MtlNet::SharedBottom(m) => m.embedding.table.weight.device(),
-            MtlNet::MixtureOfExperts(m) => m.embedding.table.weight.device(),
-            MtlNet::Ple(m) => m.embedding.table.weight.device(),
-            MtlNet::Aitm(m) => m.embedding.table.weight.device(),
-            MtlNet::MetaHeac(m) => m.embedding.table.weight.device(),
-        }
+        self.devices()
+            .into_iter()
+            .next()
+            .expect("a model has parameters")
     }
 }
 

@@ -62,8 +62,8 @@ pub enum MtlProgress<'a> {
     /// A batch: (epoch, batch index, batches per epoch, loss).
     Batch(usize, usize, usize, f32),
     Epoch(&'a EpochReport),
-    /// The weights just validated best (to save as the run's checkpoint).
-    Best(&'a MtlModel),
+    /// The weights just validated best, with their epoch (to save as the run's checkpoint).
+    Best(usize, &'a MtlModel),
 }
 
 /// A trained model (the best validated weights, on the inference device) and its history.
@@ -78,12 +78,8 @@ pub struct MtlFit {
 
 /// The mean over tasks of the AUCs that exist (a task without both labels has none).
 pub fn mean_auc(scores: &[TaskScore]) -> f64 {
-    let v: Vec<f64> = scores.iter().filter_map(|s| s.auc).collect();
-    if v.is_empty() {
-        0.5
-    } else {
-        v.iter().sum::<f64>() / v.len() as f64
-    }
+    let m = crate::schedule::mean_of(&scores.iter().map(|s| s.auc).collect::<Vec<_>>());
+    if m.is_nan() { 0.5 } else { m }
 }
 
 /// Each task's predicted probabilities for every row of `t`, scored in passes of `batch` rows.
@@ -203,7 +199,7 @@ pub fn train(
         on_progress(MtlProgress::Epoch(&report));
         epochs.push(report);
         if better {
-            on_progress(MtlProgress::Best(&model));
+            on_progress(MtlProgress::Best(epoch, &model));
             // `valid()` copies BatchNorm's running statistics; a `clone()` would share them with
             // the model that trains on, and the kept weights would drift.
             best = Some((a, epoch, model.valid()));
@@ -263,11 +259,6 @@ fn meta_loss(
     total.expect("at least one pseudo-task")
 }
 
-/// The number of parameters of a model.
-pub fn parameter_count(model: &MtlModel) -> usize {
-    model.num_params()
-}
-
 const MAGIC: &[u8; 8] = b"LKMTLREC";
 const VERSION: u32 = 1;
 
@@ -280,11 +271,8 @@ pub fn record_to_bytes(
 ) -> Result<Vec<u8>, String> {
     header["config"] = serde_json::to_value(config).map_err(|e| e.to_string())?;
     let json = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
-    let weights = model
-        .valid()
-        .into_record()
-        .into_bytes()
-        .map_err(|e| format!("{e:?}"))?;
+    let weights = crate::record::weights_to_bytes(model, crate::record::Precision::F32)
+        .map_err(|e| e.to_string())?;
     let mut out = crate::frame::write_head(MAGIC, VERSION, &json, weights.len() + 8);
     out.extend_from_slice(&(weights.len() as u64).to_le_bytes());
     out.extend_from_slice(&weights);
@@ -303,13 +291,7 @@ pub fn record_from_bytes(
         serde_json::from_value(header["config"].clone()).map_err(|e| e.to_string())?;
     let n = crate::frame::u64_at(&mut rest, "weights length").map_err(|e| format!("{e:?}"))?;
     let weights = crate::frame::take(&mut rest, n, "weights").map_err(|e| format!("{e:?}"))?;
-    let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(
-        weights.to_vec(),
-    ))
-    .map_err(|e| format!("{e:?}"))?;
-    let model = config
-        .init(Init::Zeros, device)
-        .try_load_record(record)
-        .map_err(|e| format!("{e:?}"))?;
+    let model = crate::record::load_weights(config.init(Init::Zeros, device), weights)
+        .map_err(|e| e.to_string())?;
     Ok((header, model))
 }

@@ -121,9 +121,12 @@ impl ModuleMapper for CastTo {
     }
 }
 
-/// A model's weights alone, as burnpack bytes (f32 round-trips bit-exactly; the parameter ids are
-/// kept, which Adam's saved state is keyed by).
-pub fn weights_to_bytes(model: &MetaHeac, precision: Precision) -> Result<Vec<u8>, RecordError> {
+/// A model's weights alone (any module: MetaHeac, the multi-task models), as burnpack bytes (f32
+/// round-trips bit-exactly; the parameter ids are kept, which Adam's saved state is keyed by).
+pub fn weights_to_bytes<M: Module>(
+    model: &M,
+    precision: Precision,
+) -> Result<Vec<u8>, RecordError> {
     let mut model = model.valid();
     if precision == Precision::F16 {
         model = model.map(&mut CastTo(DType::F16));
@@ -137,7 +140,7 @@ pub fn weights_to_bytes(model: &MetaHeac, precision: Precision) -> Result<Vec<u8
 
 /// Loads weights from [`weights_to_bytes`] into `model` (same architecture), on `model`'s device; the
 /// parameters take the saved ids.
-pub fn load_weights(model: MetaHeac, weights: &[u8]) -> Result<MetaHeac, RecordError> {
+pub fn load_weights<M: Module>(model: M, weights: &[u8]) -> Result<M, RecordError> {
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(weights.to_vec()))
         .map_err(|e| RecordError::Weights(format!("{e:?}")))?
         .cast_to_module_dtype();
@@ -231,6 +234,6 @@ pub fn from_bytes_or_fresh(
 }
 
 /// Number of scalar parameters.
-pub fn parameter_count(model: &MetaHeac) -> usize {
+pub fn parameter_count<M: Module>(model: &M) -> usize {
     model.num_params()
 }

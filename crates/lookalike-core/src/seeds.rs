@@ -17,11 +17,27 @@ pub struct SeedList {
     pub had_header: bool,
 }
 
+impl SeedList {
+    /// Ids in first-occurrence order, repeats dropped and counted.
+    pub fn from_ids(ids: impl IntoIterator<Item = u64>) -> SeedList {
+        let mut seen = std::collections::HashSet::new();
+        let mut out = SeedList::default();
+        for uid in ids {
+            if seen.insert(uid) {
+                out.uids.push(uid);
+            } else {
+                out.duplicates += 1;
+            }
+        }
+        out
+    }
+}
+
 /// Parses a seed list. The id column is `uid` (or `user_id`, `id`) when a header names it, else the first.
 pub fn parse_seed_list(bytes: &[u8]) -> Result<SeedList, SeedError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let mut out = SeedList::default();
-    let mut seen = std::collections::HashSet::new();
+    let mut ids = Vec::new();
+    let mut had_header = false;
     let mut column = 0usize;
     let mut first = true;
     for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
@@ -43,7 +59,7 @@ pub fn parse_seed_list(bytes: &[u8]) -> Result<SeedList, SeedError> {
             first = false;
             if cells[0].parse::<u64>().is_err() {
                 // A header line: find the id column.
-                out.had_header = true;
+                had_header = true;
                 column = cells
                     .iter()
                     .position(|c| {
@@ -61,12 +77,12 @@ pub fn parse_seed_list(bytes: &[u8]) -> Result<SeedList, SeedError> {
             line,
             message: format!("{cell:?} is not a user id (expected a non-negative integer)"),
         })?;
-        if seen.insert(uid) {
-            out.uids.push(uid);
-        } else {
-            out.duplicates += 1;
-        }
+        ids.push(uid);
     }
+    let out = SeedList {
+        had_header,
+        ..SeedList::from_ids(ids)
+    };
     if out.uids.is_empty() {
         return Err(SeedError {
             line: 1,

@@ -183,7 +183,7 @@ fn the_kept_model_is_the_best_epochs_batch_norm_included() {
     let mut at_best = Vec::new();
     let mut bests = 0;
     let fit = train(&c, &tc, &tr, &va, 2, &device, &mut |p| {
-        if let lookalike_core::mtl_train::MtlProgress::Best(m) = p {
+        if let lookalike_core::mtl_train::MtlProgress::Best(_, m) = p {
             at_best = predict(m, &va, &SIZES, 512);
             bests += 1;
         }

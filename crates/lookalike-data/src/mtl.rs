@@ -8,24 +8,16 @@
 //! stopping gets a validation split carved from train (the reference selects on the test set).
 
 use crate::error::{DataError, Result};
+use crate::raw::{find, for_each_line, open};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The rows (defined in core, where the models batch them).
 pub use lookalike_core::mtl::MtlTable;
-
-fn open(path: &Path) -> Result<Box<dyn Read>> {
-    let f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-    Ok(if path.extension().is_some_and(|e| e == "gz") {
-        Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(f)))
-    } else {
-        Box::new(BufReader::new(f))
-    })
-}
 
 /// The numeric suffix of `prefix_N` (columns are ordered by it, as MTReclib numbers them).
 fn suffix(name: &str, prefix: &str) -> Option<u64> {
@@ -218,26 +210,12 @@ pub struct MtlDataset {
     pub source: PathBuf,
 }
 
-/// The file of `dir` named `stem` (`.csv`, or `.csv.gz`).
-fn find(dir: &Path, stem: &str) -> Result<PathBuf> {
-    for ext in ["csv", "csv.gz"] {
-        let p = dir.join(format!("{stem}.{ext}"));
-        if p.exists() {
-            return Ok(p);
-        }
-    }
-    Err(DataError::new(
-        &dir.join(format!("{stem}.csv")),
-        format!("not found (nor {stem}.csv.gz): a data folder holds train.csv and test.csv"),
-    ))
-}
-
 /// Reads `dir/train.csv` and `dir/test.csv`, carves `val_fraction` of the training rows out for
 /// validation (a seeded draw; both parts keep the file's order) and prepares the numerical features.
 pub fn load(dir: &Path, val_fraction: f64, seed: u64, numerical: Numerical) -> Result<MtlDataset> {
-    let train_path = find(dir, "train")?;
+    let train_path = find(dir, "train.csv")?;
     let all = read_csv(&train_path, None)?;
-    let test = read_csv(&find(dir, "test")?, Some(&all))?;
+    let test = read_csv(&find(dir, "test.csv")?, Some(&all))?;
     if all.len() < 2 {
         return Err(DataError::new(
             &train_path,
@@ -404,8 +382,8 @@ pub fn convert_tianchi(src: &Path, country: &str, out: &Path) -> Result<Converte
     let mut counts = [0usize; 2];
     let mut unmatched = 0;
     for (k, part) in ["train", "test"].into_iter().enumerate() {
-        let user_path = find(src, &format!("{cc}_user_{part}"))?;
-        let item_path = find(src, &format!("{cc}_item_{part}"))?;
+        let user_path = find(src, &format!("{cc}_user_{part}.csv"))?;
+        let item_path = find(src, &format!("{cc}_item_{part}.csv"))?;
         // One user row per search id: kept in memory, the item rows streamed past it.
         let mut users: HashMap<String, Vec<String>> = HashMap::new();
         for_each_row(&user_path, USER_COLUMNS, &mut |_, row| {
@@ -494,22 +472,16 @@ fn for_each_row(
     width: usize,
     each: &mut dyn FnMut(usize, Vec<String>) -> Result<()>,
 ) -> Result<()> {
-    let reader = BufReader::new(open(path)?);
-    for (i, line) in reader.lines().enumerate() {
-        let line = line.map_err(|e| DataError::io(path, e))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let row: Vec<String> = line.split(',').map(|s| s.trim().to_string()).collect();
+    for_each_line(path, &mut |line, text| {
+        let row: Vec<String> = text.split(',').map(|s| s.trim().to_string()).collect();
         if row.len() != width {
             return Err(DataError::at(
                 path,
-                i + 1,
+                line,
                 None,
                 format!("{} columns, expected {width}", row.len()),
             ));
         }
-        each(i + 1, row)?;
-    }
-    Ok(())
+        each(line, row)
+    })
 }

@@ -106,7 +106,7 @@ fn bad_input_names_file_line_and_column() {
     let e = load(empty.path(), 0.2, 1, Numerical::Raw)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("train.csv") && e.contains("not found"), "{e}");
+    assert!(e.contains("train.csv") && e.contains("missing file"), "{e}");
 }
 
 #[test]

@@ -8,7 +8,7 @@ use arrow_array::{Float32Array, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema as ArrowSchema};
 use lookalike_core::backend::BackendKind;
 use lookalike_core::burn::tensor::Device;
-use lookalike_core::expansion::{score_blocks, score_into};
+use lookalike_core::expansion::{score_into, score_table};
 use lookalike_core::finetune::FineTuneConfig;
 use lookalike_core::model::MetaHeac;
 use lookalike_core::online::{OnlineConfig, Scored, TopK, audience_size};
@@ -118,13 +118,7 @@ impl Model {
             }
             _ => return Err(value_error("give exactly one of like_aid and ad")),
         };
-        let mut distinct = std::collections::HashSet::new();
-        let uids: Vec<u64> = seeds.into_iter().filter(|u| distinct.insert(*u)).collect();
-        let list = SeedList {
-            duplicates: distinct.len().abs_diff(uids.len()),
-            uids,
-            had_header: false,
-        };
+        let list = SeedList::from_ids(seeds);
         let bytes = py.detach(|| -> Result<Vec<u8>, String> {
             let (header, general) =
                 record::from_bytes(&self.bytes, &cpu()?.autodiff()).map_err(|e| e.to_string())?;
@@ -153,18 +147,7 @@ impl Model {
         let out = py.detach(|| -> Result<Vec<u8>, String> {
             let mut scored = Vec::new();
             for_each_table(&self.header, data, &|_| true, &mut |users| {
-                let rows: Vec<lookalike_core::data::Row> = (0..users.len() as u32)
-                    .map(|user| lookalike_core::data::Row { user, label: false })
-                    .collect();
-                let scores =
-                    score_blocks(&self.model, &users, ad, &rows).map_err(|e| e.to_string())?;
-                scored.extend(
-                    users
-                        .uids
-                        .iter()
-                        .zip(scores)
-                        .map(|(&uid, score)| Scored { uid, score }),
-                );
+                scored.extend(score_table(&self.model, &users, ad).map_err(|e| e.to_string())?);
                 Ok(())
             })?;
             scored_ipc(&scored)

@@ -170,11 +170,7 @@ pub fn run(a: Args) -> Result<()> {
             "seconds": total,
             "models": &table,
         });
-        lookalike_data::atomic::write_atomic(path, |w| {
-            serde_json::to_writer_pretty(&mut *w, &v)?;
-            writeln!(w)
-        })
-        .with_context(|| format!("{}", path.display()))?;
+        crate::write_json(path, &v)?;
     }
     if let Some(dir) = &a.svg {
         std::fs::create_dir_all(dir)

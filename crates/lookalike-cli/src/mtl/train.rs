@@ -3,12 +3,11 @@
 //! on the test rows.
 
 use crate::{BackendArg, backend, progress};
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use lookalike_core::model::CriticCombine;
 use lookalike_core::mtl::{AdaptScope, MtlConfig, MtlModelKind, TaskScore};
-use lookalike_core::mtl_train::{
-    MtlProgress, MtlTrainConfig, evaluate, parameter_count, record_to_bytes, train,
-};
+use lookalike_core::mtl_train::{MtlProgress, MtlTrainConfig, evaluate, record_to_bytes, train};
+use lookalike_core::record::parameter_count;
 use lookalike_data::mtl::{MtlDataset, Numerical, load};
 use std::path::PathBuf;
 
@@ -163,12 +162,13 @@ pub struct Args {
     seed: u64,
 }
 
-pub fn show(s: &TaskScore) -> String {
-    format!(
-        "AUC {} logloss {:.5}",
-        s.auc.map_or("-".into(), |a| format!("{a:.4}")),
-        s.logloss
-    )
+/// A task's AUC to 4 places ("-" when the task had one class only).
+fn auc(s: &TaskScore) -> String {
+    s.auc.map_or("-".into(), |a| format!("{a:.4}"))
+}
+
+fn show(s: &TaskScore) -> String {
+    format!("AUC {} logloss {:.5}", auc(s), s.logloss)
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -201,7 +201,6 @@ pub fn run(a: Args) -> Result<()> {
             "standardised": &d.standardised,
         })
     };
-    let mut epoch_now = 0;
     let mut saved: Option<String> = None;
     let fit = train(
         &config,
@@ -212,7 +211,6 @@ pub fn run(a: Args) -> Result<()> {
         &device,
         &mut |p| match p {
             MtlProgress::Batch(epoch, i, n, loss) => {
-                epoch_now = epoch;
                 bar.set_length(n as u64);
                 bar.set_position(i as u64);
                 bar.set_prefix(format!("epoch {epoch} loss {loss:.4}"));
@@ -229,9 +227,9 @@ pub fn run(a: Args) -> Result<()> {
                     r.rows_per_second
                 )
             }),
-            MtlProgress::Best(model) => {
+            MtlProgress::Best(epoch, model) => {
                 if let Some(out) = &a.out {
-                    let result = record_to_bytes(model, &config, header(epoch_now))
+                    let result = record_to_bytes(model, &config, header(epoch))
                         .map_err(anyhow::Error::msg)
                         .and_then(|b| {
                             Ok(lookalike_data::atomic::write_atomic(out, |w| {
@@ -253,13 +251,7 @@ pub fn run(a: Args) -> Result<()> {
     println!(
         "| model | CTR AUC | CTR logloss | CTCVR AUC | CTCVR logloss |\n|---|---|---|---|---|"
     );
-    let cell = |s: &TaskScore| {
-        format!(
-            "{} | {:.5}",
-            s.auc.map_or("-".into(), |a| format!("{a:.4}")),
-            s.logloss
-        )
-    };
+    let cell = |s: &TaskScore| format!("{} | {:.5}", auc(s), s.logloss);
     println!(
         "| {} | {} | {} |",
         kind.name(),
@@ -292,11 +284,7 @@ pub fn run(a: Args) -> Result<()> {
             "rows_per_second": fit.rows_per_second,
             "test": { "ctr": test[0], "ctcvr": test.get(1) },
         });
-        lookalike_data::atomic::write_atomic(path, |w| {
-            serde_json::to_writer_pretty(&mut *w, &v)?;
-            writeln!(w)
-        })
-        .with_context(|| format!("{}", path.display()))?;
+        crate::write_json(path, &v)?;
     }
     Ok(())
 }
