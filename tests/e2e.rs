@@ -749,6 +749,12 @@ fn multi_task_synth_train_and_bench() {
     assert!(out.contains("train.csv: 4000 rows"), "{out}");
     let out = ok(&["mtl", "inspect", "--data", p(&data)]);
     assert!(out.contains("field sizes (train ∪ test)"), "{out}");
+    // Without --data: the built-in demo, generated.
+    let out = ok(&["mtl", "inspect"]);
+    assert!(
+        out.contains("generated 100000 rows of built-in demo") && out.contains("test: 20000 rows"),
+        "{out}"
+    );
     let small = [
         "--embed-dim",
         "8",

@@ -304,3 +304,19 @@ fn metaheac_keeps_no_fast_weights_and_meta_trains() {
         assert!(scores[1].auc.unwrap() > 0.65, "{scope:?} {scores:?}");
     }
 }
+
+#[test]
+fn the_batch_is_halved_until_an_epoch_has_enough_steps() {
+    let tc = MtlTrainConfig::new();
+    // MTReclib's 2048 where the data is large enough for 256 steps an epoch.
+    assert_eq!(tc.batch_for(2048 * 256), 2048);
+    assert_eq!(tc.batch_for(10_000_000), 2048);
+    // The built-in demo's 72,000 training rows: 281 steps of 256.
+    assert_eq!(tc.batch_for(72_000), 256);
+    assert_eq!(tc.batch_for(2048 * 256 - 1), 1024);
+    // Never below 64, never above the asked size.
+    assert_eq!(tc.batch_for(1_000), 64);
+    assert_eq!(tc.clone().with_batch_size(32).batch_for(1_000), 32);
+    // Switched off: the batch as asked.
+    assert_eq!(tc.with_min_steps_per_epoch(0).batch_for(72_000), 2048);
+}

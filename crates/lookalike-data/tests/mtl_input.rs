@@ -3,7 +3,7 @@
 //! Tianchi conversion.
 
 use lookalike_data::mtl::{self, MtlTable, Numerical, convert_tianchi, load, read_csv};
-use lookalike_data::mtl_synth::{MtlScale, MtlSynthConfig, generate};
+use lookalike_data::mtl_synth::{MtlScale, MtlSynthConfig, demo_dataset, generate};
 use std::path::Path;
 
 fn write(path: &Path, text: &str) {
@@ -137,6 +137,34 @@ fn synthetic_data_is_deterministic_and_has_the_asked_rates() {
     assert!((0.02..0.07).contains(&ctr), "CTR {ctr}");
     assert!((0.0005..0.01).contains(&ctcvr), "CTCVR {ctcvr}");
     assert!(t.num.iter().all(|x| x.is_finite()));
+}
+
+#[test]
+fn the_built_in_demo_is_the_demo_scale_split_and_standardised() {
+    let d = demo_dataset(0.1, 7, Numerical::Standardise);
+    assert_eq!(
+        (d.train.len(), d.valid.len(), d.test.len()),
+        (72_000, 8_000, 20_000)
+    );
+    // The same rows as `mtl synth --scale demo --seed 2021` writes.
+    let ((all, _), (test, _)) = generate(&MtlSynthConfig::new(MtlScale::Demo, 2021));
+    assert_eq!(d.test.cat, test.cat);
+    assert_eq!(d.train.len() + d.valid.len(), all.len());
+    // Ids recur: 1,500 users (field 1) and 500 items (field 10) over 100,000 rows.
+    assert_eq!((d.field_sizes[0], d.field_sizes[9]), (1_501, 501));
+    let (ctr, ctcvr) = all.rates();
+    assert!((0.03..0.05).contains(&ctr), "CTR {ctr}");
+    assert!((0.003..0.005).contains(&ctcvr), "CTCVR {ctcvr}");
+    // Standardised with the training rows' statistics.
+    let stats = d.standardised.as_ref().expect("standardised");
+    assert_eq!(stats.len(), 63);
+    let n = d.train.numerical.len();
+    let mean0 = d.train.num.chunks(n).map(|r| r[0] as f64).sum::<f64>() / d.train.len() as f64;
+    assert!(mean0.abs() < 1e-3, "{mean0}");
+    // Another split seed, another validation draw of the same rows.
+    let other = demo_dataset(0.1, 8, Numerical::Standardise);
+    assert_ne!(other.valid.cat, d.valid.cat);
+    assert_eq!(other.test.cat, d.test.cat);
 }
 
 #[test]

@@ -98,7 +98,7 @@ pub fn run(a: Args) -> Result<()> {
         "mtl bench: {} models × {} seeds on {} ({} train, {} validation, {} test rows)",
         kinds.len(),
         a.seeds,
-        a.data.data.display(),
+        d.source.display(),
         d.train.len(),
         d.valid.len(),
         d.test.len()
@@ -117,12 +117,23 @@ pub fn run(a: Args) -> Result<()> {
                     bar.set_message(format!("epoch {}", r.epoch));
                 }
             })?;
-            runs.push(evaluate(
-                &fit.model,
-                &d.test,
-                &d.field_sizes,
-                tc.eval_batch,
-            )?);
+            let test = evaluate(&fit.model, &d.test, &d.field_sizes, tc.eval_batch)?;
+            // A line per run, so a log shows progress where the bar is hidden (not a terminal).
+            bar.suspend(|| {
+                eprintln!(
+                    "  {} seed {seed}: kept epoch {} of {}, test AUC CTR {} CTCVR {}, {:.1} s ({:.0} rows/s)",
+                    kind.name(),
+                    fit.best_epoch,
+                    fit.epochs.len(),
+                    test[0].auc.map_or("-".into(), |a| format!("{a:.4}")),
+                    test.get(1)
+                        .and_then(|t| t.auc)
+                        .map_or("-".into(), |a| format!("{a:.4}")),
+                    fit.seconds,
+                    fit.rows_per_second
+                )
+            });
+            runs.push(test);
             seconds += fit.seconds;
             rows += fit.rows_per_second;
             epochs.push(fit.best_epoch);
@@ -164,7 +175,7 @@ pub fn run(a: Args) -> Result<()> {
     );
     if let Some(path) = &a.json {
         let v = serde_json::json!({
-            "data": a.data.data.display().to_string(),
+            "data": d.source.display().to_string(),
             "seeds": (1..=a.seeds).collect::<Vec<_>>(),
             "rows": { "train": d.train.len(), "validation": d.valid.len(), "test": d.test.len() },
             "seconds": total,
@@ -188,11 +199,12 @@ pub fn run(a: Args) -> Result<()> {
                 }
             })
             .collect();
-        let world = a
-            .data
-            .data
-            .file_name()
-            .map_or("data".into(), |n| n.to_string_lossy().to_string());
+        let world = match &a.data.data {
+            Some(dir) => dir
+                .file_name()
+                .map_or("data".into(), |n| n.to_string_lossy().to_string()),
+            None => "built-in demo".into(),
+        };
         charts::auc_by_method(
             &dir.join("mtl-auc-by-model.svg"),
             &format!("{world}: test AUC per model over {} seeds", a.seeds),

@@ -8,9 +8,9 @@ use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Folder with train.csv and test.csv (or .csv.gz).
+    /// Folder with train.csv and test.csv (or .csv.gz) [default: the built-in demo].
     #[arg(long)]
-    data: PathBuf,
+    data: Option<PathBuf>,
     /// Share of the training rows held out for validation (early stopping).
     #[arg(long, default_value_t = 0.1)]
     val_fraction: f64,
@@ -23,11 +23,22 @@ pub fn run(a: Args) -> Result<()> {
         anyhow::bail!("--val-fraction must be in [0, 1)");
     }
     let start = Instant::now();
-    let d = load(&a.data, a.val_fraction, a.seed, Numerical::Standardise)?;
+    let d = match &a.data {
+        Some(dir) => load(dir, a.val_fraction, a.seed, Numerical::Standardise)?,
+        None => {
+            lookalike_data::mtl_synth::demo_dataset(a.val_fraction, a.seed, Numerical::Standardise)
+        }
+    };
     let rows = d.train.len() + d.valid.len() + d.test.len();
     let seconds = start.elapsed().as_secs_f64();
     println!(
-        "read {rows} rows in {seconds:.1} s ({:.0} rows/s)",
+        "{} {rows} rows of {} in {seconds:.1} s ({:.0} rows/s)",
+        if a.data.is_some() {
+            "read"
+        } else {
+            "generated"
+        },
+        d.source.display(),
         rows as f64 / seconds.max(1e-9)
     );
     for (name, t) in [

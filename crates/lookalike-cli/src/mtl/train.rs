@@ -60,9 +60,10 @@ pub enum NumericalArg {
 /// The data and schedule flags `train` and `bench` share; defaults from the config structs.
 #[derive(clap::Args, Clone)]
 pub struct DataArgs {
-    /// Folder with train.csv and test.csv (MTReclib's processed layout; `lookalike mtl synth` writes one).
+    /// Folder with train.csv and test.csv (MTReclib's processed layout; `lookalike mtl synth` writes
+    /// one) [default: the built-in demo, `mtl synth --scale demo --seed 2021` generated in memory].
     #[arg(long)]
-    pub data: PathBuf,
+    pub data: Option<PathBuf>,
     /// Share of the training rows held out for early stopping.
     #[arg(long, default_value_t = 0.1)]
     pub val_fraction: f64,
@@ -73,8 +74,10 @@ pub struct DataArgs {
     pub epochs: usize,
     #[arg(long, default_value_t = MtlTrainConfig::new().patience)]
     pub patience: usize,
-    #[arg(long, default_value_t = MtlTrainConfig::new().batch_size)]
-    pub batch_size: usize,
+    /// Rows per batch [default: 2048, MTReclib's, halved while an epoch would have fewer than 256
+    /// steps].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
     #[arg(long, default_value_t = MtlTrainConfig::new().lr)]
     pub lr: f64,
     #[arg(long, default_value_t = MtlTrainConfig::new().weight_decay)]
@@ -110,11 +113,17 @@ impl DataArgs {
         if !(0.0..1.0).contains(&self.val_fraction) {
             bail!("--val-fraction must be in [0, 1)");
         }
+        if self.batch_size == Some(0) {
+            bail!("--batch-size must be at least 1");
+        }
         let numerical = match self.numerical {
             NumericalArg::Standardise => Numerical::Standardise,
             NumericalArg::Raw => Numerical::Raw,
         };
-        Ok(load(&self.data, self.val_fraction, seed, numerical)?)
+        Ok(match &self.data {
+            Some(dir) => load(dir, self.val_fraction, seed, numerical)?,
+            None => lookalike_data::mtl_synth::demo_dataset(self.val_fraction, seed, numerical),
+        })
     }
 
     pub fn configs(&self, kind: MtlModelKind, d: &MtlDataset) -> (MtlConfig, MtlTrainConfig) {
@@ -136,10 +145,13 @@ impl DataArgs {
                 AdaptArg::TaskEmbedding => AdaptScope::TaskEmbedding,
             };
         }
-        let t = MtlTrainConfig::new()
+        let mut t = MtlTrainConfig::new();
+        if let Some(b) = self.batch_size {
+            t = t.with_batch_size(b).with_min_steps_per_epoch(0);
+        }
+        let t = t
             .with_epochs(self.epochs)
             .with_patience(self.patience)
-            .with_batch_size(self.batch_size)
             .with_lr(self.lr)
             .with_weight_decay(self.weight_decay);
         (c, t)
@@ -184,7 +196,7 @@ pub fn run(a: Args) -> Result<()> {
         d.valid.len(),
         d.test.len(),
         params,
-        tc.batch_size,
+        tc.batch_for(d.train.len()),
         tc.lr,
         tc.weight_decay,
         a.data.backend.name()
