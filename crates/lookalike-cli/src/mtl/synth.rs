@@ -41,7 +41,7 @@ pub struct Args {
     /// Share of impressions clicked [default: 0.04].
     #[arg(long)]
     ctr: Option<f64>,
-    /// Share of clicks converted [default: 0.06].
+    /// Share of clicks converted [default: the scale's, 0.1 for demo, 0.06 otherwise].
     #[arg(long)]
     cvr: Option<f64>,
     /// How much of the conversion affinity is the click affinity, 0 to 1 [default: 0.6].
