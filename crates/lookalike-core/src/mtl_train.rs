@@ -61,7 +61,7 @@ impl MtlTrainConfig {
         while self.min_steps_per_epoch > 0 && b > 64 && rows / b < self.min_steps_per_epoch {
             b /= 2;
         }
-        b.max(1).min(self.batch_size.max(1))
+        b
     }
 }
 

@@ -344,5 +344,18 @@ pub fn demo_dataset(
     )
 }
 
+/// `dir`'s data as [`crate::mtl::load`] reads it, or, without a folder, the built-in demo.
+pub fn load_or_demo(
+    dir: Option<&std::path::Path>,
+    val_fraction: f64,
+    seed: u64,
+    numerical: crate::mtl::Numerical,
+) -> crate::error::Result<crate::mtl::MtlDataset> {
+    match dir {
+        Some(dir) => crate::mtl::load(dir, val_fraction, seed, numerical),
+        None => Ok(demo_dataset(val_fraction, seed, numerical)),
+    }
+}
+
 /// How the built-in default names itself where a folder's path would go.
 pub const DEMO_SOURCE: &str = "built-in demo (mtl synth --scale demo --seed 2021)";

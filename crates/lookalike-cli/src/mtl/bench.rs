@@ -125,10 +125,8 @@ pub fn run(a: Args) -> Result<()> {
                     kind.name(),
                     fit.best_epoch,
                     fit.epochs.len(),
-                    test[0].auc.map_or("-".into(), |a| format!("{a:.4}")),
-                    test.get(1)
-                        .and_then(|t| t.auc)
-                        .map_or("-".into(), |a| format!("{a:.4}")),
+                    super::train::auc(&test[0]),
+                    test.get(1).map_or("-".into(), super::train::auc),
                     fit.seconds,
                     fit.rows_per_second
                 )

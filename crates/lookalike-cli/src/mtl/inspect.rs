@@ -2,7 +2,8 @@
 //! validation split, field sizes over train ∪ test, the numerical features' training statistics).
 
 use anyhow::Result;
-use lookalike_data::mtl::{Numerical, load};
+use lookalike_data::mtl::Numerical;
+use lookalike_data::mtl_synth::load_or_demo;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -23,12 +24,12 @@ pub fn run(a: Args) -> Result<()> {
         anyhow::bail!("--val-fraction must be in [0, 1)");
     }
     let start = Instant::now();
-    let d = match &a.data {
-        Some(dir) => load(dir, a.val_fraction, a.seed, Numerical::Standardise)?,
-        None => {
-            lookalike_data::mtl_synth::demo_dataset(a.val_fraction, a.seed, Numerical::Standardise)
-        }
-    };
+    let d = load_or_demo(
+        a.data.as_deref(),
+        a.val_fraction,
+        a.seed,
+        Numerical::Standardise,
+    )?;
     let rows = d.train.len() + d.valid.len() + d.test.len();
     let seconds = start.elapsed().as_secs_f64();
     println!(

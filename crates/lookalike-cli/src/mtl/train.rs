@@ -8,7 +8,8 @@ use lookalike_core::model::CriticCombine;
 use lookalike_core::mtl::{AdaptScope, MtlConfig, MtlModelKind, TaskScore};
 use lookalike_core::mtl_train::{MtlProgress, MtlTrainConfig, evaluate, record_to_bytes, train};
 use lookalike_core::record::parameter_count;
-use lookalike_data::mtl::{MtlDataset, Numerical, load};
+use lookalike_data::mtl::{MtlDataset, Numerical};
+use lookalike_data::mtl_synth::load_or_demo;
 use std::path::PathBuf;
 
 /// MTReclib's models.
@@ -120,10 +121,12 @@ impl DataArgs {
             NumericalArg::Standardise => Numerical::Standardise,
             NumericalArg::Raw => Numerical::Raw,
         };
-        Ok(match &self.data {
-            Some(dir) => load(dir, self.val_fraction, seed, numerical)?,
-            None => lookalike_data::mtl_synth::demo_dataset(self.val_fraction, seed, numerical),
-        })
+        Ok(load_or_demo(
+            self.data.as_deref(),
+            self.val_fraction,
+            seed,
+            numerical,
+        )?)
     }
 
     pub fn configs(&self, kind: MtlModelKind, d: &MtlDataset) -> (MtlConfig, MtlTrainConfig) {
@@ -175,7 +178,7 @@ pub struct Args {
 }
 
 /// A task's AUC to 4 places ("-" when the task had one class only).
-fn auc(s: &TaskScore) -> String {
+pub fn auc(s: &TaskScore) -> String {
     s.auc.map_or("-".into(), |a| format!("{a:.4}"))
 }
 
