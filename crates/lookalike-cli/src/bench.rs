@@ -26,7 +26,8 @@ pub struct Args {
     #[arg(long)]
     data: PathBuf,
     /// Methods, comma-separated, by paper name or id (lr, mlp, mlp-emb, pinterest, hubble, mlp-pre,
-    /// shared-bottom, mmoe, metaheac, wo-hc, wo-he, wo-meta) [default: all].
+    /// shared-bottom, mmoe, metaheac, wo-hc, wo-he, wo-meta; and, only when named, metaheac-dense:
+    /// MetaHeac with dense Adam on the embedding tables) [default: all but metaheac-dense].
     #[arg(long, value_delimiter = ',')]
     methods: Option<Vec<String>>,
     /// Number of seeds (general models and fine-tuning are redone for each).
@@ -143,7 +144,12 @@ fn parse_methods(list: &Option<Vec<String>>) -> Result<Vec<Method>> {
             Some(_) => {}
             None => bail!(
                 "--methods: unknown method {s:?}; known: {}",
-                Method::ALL.map(|m| m.id()).join(", ")
+                Method::ALL
+                    .iter()
+                    .chain(&Method::EXTRA)
+                    .map(|m| m.id())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         }
     }
@@ -161,7 +167,11 @@ pub fn run(a: Args) -> Result<()> {
     let methods = parse_methods(&a.methods)?;
     let data = load_prepared(&a.data)?;
     let device = backend(a.backend)?.autodiff();
-    let (base_model, base_meta, finetune) = a.protocol.configs(&data.schema);
+    let (base_model, mut base_meta, finetune) = a.protocol.configs(&data.schema);
+    if !matches!(a.backend, BackendArg::Flex) {
+        // Tasks on threads are for CPU cores; a GPU queue takes them one by one.
+        base_meta.threads = 1;
+    }
     let lr_config = LrConfig::default();
     let train: Vec<_> = data.with_role(Role::Train);
     let tests: Vec<_> = data

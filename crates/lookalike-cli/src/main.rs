@@ -18,6 +18,7 @@ mod pretrain;
 mod progress;
 mod score;
 mod synth;
+mod throughput;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -25,6 +26,11 @@ use lookalike_core::backend::BackendKind;
 use lookalike_core::burn::tensor::Device;
 use lookalike_data::prepare::Prepared;
 use std::path::Path;
+
+// Training allocates and frees megabyte-sized tensors every step; glibc's malloc returns each to the
+// system (mmap/munmap and page faults each time), mimalloc keeps them for reuse.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(
@@ -49,6 +55,8 @@ enum Command {
     Eval(eval::Args),
     /// Compare MetaHeac with the paper's baselines and ablations over several seeds (Tables 2 and 4).
     Bench(bench::Args),
+    /// Meta-training speed and peak memory, dense against lazy embedding updates, side by side.
+    Throughput(throughput::Args),
     /// Fine-tune the general model on a new campaign's seeds plus non-seeds sampled from the pool, and
     /// write the campaign's model (the online stage's first half).
     Finetune(finetune::Args),
@@ -91,6 +99,7 @@ fn main() {
         Command::Pretrain(a) => pretrain::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Throughput(a) => throughput::run(a),
         Command::Finetune(a) => finetune::run(a),
         Command::Score(a) => score::run(a),
         Command::Merge(a) => merge::run(a),

@@ -4,7 +4,7 @@ use crate::{BackendArg, Protocol, backend, load_prepared, progress};
 use anyhow::{Context, Result, bail};
 use lookalike_core::checkpoint::Checkpoint;
 use lookalike_core::data::Role;
-use lookalike_core::meta::{MetaConfig, MetaGrad, TaskSampling};
+use lookalike_core::meta::{EmbeddingUpdate, MetaConfig, MetaGrad, TaskSampling};
 use lookalike_core::model::{CriticCombine, GateContext, Init};
 use lookalike_core::record::{self, Precision, RecordHeader, TrainingInfo};
 use lookalike_core::schedule::{self, Progress};
@@ -29,6 +29,24 @@ impl From<MetaArg> for MetaGrad {
             MetaArg::SecondOrder => MetaGrad::SecondOrder,
             MetaArg::None => MetaGrad::None,
             MetaArg::NoAdaptation => MetaGrad::NoAdaptation,
+        }
+    }
+}
+
+/// How the embedding tables take the outer Adam step.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum EmbeddingUpdateArg {
+    /// Every row, every step (the reference).
+    Dense,
+    /// Only the rows each meta-batch touches (lazy Adam); each iteration computes on those rows alone.
+    Lazy,
+}
+
+impl From<EmbeddingUpdateArg> for EmbeddingUpdate {
+    fn from(e: EmbeddingUpdateArg) -> Self {
+        match e {
+            EmbeddingUpdateArg::Dense => EmbeddingUpdate::Dense,
+            EmbeddingUpdateArg::Lazy => EmbeddingUpdate::Lazy,
         }
     }
 }
@@ -75,6 +93,14 @@ pub struct Args {
     /// Meta-gradient [default: first-order].
     #[arg(long, value_enum)]
     meta: Option<MetaArg>,
+    /// Embedding tables' Adam step: lazy (the rows a meta-batch touches) or dense (every row, the
+    /// reference) [default: lazy; reference: dense].
+    #[arg(long, value_enum)]
+    embedding_update: Option<EmbeddingUpdateArg>,
+    /// Threads the tasks of a meta-batch are spread over on the CPU (the result does not depend on
+    /// it) [default: one per core].
+    #[arg(long)]
+    threads: Option<usize>,
     /// Experts n [default: 8; 1 = "w/o HE"].
     #[arg(long)]
     experts: Option<usize>,
@@ -176,6 +202,10 @@ pub fn meta_config(a: &Args, base: MetaConfig) -> MetaConfig {
     if let Some(v) = a.meta {
         m.meta_grad = v.into();
     }
+    if let Some(v) = a.embedding_update {
+        m.embedding_update = v.into();
+    }
+    m.threads = a.threads.unwrap_or(m.threads);
     if let Some(v) = a.task_sampling {
         m.task_sampling = match v {
             SamplingArg::Proportional => TaskSampling::Proportional,
@@ -241,7 +271,11 @@ pub fn run(a: Args) -> Result<()> {
     if mc.num_experts == 0 || mc.num_critics == 0 || mc.embed_dim == 0 {
         bail!("--experts, --critics and --embed-dim must be at least 1");
     }
-    let meta = meta_config(&a, base_meta);
+    let mut meta = meta_config(&a, base_meta);
+    if a.threads.is_none() && !matches!(a.backend, BackendArg::Flex) {
+        // Tasks on threads are for CPU cores; a GPU queue takes them one by one.
+        meta.threads = 1;
+    }
     if meta.task_count == 0 || meta.support_size == 0 || meta.query_size == 0 || meta.epochs == 0 {
         bail!("--task-count, --support, --query and --epochs must be at least 1");
     }

@@ -6,7 +6,7 @@ use crate::data::{Batch, Row, UserTable};
 use crate::finetune::{CurvePoint, FineTuneConfig, tune_and_score};
 use crate::finite::{self, NonFinite};
 use crate::lr::{self, LrConfig, OneHot};
-use crate::meta::{MetaConfig, MetaGrad};
+use crate::meta::{EmbeddingUpdate, MetaConfig, MetaGrad};
 use crate::model::{Init, Inputs, MetaHeac, MetaHeacConfig};
 use burn::module::Module;
 use burn::tensor::Tensor;
@@ -37,6 +37,9 @@ pub enum Method {
     MetaHeacWoHe,
     /// Pre-trained on MetaHeac's batches without the inner step.
     MetaHeacWoMeta,
+    /// MetaHeac whose embedding tables take dense Adam steps (the reference's optimizer), to compare
+    /// with the lazy steps of the default.
+    MetaHeacDense,
 }
 
 /// How a method's general model is trained (one per kind and seed, shared between methods).
@@ -46,6 +49,8 @@ pub enum General {
     WoHc,
     WoHe,
     WoMeta,
+    /// MetaHeac with dense Adam on the embedding tables.
+    Dense,
     /// One expert, one critic, plain training (MLP+pre-training, Shared-Bottom, MLP+emb, Hubble, Pinterest).
     Mlp,
     /// n experts, one critic, plain training.
@@ -68,6 +73,9 @@ impl Method {
         Method::MetaHeacWoMeta,
     ];
 
+    /// Methods run only when asked for.
+    pub const EXTRA: [Method; 1] = [Method::MetaHeacDense];
+
     /// The paper's name (the key in `bench`'s JSON).
     pub fn name(self) -> &'static str {
         match self {
@@ -83,15 +91,18 @@ impl Method {
             Method::MetaHeacWoHc => "MetaHeac w/o HC",
             Method::MetaHeacWoHe => "MetaHeac w/o HE",
             Method::MetaHeacWoMeta => "MetaHeac w/o Meta",
+            Method::MetaHeacDense => "MetaHeac dense Adam",
         }
     }
 
     /// Parses a paper name (case-insensitive) or the short id (`lr`, `mlp`, `mlp-emb`, `pinterest`,
-    /// `hubble`, `mlp-pre`, `shared-bottom`, `mmoe`, `metaheac`, `wo-hc`, `wo-he`, `wo-meta`).
+    /// `hubble`, `mlp-pre`, `shared-bottom`, `mmoe`, `metaheac`, `wo-hc`, `wo-he`, `wo-meta`,
+    /// `metaheac-dense`).
     pub fn parse(s: &str) -> Option<Method> {
         let s = s.trim().to_ascii_lowercase();
         Method::ALL
             .into_iter()
+            .chain(Method::EXTRA)
             .find(|m| m.name().to_ascii_lowercase() == s || m.id() == s)
     }
 
@@ -109,6 +120,7 @@ impl Method {
             Method::MetaHeacWoHc => "wo-hc",
             Method::MetaHeacWoHe => "wo-he",
             Method::MetaHeacWoMeta => "wo-meta",
+            Method::MetaHeacDense => "metaheac-dense",
         }
     }
 
@@ -131,6 +143,7 @@ impl Method {
             Method::MetaHeacWoHc => Some(General::WoHc),
             Method::MetaHeacWoHe => Some(General::WoHe),
             Method::MetaHeacWoMeta => Some(General::WoMeta),
+            Method::MetaHeacDense => Some(General::Dense),
         }
     }
 }
@@ -148,6 +161,7 @@ impl General {
             General::WoHc => m.num_critics = 1,
             General::WoHe => m.num_experts = 1,
             General::WoMeta => c.meta_grad = MetaGrad::NoAdaptation,
+            General::Dense => c.embedding_update = EmbeddingUpdate::Dense,
             General::Mlp => {
                 m = mlp_config(&m);
                 c.meta_grad = MetaGrad::NoAdaptation;
@@ -241,7 +255,8 @@ pub fn start(
         | Method::MetaHeac
         | Method::MetaHeacWoHc
         | Method::MetaHeacWoHe
-        | Method::MetaHeacWoMeta => need().clone(),
+        | Method::MetaHeacWoMeta
+        | Method::MetaHeacDense => need().clone(),
     };
     Ok(Start::Model(Box::new(model)))
 }

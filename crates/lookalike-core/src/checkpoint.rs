@@ -8,7 +8,9 @@ use crate::meta::TrainerState;
 use crate::schedule::FitReport;
 
 const MAGIC: &[u8; 8] = b"LKCKPT\0\0";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+/// Version 1 had no embedding optimizer state (dense Adam only).
+const OLDEST: u32 = 1;
 
 /// What a checkpoint holds beside its three weight blobs.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -25,13 +27,15 @@ pub struct CheckpointHeader {
     pub since_best: usize,
 }
 
-/// A checkpoint: header, the weights (f32), Adam's state, the best validated weights (if any).
+/// A checkpoint: header, the weights (f32), Adam's state, the best validated weights (if any), and
+/// the embedding tables' Adam state under lazy updates.
 #[derive(Debug, Clone)]
 pub struct Checkpoint {
     pub header: CheckpointHeader,
     pub model: Vec<u8>,
     pub optimizer: Vec<u8>,
     pub best: Option<Vec<u8>>,
+    pub embeddings: Option<Vec<u8>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,23 +63,29 @@ impl From<FrameError> for CheckpointError {
 impl Checkpoint {
     pub fn to_bytes(&self) -> Result<Vec<u8>, CheckpointError> {
         let json = serde_json::to_vec(&self.header)?;
-        let best = self.best.as_deref();
-        let payload = 8 * 4 + self.model.len() + self.optimizer.len() + best.map_or(0, <[u8]>::len);
+        let (best, embeddings) = (self.best.as_deref(), self.embeddings.as_deref());
+        let payload = 8 * 6
+            + self.model.len()
+            + self.optimizer.len()
+            + best.map_or(0, <[u8]>::len)
+            + embeddings.map_or(0, <[u8]>::len);
         let mut out = frame::write_head(MAGIC, VERSION, &json, payload);
         for blob in [&self.model[..], &self.optimizer[..]] {
             out.extend_from_slice(&(blob.len() as u64).to_le_bytes());
             out.extend_from_slice(blob);
         }
-        out.extend_from_slice(&u64::from(best.is_some()).to_le_bytes());
-        if let Some(b) = best {
-            out.extend_from_slice(&(b.len() as u64).to_le_bytes());
-            out.extend_from_slice(b);
+        for optional in [best, embeddings] {
+            out.extend_from_slice(&u64::from(optional.is_some()).to_le_bytes());
+            if let Some(b) = optional {
+                out.extend_from_slice(&(b.len() as u64).to_le_bytes());
+                out.extend_from_slice(b);
+            }
         }
         Ok(out)
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
-        let (_, json, mut rest) = frame::read_head(bytes, MAGIC, VERSION..=VERSION)?;
+        let (version, json, mut rest) = frame::read_head(bytes, MAGIC, OLDEST..=VERSION)?;
         let header: CheckpointHeader = serde_json::from_slice(json)?;
         fn blob(rest: &mut &[u8], what: &'static str) -> Result<Vec<u8>, FrameError> {
             let n = frame::u64_at(rest, what)?;
@@ -83,15 +93,23 @@ impl Checkpoint {
         }
         let model = blob(&mut rest, "weights")?;
         let optimizer = blob(&mut rest, "optimizer state")?;
-        let best = match frame::u64_at(&mut rest, "best-weights flag")? {
-            0 => None,
-            _ => Some(blob(&mut rest, "best weights")?),
+        let mut optional = |flag: &'static str, what: &'static str| -> Result<_, FrameError> {
+            Ok(match frame::u64_at(&mut rest, flag)? {
+                0 => None,
+                _ => Some(blob(&mut rest, what)?),
+            })
+        };
+        let best = optional("best-weights flag", "best weights")?;
+        let embeddings = match version {
+            1 => None,
+            _ => optional("embedding-state flag", "embedding tables' Adam state")?,
         };
         Ok(Checkpoint {
             header,
             model,
             optimizer,
             best,
+            embeddings,
         })
     }
 }

@@ -7,6 +7,7 @@
 use crate::data::{Batch, Campaign, Row, UserTable};
 use crate::grads;
 use crate::model::{Inputs, MetaHeac};
+use crate::sparse::{AdamConstants, SparseEmbeddings, Touched};
 use burn::config::Config;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::Device;
@@ -29,6 +30,16 @@ pub enum MetaGrad {
     /// No meta-learning with MetaHeac's batch make-up (the "w/o Meta" ablation): the same sampled tasks
     /// and support + query rows, one loss at θ, no inner step; only meta-learning differs.
     NoAdaptation,
+}
+
+/// How the embedding tables take the outer Adam step.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum EmbeddingUpdate {
+    /// Every row of every table, every step (the reference, PyTorch's dense Adam).
+    Dense,
+    /// Only the rows the meta-batch touched (lazy Adam, [`crate::sparse`]); each iteration computes on
+    /// those rows alone.
+    Lazy,
 }
 
 /// How training campaigns are drawn for a meta-batch.
@@ -69,6 +80,13 @@ pub struct MetaConfig {
     pub adam_epsilon: f32,
     #[config(default = "MetaGrad::FirstOrder")]
     pub meta_grad: MetaGrad,
+    #[config(default = "EmbeddingUpdate::Lazy")]
+    pub embedding_update: EmbeddingUpdate,
+    /// Threads the tasks of a meta-batch are spread over (0: one per core; 1 on wasm). Each task's
+    /// gradient is its own graph and they are summed in task order, so the count does not change the
+    /// result. For CPU devices.
+    #[config(default = 0)]
+    pub threads: usize,
     /// An epoch is ceil(training rows / `rows_per_iteration`) iterations (reference: 512).
     #[config(default = 1)]
     pub epochs: usize,
@@ -109,7 +127,10 @@ pub struct MetaConfig {
 impl MetaConfig {
     /// The official code's offline stage: one epoch, no validation.
     pub fn reference() -> Self {
-        Self::new().with_val_fraction(0.0).with_id_dropout(0.0)
+        Self::new()
+            .with_val_fraction(0.0)
+            .with_id_dropout(0.0)
+            .with_embedding_update(EmbeddingUpdate::Dense)
     }
 }
 
@@ -142,10 +163,14 @@ pub struct Walkthrough {
 
 /// Meta-trainer over a set of training campaigns.
 pub struct MetaTrainer<'a> {
-    /// Always `Some` between calls; taken while the optimizer consumes it.
+    /// Always `Some` between calls; taken while the optimizer consumes it. With lazy embedding
+    /// updates its tables are stale while `stale` is set (`sparse` holds them).
     model: Option<MetaHeac>,
     pub config: MetaConfig,
     optim: ModuleOptimizer,
+    /// The embedding tables and their Adam state, with [`EmbeddingUpdate::Lazy`].
+    sparse: Option<SparseEmbeddings>,
+    stale: bool,
     users: &'a UserTable,
     tasks: Vec<&'a Campaign>,
     weights: Vec<f64>,
@@ -207,10 +232,15 @@ impl<'a> MetaTrainer<'a> {
         let optim = AdamConfig::new().with_epsilon(config.adam_epsilon).init();
         let multi_lens = model.multi_lens.clone();
         let device = model.device();
+        let sparse = (config.embedding_update == EmbeddingUpdate::Lazy).then(|| {
+            SparseEmbeddings::of(&model, AdamConstants::with_epsilon(config.adam_epsilon))
+        });
         MetaTrainer {
             model: Some(model),
             config,
             optim,
+            sparse,
+            stale: false,
             users,
             tasks,
             weights,
@@ -224,21 +254,38 @@ impl<'a> MetaTrainer<'a> {
         }
     }
 
-    pub fn model(&self) -> &MetaHeac {
+    /// The general weights (with lazy embedding updates, the tables are written back first).
+    pub fn model(&mut self) -> &MetaHeac {
+        if self.stale
+            && let (Some(sparse), Some(model)) = (&self.sparse, self.model.take())
+        {
+            self.model = Some(sparse.write_into(model));
+        }
+        self.stale = false;
+        self.general()
+    }
+
+    /// The general weights as held, whose tables are stale under lazy updates.
+    fn general(&self) -> &MetaHeac {
         self.model.as_ref().expect("model present between steps")
     }
 
     /// Which embedding rows the training campaigns touch.
     pub fn seen(&self) -> crate::unknown::Seen {
-        crate::unknown::Seen::of(self.model(), self.users, &self.tasks)
+        crate::unknown::Seen::of(self.general(), self.users, &self.tasks)
     }
 
     /// Replaces the general weights (the schedule puts back the best validated ones).
     pub fn set_model(&mut self, model: MetaHeac) {
+        if let Some(sparse) = &mut self.sparse {
+            sparse.load(&model);
+        }
         self.model = Some(model);
+        self.stale = false;
     }
 
-    pub fn into_model(self) -> MetaHeac {
+    pub fn into_model(mut self) -> MetaHeac {
+        self.model();
         self.model.expect("model present between steps")
     }
 
@@ -252,7 +299,8 @@ impl<'a> MetaTrainer<'a> {
         }
     }
 
-    /// Adam's state (moments and step count per parameter, keyed by parameter id) as burnpack bytes.
+    /// Adam's state (moments and step count per parameter, keyed by parameter id) as burnpack bytes;
+    /// with lazy embedding updates, that of the dense layers.
     pub fn optimizer_bytes(&self) -> Result<Vec<u8>, String> {
         self.optim
             .into_bytes()
@@ -260,14 +308,35 @@ impl<'a> MetaTrainer<'a> {
             .map_err(|e| format!("saving the optimizer's state: {e:?}"))
     }
 
+    /// The embedding tables' Adam state with lazy updates (`None` with dense ones).
+    pub fn embedding_optimizer_bytes(&self) -> Option<Vec<u8>> {
+        self.sparse.as_ref().map(SparseEmbeddings::state_bytes)
+    }
+
     /// Continues from a checkpoint: its position, its weights (`model`, loaded from a record, which
-    /// keeps the parameter ids Adam's state is keyed by) and Adam's state.
+    /// keeps the parameter ids Adam's state is keyed by) and Adam's state (`embeddings`: that of the
+    /// tables, with lazy updates).
     pub fn restore(
         &mut self,
         state: &TrainerState,
         model: MetaHeac,
         optimizer: &[u8],
+        embeddings: Option<&[u8]>,
     ) -> Result<(), String> {
+        match (&mut self.sparse, embeddings) {
+            (Some(sparse), Some(bytes)) => {
+                sparse.load(&model);
+                sparse.restore_state(bytes)?;
+            }
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err("the checkpoint has no lazy embedding updates' Adam state".into());
+            }
+            (None, Some(_)) => {
+                return Err("the checkpoint is of a run with lazy embedding updates".into());
+            }
+        }
+        self.stale = false;
         let fresh = AdamConfig::new()
             .with_epsilon(self.config.adam_epsilon)
             .init();
@@ -317,10 +386,32 @@ impl<'a> MetaTrainer<'a> {
         self.iterations_per_epoch() * self.config.epochs
     }
 
-    fn batch(&mut self, task: &Campaign, rows: &[Row]) -> Inputs {
+    /// A task's rows, gathered on the host, with id dropout.
+    fn batch(&mut self, task: &Campaign, rows: &[Row]) -> Batch {
         let mut b = Batch::gather(self.users, &self.multi_lens, &task.ad, rows);
         b.drop_ids(self.config.id_dropout, &mut self.rng);
-        Inputs::new(&b, &self.device)
+        b
+    }
+
+    /// The model an iteration computes on and its batches, uploaded: the general model, or with lazy
+    /// embedding updates its compact copy holding only the rows the batches touch (their ids are
+    /// renumbered to match).
+    fn work(&mut self, mut batches: Vec<Batch>) -> (MetaHeac, Option<Touched>, Vec<Inputs>) {
+        let touched = self.sparse.as_mut().map(|s| s.compact(&mut batches));
+        let work = self.rework(&touched);
+        let inputs = batches
+            .iter()
+            .map(|b| Inputs::new(b, &self.device))
+            .collect();
+        (work, touched, inputs)
+    }
+
+    /// The model to compute on for rows `touched` (see [`Self::work`]).
+    fn rework(&self, touched: &Option<Touched>) -> MetaHeac {
+        match (&self.sparse, touched) {
+            (Some(sparse), Some(t)) => sparse.model(self.general(), t),
+            _ => self.general().clone(),
+        }
     }
 
     /// Distinct tasks drawn with probability ∝ weight (Efraimidis–Spirakis keys u^(1/w)).
@@ -376,26 +467,28 @@ impl<'a> MetaTrainer<'a> {
     fn no_adaptation_step(&mut self) -> StepStats {
         let picked = self.sample_tasks();
         let n = picked.len() as f32;
-        let mut total = None;
+        let mut batches = Vec::with_capacity(picked.len());
         let mut rows = 0;
         for t in picked {
             let (mut s, q) = self.support_query(t);
             s.extend_from_slice(&q);
             rows += s.len();
             let task = self.tasks[t];
-            let x = self.batch(task, &s);
-            let l = self.model().loss(&x).div_scalar(n);
-            total = Some(match total {
-                Some(a) => a + l,
-                None => l,
-            });
+            batches.push(self.batch(task, &s));
         }
-        let Some(total) = total else {
+        let (work, touched, inputs) = self.work(batches);
+        let tasks = per_task(inputs.len(), self.threads(), |i| {
+            let leaf = grads::releaf(work.clone());
+            let loss = leaf.loss(&inputs[i]).div_scalar(n);
+            let value = loss.clone().into_scalar::<f32>();
+            (GradientsParams::from_grads(loss.backward(), &leaf), value)
+        });
+        if tasks.is_empty() {
             return StepStats::default();
-        };
-        let value = total.clone().into_scalar::<f32>();
-        let grads = GradientsParams::from_grads(total.backward(), self.model());
-        self.apply(grads);
+        }
+        let value = tasks.iter().map(|t| t.1).sum();
+        let grads = sum(&work, tasks.iter().map(|t| &t.0));
+        self.apply(&work, touched.as_ref(), grads);
         StepStats {
             support_loss: value,
             query_loss: f32::NAN,
@@ -403,7 +496,22 @@ impl<'a> MetaTrainer<'a> {
         }
     }
 
-    fn apply(&mut self, grads: GradientsParams) {
+    /// Threads for the tasks of a meta-batch (see [`MetaConfig::threads`]).
+    fn threads(&self) -> usize {
+        match self.config.threads {
+            0 if cfg!(target_arch = "wasm32") => 1,
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// The outer Adam step from gradients of `work` (see [`Self::work`]): lazy on the touched rows of
+    /// the tables, if so configured, and burn's on the rest.
+    fn apply(&mut self, work: &MetaHeac, touched: Option<&Touched>, mut grads: GradientsParams) {
+        if let (Some(sparse), Some(t)) = (&mut self.sparse, touched) {
+            sparse.step(self.config.outer_lr, work, t, &mut grads);
+            self.stale = true;
+        }
         let model = self.model.take().expect("model present between steps");
         self.model = Some(self.optim.step(self.config.outer_lr, model, grads));
     }
@@ -412,16 +520,16 @@ impl<'a> MetaTrainer<'a> {
     /// attached to θ (first-order path), the detached points θ_0..θ_{K−1} (for the second-order path), and
     /// the mean support loss of the first step.
     fn adapt(
-        &self,
+        config: &MetaConfig,
         model: &MetaHeac,
         support: &Inputs,
         keep_points: bool,
     ) -> (MetaHeac, Vec<MetaHeac>, f32) {
-        let alpha = self.config.inner_lr as f32;
+        let alpha = config.inner_lr as f32;
         let mut fast = model.clone();
         let mut points = Vec::new();
         let mut first_loss = f32::NAN;
-        for k in 0..self.config.inner_steps.max(1) {
+        for k in 0..config.inner_steps.max(1) {
             // The gradient is taken at the current fast weights and enters θ' as a constant.
             let leaf = grads::releaf(fast.clone());
             let loss = leaf.loss(support);
@@ -437,31 +545,42 @@ impl<'a> MetaTrainer<'a> {
         (fast, points, first_loss)
     }
 
-    fn first_order_step(&mut self) -> StepStats {
+    /// The sampled tasks' support and query batches, in pairs, and the rows they hold.
+    fn meta_batch(&mut self) -> (usize, Vec<Batch>) {
         let picked = self.sample_tasks();
-        let n = picked.len() as f32;
-        let mut support_loss = 0.0;
-        let mut meta_loss = None;
+        let mut batches = Vec::with_capacity(2 * picked.len());
         let mut rows = 0;
         for t in picked {
             let (s, q) = self.support_query(t);
             rows += s.len() + q.len();
             let task = self.tasks[t];
-            let (support, query) = (self.batch(task, &s), self.batch(task, &q));
-            let (fast, _, ls) = self.adapt(self.model(), &support, false);
-            support_loss += ls / n;
-            let lq = fast.loss(&query).div_scalar(n);
-            meta_loss = Some(match meta_loss {
-                Some(m) => m + lq,
-                None => lq,
-            });
+            batches.push(self.batch(task, &s));
+            batches.push(self.batch(task, &q));
         }
-        let Some(meta_loss) = meta_loss else {
+        (rows, batches)
+    }
+
+    fn first_order_step(&mut self) -> StepStats {
+        let (rows, batches) = self.meta_batch();
+        let n = (batches.len() / 2) as f32;
+        let (work, touched, inputs) = self.work(batches);
+        let config = &self.config;
+        // Per task: θ' from the support set, then the query loss at θ' differentiated at θ (a copy of
+        // θ's leaves of its own, so tasks share no graph).
+        let tasks = per_task(inputs.len() / 2, self.threads(), |i| {
+            let leaf = grads::releaf(work.clone());
+            let (fast, _, ls) = Self::adapt(config, &leaf, &inputs[2 * i], false);
+            let lq = fast.loss(&inputs[2 * i + 1]).div_scalar(n);
+            let value = lq.clone().into_scalar::<f32>();
+            (GradientsParams::from_grads(lq.backward(), &leaf), ls, value)
+        });
+        if tasks.is_empty() {
             return StepStats::default();
-        };
-        let query_loss = meta_loss.clone().into_scalar::<f32>();
-        let grads = GradientsParams::from_grads(meta_loss.backward(), self.model());
-        self.apply(grads);
+        }
+        let support_loss = tasks.iter().map(|t| t.1 / n).sum();
+        let query_loss = tasks.iter().map(|t| t.2).sum();
+        let grads = sum(&work, tasks.iter().map(|t| &t.0));
+        self.apply(&work, touched.as_ref(), grads);
         StepStats {
             support_loss,
             query_loss,
@@ -476,18 +595,20 @@ impl<'a> MetaTrainer<'a> {
         let task = task.min(self.tasks.len().saturating_sub(1));
         let (s, q) = self.support_query(task);
         let campaign = self.tasks[task];
-        let (support, query) = (self.batch(campaign, &s), self.batch(campaign, &q));
+        let batches = vec![self.batch(campaign, &s), self.batch(campaign, &q)];
+        let (work, touched, inputs) = self.work(batches);
+        let (support, query) = (&inputs[0], &inputs[1]);
         let loss = |m: &MetaHeac, x: &Inputs| m.loss(x).into_scalar::<f32>();
-        let support_before = loss(self.model(), &support);
-        let query_before = loss(self.model(), &query);
-        let (fast, _, _) = self.adapt(self.model(), &support, false);
-        let support_after = loss(&fast, &support);
-        let lq = fast.loss(&query);
+        let support_before = loss(&work, support);
+        let query_before = loss(&work, query);
+        let (fast, _, _) = Self::adapt(&self.config, &work, support, false);
+        let support_after = loss(&fast, support);
+        let lq = fast.loss(query);
         let query_adapted = lq.clone().into_scalar::<f32>();
-        let grads = GradientsParams::from_grads(lq.backward(), self.model());
-        self.apply(grads);
-        let (fast, _, _) = self.adapt(self.model(), &support, false);
-        let query_after_meta = loss(&fast, &query);
+        let grads = GradientsParams::from_grads(lq.backward(), &work);
+        self.apply(&work, touched.as_ref(), grads);
+        let (fast, _, _) = Self::adapt(&self.config, &self.rework(&touched), support, false);
+        let query_after_meta = loss(&fast, query);
         Walkthrough {
             aid: self.tasks[task].aid.clone(),
             support: s,
@@ -513,13 +634,24 @@ impl<'a> MetaTrainer<'a> {
 
     /// Exact MAML meta-gradient of one task by back-propagating v = ∇L_Q(θ_K) through the inner steps:
     /// v ← v − α H_S(θ_k) v for k = K−1..0, with H v ≈ (∇L_S(θ+εv) − ∇L_S(θ−εv)) / 2ε.
+    /// At the general weights (dense tables).
     pub fn exact_task_gradient(
         &self,
         support: &Inputs,
         query: &Inputs,
     ) -> (GradientsParams, f32, f32) {
-        let alpha = self.config.inner_lr as f32;
-        let (fast, points, ls) = self.adapt(self.model(), support, true);
+        Self::task_gradient(&self.config, self.general(), support, query)
+    }
+
+    /// [`Self::exact_task_gradient`] at `model`.
+    fn task_gradient(
+        config: &MetaConfig,
+        model: &MetaHeac,
+        support: &Inputs,
+        query: &Inputs,
+    ) -> (GradientsParams, f32, f32) {
+        let alpha = config.inner_lr as f32;
+        let (fast, points, ls) = Self::adapt(config, model, support, true);
         let fast = grads::releaf(fast);
         let lq = fast.loss(query);
         let lq_value = lq.clone().into_scalar::<f32>();
@@ -529,7 +661,7 @@ impl<'a> MetaTrainer<'a> {
             if vnorm == 0.0 {
                 break;
             }
-            let eps = (self.config.hvp_step / vnorm) as f32;
+            let eps = (config.hvp_step / vnorm) as f32;
             let plus = Self::support_grad(&grads::shift(point.clone(), &v, eps, true), support);
             let minus = Self::support_grad(&grads::shift(point.clone(), &v, -eps, true), support);
             let c = alpha / (2.0 * eps);
@@ -539,25 +671,20 @@ impl<'a> MetaTrainer<'a> {
     }
 
     fn second_order_step(&mut self) -> StepStats {
-        let picked = self.sample_tasks();
-        let n = picked.len() as f32;
-        let mut acc: Option<GradientsParams> = None;
-        let (mut support_loss, mut query_loss, mut rows) = (0.0, 0.0, 0);
-        for t in picked {
-            let (s, q) = self.support_query(t);
-            rows += s.len() + q.len();
-            let task = self.tasks[t];
-            let (support, query) = (self.batch(task, &s), self.batch(task, &q));
-            let (g, ls, lq) = self.exact_task_gradient(&support, &query);
-            support_loss += ls / n;
-            query_loss += lq / n;
-            acc = Some(match acc {
-                Some(a) => grads::combine(self.model(), &[(1.0, &a), (1.0 / n, &g)]),
-                None => grads::combine(self.model(), &[(1.0 / n, &g)]),
-            });
-        }
-        if let Some(g) = acc {
-            self.apply(g);
+        let (rows, batches) = self.meta_batch();
+        let n = (batches.len() / 2) as f32;
+        let (work, touched, inputs) = self.work(batches);
+        let config = &self.config;
+        let tasks = per_task(inputs.len() / 2, self.threads(), |i| {
+            Self::task_gradient(config, &work, &inputs[2 * i], &inputs[2 * i + 1])
+        });
+        let support_loss = tasks.iter().map(|t| t.1 / n).sum();
+        let query_loss = tasks.iter().map(|t| t.2 / n).sum();
+        if !tasks.is_empty() {
+            let terms: Vec<(f32, &GradientsParams)> =
+                tasks.iter().map(|t| (1.0 / n, &t.0)).collect();
+            let g = grads::combine(&work, &terms);
+            self.apply(&work, touched.as_ref(), g);
         }
         StepStats {
             support_loss,
@@ -589,16 +716,53 @@ impl<'a> MetaTrainer<'a> {
             .collect();
         let mut batch = Batch::concat(&parts);
         batch.drop_ids(self.config.id_dropout, &mut self.rng);
-        let batch = Inputs::new(&batch, &self.device);
         self.plain_cursor = end;
-        let loss = self.model().loss(&batch);
+        let (work, touched, inputs) = self.work(vec![batch]);
+        let loss = work.loss(&inputs[0]);
         let value = loss.clone().into_scalar::<f32>();
-        let grads = GradientsParams::from_grads(loss.backward(), self.model());
-        self.apply(grads);
+        let grads = GradientsParams::from_grads(loss.backward(), &work);
+        self.apply(&work, touched.as_ref(), grads);
         StepStats {
             support_loss: value,
             query_loss: f32::NAN,
             rows,
         }
     }
+}
+
+/// `f(0)..f(n − 1)`, in order, computed on up to `threads` threads.
+fn per_task<T: Send>(n: usize, threads: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let threads = threads.clamp(1, n.max(1));
+    if threads == 1 {
+        return (0..n).map(f).collect();
+    }
+    let mut out: Vec<Option<T>> = (0..n).map(|_| None).collect();
+    std::thread::scope(|s| {
+        let f = &f;
+        let workers: Vec<_> = (0..threads)
+            .map(|j| {
+                s.spawn(move || {
+                    (j..n)
+                        .step_by(threads)
+                        .map(|i| (i, f(i)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for w in workers {
+            let done = w.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+            for (i, t) in done {
+                out[i] = Some(t);
+            }
+        }
+    });
+    out.into_iter()
+        .map(|t| t.expect("every task computed"))
+        .collect()
+}
+
+/// The sum of gradients of `module`'s parameters, added in the order given.
+fn sum<'g>(module: &MetaHeac, grads: impl Iterator<Item = &'g GradientsParams>) -> GradientsParams {
+    let terms: Vec<(f32, &GradientsParams)> = grads.map(|g| (1.0, g)).collect();
+    grads::combine(module, &terms)
 }

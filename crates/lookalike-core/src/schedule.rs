@@ -262,7 +262,7 @@ pub struct FitReport {
 
 /// The run's state after an iteration.
 fn checkpoint(
-    trainer: &MetaTrainer,
+    trainer: &mut MetaTrainer,
     state: &Stopping,
     report: &FitReport,
     recent: &[f32],
@@ -285,6 +285,7 @@ fn checkpoint(
         },
         model: weights(trainer.model())?,
         optimizer: trainer.optimizer_bytes().map_err(FitError::Checkpoint)?,
+        embeddings: trainer.embedding_optimizer_bytes(),
         best: state.best.as_ref().map(|(_, m)| weights(m)).transpose()?,
     })
 }
@@ -432,7 +433,7 @@ pub fn fit_resumable(
             };
             let model = load(&c.model)?;
             trainer
-                .restore(&h.trainer, model, &c.optimizer)
+                .restore(&h.trainer, model, &c.optimizer, c.embeddings.as_deref())
                 .map_err(FitError::Checkpoint)?;
             state.best = match (&c.best, h.report.best_auc) {
                 (Some(b), Some(auc)) => Some((auc, load(b)?)),

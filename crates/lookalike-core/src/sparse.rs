@@ -1,0 +1,396 @@
+//! Row-sparse embedding updates for meta-training: lazy Adam, as TensorFlow's `LazyAdam` and
+//! PyTorch's `SparseAdam` do it.
+//!
+//! burn's embedding backward is dense: every inner step would build a gradient and fast weights the
+//! size of every table, and Adam would update moments for every row, though a meta-batch touches a
+//! few thousand rows. Here an iteration runs on a *compact* model whose tables hold only the rows its
+//! batches touch (the batches' ids renumbered to match); the dense layers keep burn's optimizer, and
+//! Adam updates the touched rows of a host copy of the tables, which is the truth while training
+//! (written back into the model when asked for). All embedding fields live in one table with per-field
+//! row offsets (one per width: the fields of width D, and the wide part's fields of width 1), so
+//! renumbering and gathering are one pass over a batch's ids.
+//!
+//! The forward pass, the loss and every gradient are the dense ones; only Adam differs: rows a step
+//! does not touch keep their moments and do not move, where dense Adam keeps moving them on their old
+//! momentum. At the first step the two are the same.
+
+use crate::data::Batch;
+use crate::model::MetaHeac;
+use burn::module::Param;
+use burn::nn::Embedding;
+use burn::optim::GradientsParams;
+use burn::tensor::{Tensor, TensorData};
+
+/// Adam's constants (those of `burn::optim::AdamConfig`, whose update this repeats row by row).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamConstants {
+    pub beta_1: f32,
+    pub beta_2: f32,
+    pub epsilon: f32,
+}
+
+impl AdamConstants {
+    /// burn's β defaults with the given ε.
+    pub fn with_epsilon(epsilon: f32) -> Self {
+        AdamConstants {
+            beta_1: 0.9,
+            beta_2: 0.999,
+            epsilon,
+        }
+    }
+}
+
+/// Fields of one width in one table: values and Adam's two moments, row-major.
+#[derive(Debug, Clone)]
+struct Table {
+    width: usize,
+    /// First row of each field.
+    offsets: Vec<usize>,
+    values: Vec<f32>,
+    m: Vec<f32>,
+    v: Vec<f32>,
+}
+
+impl Table {
+    fn of(tables: &[&Embedding]) -> Table {
+        let width = tables.first().map_or(1, |e| e.weight.val().dims()[1]);
+        let (mut offsets, mut values) = (Vec::with_capacity(tables.len()), Vec::new());
+        for e in tables {
+            offsets.push(values.len() / width.max(1));
+            values.extend(host(e));
+        }
+        let n = values.len();
+        Table {
+            width,
+            offsets,
+            values,
+            m: vec![0.0; n],
+            v: vec![0.0; n],
+        }
+    }
+
+    fn load(&mut self, tables: &[&Embedding]) {
+        self.values.clear();
+        for e in tables {
+            self.values.extend(host(e));
+        }
+    }
+
+    fn rows_of(&self, field: usize) -> std::ops::Range<usize> {
+        let start = self.offsets[field] * self.width;
+        let end = self
+            .offsets
+            .get(field + 1)
+            .map_or(self.values.len(), |&o| o * self.width);
+        start..end
+    }
+
+    /// The rows `ids` of field `field`, as a `[ids, width]` buffer.
+    fn gather(&self, field: usize, ids: &[u32]) -> Vec<f32> {
+        let w = self.width;
+        let mut out = Vec::with_capacity(ids.len() * w);
+        for &id in ids {
+            let r = (self.offsets[field] + id as usize) * w;
+            out.extend_from_slice(&self.values[r..r + w]);
+        }
+        out
+    }
+
+    /// One Adam step on rows `ids` of field `field`, with their gradient `grad` (`[ids, width]`).
+    fn step(&mut self, field: usize, ids: &[u32], grad: &[f32], lr: f32, k: &StepConstants) {
+        let w = self.width;
+        for (j, &id) in ids.iter().enumerate() {
+            let r = (self.offsets[field] + id as usize) * w;
+            for i in 0..w {
+                let g = grad[j * w + i];
+                let (m, v) = (&mut self.m[r + i], &mut self.v[r + i]);
+                // The order of burn's Adam, so a row updated every step follows it exactly.
+                *m = *m * k.beta_1 + g * (1.0 - k.beta_1);
+                *v = *v * k.beta_2 + g * g * (1.0 - k.beta_2);
+                let update = *m * k.combined / (v.sqrt() + k.epsilon);
+                self.values[r + i] -= update * lr;
+            }
+        }
+    }
+}
+
+/// Adam's factors at step t: m̂ / (√v̂ + ε) = m · √(1 − β₂ᵗ)/(1 − β₁ᵗ) / (√v + ε√(1 − β₂ᵗ)).
+struct StepConstants {
+    beta_1: f32,
+    beta_2: f32,
+    combined: f32,
+    epsilon: f32,
+}
+
+fn host(e: &Embedding) -> Vec<f32> {
+    e.weight
+        .val()
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("f32 embedding tables")
+}
+
+/// The rows a meta-batch touches: per embedding field (user single-valued, user multi-valued, ad, in
+/// the model's order), the original ids in the order of the compact table's rows.
+#[derive(Debug, Clone, Default)]
+pub struct Touched {
+    pub ids: Vec<Vec<u32>>,
+}
+
+impl Touched {
+    /// Rows touched over all fields.
+    pub fn rows(&self) -> usize {
+        self.ids.iter().map(Vec::len).sum()
+    }
+}
+
+/// The embedding tables of a model under training with lazy Adam (see the module's notes).
+#[derive(Debug, Clone)]
+pub struct SparseEmbeddings {
+    /// User single-valued, user multi-valued and ad fields, width D.
+    deep: Table,
+    /// The wide part's fields (user single-valued, then multi-valued), width 1; `None` without it.
+    wide: Option<Table>,
+    single_fields: usize,
+    multi_fields: usize,
+    /// Compact row of each row of `deep` during [`Self::compact`] (`u32::MAX`: not touched).
+    slot: Vec<u32>,
+    adam: AdamConstants,
+    /// Adam steps taken.
+    time: u64,
+}
+
+fn deep_tables(m: &MetaHeac) -> Vec<&Embedding> {
+    m.user_single
+        .iter()
+        .chain(&m.user_multi)
+        .chain(&m.ad)
+        .collect()
+}
+
+impl SparseEmbeddings {
+    /// Takes `model`'s tables as the starting values, with zero moments.
+    pub fn of(model: &MetaHeac, adam: AdamConstants) -> Self {
+        let deep = Table::of(&deep_tables(model));
+        let rows = deep.values.len() / deep.width.max(1);
+        SparseEmbeddings {
+            wide: (!model.wide.is_empty())
+                .then(|| Table::of(&model.wide.iter().collect::<Vec<_>>())),
+            deep,
+            single_fields: model.user_single.len(),
+            multi_fields: model.user_multi.len(),
+            slot: vec![u32::MAX; rows],
+            adam,
+            time: 0,
+        }
+    }
+
+    /// Replaces the values by `model`'s tables (the moments are kept).
+    pub fn load(&mut self, model: &MetaHeac) {
+        self.deep.load(&deep_tables(model));
+        if let Some(w) = &mut self.wide {
+            w.load(&model.wide.iter().collect::<Vec<_>>());
+        }
+    }
+
+    /// Renumbers the ids of `batches` to rows of the compact tables and says which rows they are.
+    pub fn compact(&mut self, batches: &mut [Batch]) -> Touched {
+        let fields = self.deep.offsets.len();
+        let mut touched = Touched {
+            ids: vec![Vec::new(); fields],
+        };
+        let (s, mf) = (self.single_fields, self.multi_fields);
+        let (offsets, slot) = (&self.deep.offsets, &mut self.slot);
+        let total = slot.len();
+        let mut renumber = |field: usize, id: &mut i64| {
+            let end = offsets.get(field + 1).copied().unwrap_or(total);
+            let row = offsets[field] + *id as usize;
+            // What the dense embedding lookup would refuse (an id outside its table), refused here
+            // too rather than read from the next field's rows.
+            assert!(
+                *id >= 0 && row < end,
+                "embedding field {field}: id {id} outside its {} rows",
+                end - offsets[field]
+            );
+            let c = &mut slot[row];
+            if *c == u32::MAX {
+                *c = touched.ids[field].len() as u32;
+                touched.ids[field].push(*id as u32);
+            }
+            *id = i64::from(*c);
+        };
+        for b in batches.iter_mut() {
+            debug_assert_eq!((b.single_fields, b.multi_fields), (s, mf));
+            for row in b.single.chunks_mut(s.max(1)) {
+                for (f, id) in row.iter_mut().enumerate() {
+                    renumber(f, id);
+                }
+            }
+            // Which field each multi-valued slot belongs to.
+            let slot_field: Vec<usize> = b
+                .multi_lens
+                .iter()
+                .enumerate()
+                .flat_map(|(f, &len)| std::iter::repeat_n(s + f, len))
+                .collect();
+            for row in b.multi.chunks_mut(b.multi_width.max(1)) {
+                for (id, &f) in row.iter_mut().zip(&slot_field) {
+                    renumber(f, id);
+                }
+            }
+            for row in b.ad.chunks_mut(b.ad_fields.max(1)) {
+                for (i, id) in row.iter_mut().enumerate() {
+                    renumber(s + mf + i, id);
+                }
+            }
+        }
+        for (f, ids) in touched.ids.iter().enumerate() {
+            for &id in ids {
+                self.slot[self.deep.offsets[f] + id as usize] = u32::MAX;
+            }
+        }
+        touched
+    }
+
+    /// `general` with its tables cut down to the `touched` rows (current values), each a leaf that
+    /// records its gradient, keeping its parameter id.
+    pub fn model(&self, general: &MetaHeac, touched: &Touched) -> MetaHeac {
+        let mut m = general.clone();
+        let (s, mf) = (self.single_fields, self.multi_fields);
+        let cut = |e: &Embedding, t: &Table, f: usize| Embedding {
+            weight: with_values(e.weight.clone(), t.gather(f, &touched.ids[f]), t.width),
+        };
+        for (f, e) in m.user_single.iter_mut().enumerate() {
+            *e = cut(e, &self.deep, f);
+        }
+        for (f, e) in m.user_multi.iter_mut().enumerate() {
+            *e = cut(e, &self.deep, s + f);
+        }
+        for (i, e) in m.ad.iter_mut().enumerate() {
+            *e = cut(e, &self.deep, s + mf + i);
+        }
+        if let Some(w) = &self.wide {
+            for (f, e) in m.wide.iter_mut().enumerate() {
+                *e = cut(e, w, f);
+            }
+        }
+        m
+    }
+
+    /// Takes the tables' gradients out of `grads` (those of `work`, the model of [`Self::model`]) and
+    /// applies Adam to the touched rows. What is left in `grads` is for the dense layers.
+    pub fn step(
+        &mut self,
+        lr: f64,
+        work: &MetaHeac,
+        touched: &Touched,
+        grads: &mut GradientsParams,
+    ) {
+        self.time += 1;
+        let t = self.time.min(i32::MAX as u64) as i32;
+        let a = self.adam;
+        let bias2 = (1.0 - a.beta_2.powi(t)).sqrt();
+        let k = StepConstants {
+            beta_1: a.beta_1,
+            beta_2: a.beta_2,
+            combined: bias2 / (1.0 - a.beta_1.powi(t)),
+            epsilon: a.epsilon * bias2,
+        };
+        let lr = lr as f32;
+        let mut take = |e: &Embedding| -> Option<Vec<f32>> {
+            grads
+                .remove::<2>(e.weight.id)
+                .map(|g| g.into_data().try_to_vec::<f32>().expect("f32 gradients"))
+        };
+        for (f, e) in deep_tables(work).into_iter().enumerate() {
+            if let Some(g) = take(e) {
+                self.deep.step(f, &touched.ids[f], &g, lr, &k);
+            }
+        }
+        if let Some(w) = &mut self.wide {
+            for (f, e) in work.wide.iter().enumerate() {
+                if let Some(g) = take(e) {
+                    w.step(f, &touched.ids[f], &g, lr, &k);
+                }
+            }
+        }
+    }
+
+    /// `model` with its tables set to the current values (ids kept).
+    pub fn write_into(&self, mut model: MetaHeac) -> MetaHeac {
+        let (s, mf) = (self.single_fields, self.multi_fields);
+        let put = |e: &mut Embedding, t: &Table, f: usize| {
+            let values = t.values[t.rows_of(f)].to_vec();
+            e.weight = with_values(e.weight.clone(), values, t.width);
+        };
+        for (f, e) in model.user_single.iter_mut().enumerate() {
+            put(e, &self.deep, f);
+        }
+        for (f, e) in model.user_multi.iter_mut().enumerate() {
+            put(e, &self.deep, s + f);
+        }
+        for (i, e) in model.ad.iter_mut().enumerate() {
+            put(e, &self.deep, s + mf + i);
+        }
+        if let Some(w) = &self.wide {
+            for (f, e) in model.wide.iter_mut().enumerate() {
+                put(e, w, f);
+            }
+        }
+        model
+    }
+
+    /// Adam's state (step count and both moments) for a checkpoint.
+    pub fn state_bytes(&self) -> Vec<u8> {
+        let tables: Vec<&Table> = std::iter::once(&self.deep).chain(&self.wide).collect();
+        let floats: usize = tables.iter().map(|t| 2 * t.m.len()).sum();
+        let mut out = Vec::with_capacity(16 + 4 * floats);
+        out.extend_from_slice(&self.time.to_le_bytes());
+        out.extend_from_slice(&(floats as u64).to_le_bytes());
+        for t in tables {
+            for x in t.m.iter().chain(&t.v) {
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// Restores what [`Self::state_bytes`] saved, for tables of this shape.
+    pub fn restore_state(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let floats: usize = std::iter::once(&self.deep)
+            .chain(&self.wide)
+            .map(|t| 2 * t.m.len())
+            .sum();
+        let word =
+            |i: usize| -> u64 { u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes")) };
+        if bytes.len() != 16 + 4 * floats || word(8) != floats as u64 {
+            return Err(format!(
+                "the embedding tables' Adam state holds {} bytes, not the {} of this model's tables",
+                bytes.len(),
+                16 + 4 * floats
+            ));
+        }
+        self.time = word(0);
+        let mut xs = bytes[16..]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")));
+        let tables = std::iter::once(&mut self.deep).chain(self.wide.as_mut());
+        for t in tables {
+            for x in t.m.iter_mut().chain(t.v.iter_mut()) {
+                *x = xs.next().expect("length checked");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `p` (same id) holding `values` as a `[rows, width]` leaf on its device, recording gradients exactly
+/// when `p` did.
+fn with_values(p: Param<Tensor<2>>, values: Vec<f32>, width: usize) -> Param<Tensor<2>> {
+    p.map(|t| {
+        let (device, require_grad) = (t.device(), t.is_require_grad());
+        let rows = values.len() / width.max(1);
+        Tensor::from_data(TensorData::new(values, [rows, width]), &device)
+            .set_require_grad(require_grad)
+    })
+}
