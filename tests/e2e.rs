@@ -512,6 +512,34 @@ fn bundled_demo_prepares_without_raw() {
         text.contains("bundled demo world") && text.contains("40000 lines"),
         "{text}"
     );
+
+    // Meta-training speed side by side: four configurations, each a child `pretrain`.
+    let json = dir.path().join("throughput.json");
+    let text = ok(&[
+        "throughput",
+        "--data",
+        p(&out),
+        "--iterations",
+        "2",
+        "--json",
+        p(&json),
+    ]);
+    assert!(
+        text.contains("| lazy Adam, tasks over all cores (default) |"),
+        "{text}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 4);
+    for r in runs {
+        assert_eq!(r["iterations"], 2, "{r}");
+        assert!(r["rows_per_second"].as_f64().unwrap() > 0.0, "{r}");
+        #[cfg(target_os = "linux")]
+        assert!(r["peak_rss_mb"].as_f64().unwrap() > 10.0, "{r}");
+    }
+    // Threads do not change what is learned.
+    assert_eq!(runs[0]["final_loss"], runs[1]["final_loss"]);
+    assert_eq!(runs[2]["final_loss"], runs[3]["final_loss"]);
 }
 
 #[test]

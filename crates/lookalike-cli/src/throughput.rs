@@ -4,6 +4,7 @@
 //! iterations, no validation, no checkpoints), so each has a peak memory of its own.
 
 use crate::BackendArg;
+use crate::pretrain::MetaArg;
 use anyhow::{Context, Result, bail};
 use lookalike_core::record;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,9 @@ pub struct Args {
     /// Meta-training iterations per configuration.
     #[arg(long, default_value_t = 30)]
     iterations: usize,
+    /// Meta-gradient of every configuration [default: pretrain's, first-order].
+    #[arg(long, value_enum)]
+    meta: Option<MetaArg>,
     #[arg(long, value_enum, default_value_t = BackendArg::Flex)]
     backend: BackendArg,
     #[arg(long, default_value_t = 2021)]
@@ -80,7 +84,8 @@ pub fn run(a: Args) -> Result<()> {
     let dir = tempfile::tempdir().context("creating a temporary folder")?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "meta-training {} iterations of {} per configuration ({} cores, backend {}):",
+        "meta-training ({}) {} iterations of {} per configuration ({} cores, backend {}):",
+        a.meta.map_or("first-order".into(), |m| format!("{m:?}")),
         a.iterations,
         a.data.display(),
         cores,
@@ -106,7 +111,7 @@ pub fn run(a: Args) -> Result<()> {
             final_loss: t.final_loss,
         };
         println!(
-            "  {:<44} {:>8.0} rows/s  {:>6.1} s  peak {}",
+            "  {:<49} {:>8.0} rows/s  {:>6.1} s  peak {}",
             r.name,
             r.rows_per_second,
             r.seconds,
@@ -132,6 +137,7 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(path) = &a.json {
         let json = serde_json::to_vec_pretty(&serde_json::json!({
             "data": a.data.display().to_string(),
+            "meta": a.meta.map_or("first-order".into(), |m| format!("{m:?}")),
             "iterations": a.iterations,
             "cores": cores,
             "runs": runs,
@@ -157,6 +163,16 @@ fn pretrain(exe: &Path, a: &Args, c: &Config, out: &Path, log: &Path) -> Result<
         .args(["--threads", &c.threads.to_string()])
         .args(["--seed", &a.seed.to_string()])
         .args(["--backend", a.backend.name()])
+        .args(
+            a.meta
+                .map(|m| {
+                    use clap::ValueEnum;
+                    let name = m.to_possible_value().expect("no skipped variants");
+                    ["--meta".to_string(), name.get_name().to_string()]
+                })
+                .into_iter()
+                .flatten(),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log)?);
