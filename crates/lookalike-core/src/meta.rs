@@ -634,12 +634,13 @@ impl<'a> MetaTrainer<'a> {
 
     /// Exact MAML meta-gradient of one task by back-propagating v = ∇L_Q(θ_K) through the inner steps:
     /// v ← v − α H_S(θ_k) v for k = K−1..0, with H v ≈ (∇L_S(θ+εv) − ∇L_S(θ−εv)) / 2ε.
-    /// At the general weights (dense tables).
+    /// At the general weights, whose ids `support` and `query` must hold (not renumbered).
     pub fn exact_task_gradient(
-        &self,
+        &mut self,
         support: &Inputs,
         query: &Inputs,
     ) -> (GradientsParams, f32, f32) {
+        self.model();
         Self::task_gradient(&self.config, self.general(), support, query)
     }
 

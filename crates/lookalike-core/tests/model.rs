@@ -143,7 +143,7 @@ fn second_order_meta_gradient_matches_finite_differences() {
         .with_inner_lr(alpha as f64)
         .with_meta_grad(MetaGrad::SecondOrder);
     cfg.hvp_step = 1e-3;
-    let trainer = MetaTrainer::new(m.clone(), cfg, &u, &[&campaign], 1);
+    let mut trainer = MetaTrainer::new(m.clone(), cfg, &u, &[&campaign], 1);
     let (so, _, _) = trainer.exact_task_gradient(&support, &query);
 
     // First-order: the query gradient at θ' (what the fast-weights backward gives).
