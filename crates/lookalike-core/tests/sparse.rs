@@ -3,7 +3,7 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Tensor};
-use lookalike_core::data::{Batch, Campaign, Role};
+use lookalike_core::data::{Batch, Campaign, Role, UserTable};
 use lookalike_core::meta::{EmbeddingUpdate, MetaConfig, MetaGrad, MetaTrainer};
 use lookalike_core::model::{Inputs, MetaHeac};
 use lookalike_core::sparse::{AdamConstants, SparseEmbeddings};
@@ -40,6 +40,29 @@ fn row(m: &MetaHeac, ad_field: usize, row: usize) -> Vec<f32> {
     let t = m.ad[ad_field].weight.val();
     let d = t.dims()[1];
     t.into_data().try_to_vec::<f32>().unwrap()[row * d..(row + 1) * d].to_vec()
+}
+
+/// 400 users and 3 training campaigns whose labels follow a feature.
+fn world() -> (UserTable, Vec<Campaign>) {
+    let u = users(400, 31);
+    let camps = learnable_campaigns(&u, 3);
+    assert!(camps.iter().all(|c| c.role == Role::Train));
+    (u, camps)
+}
+
+/// Small meta-batches: `tasks` tasks of 64 + 64 rows, a large outer step.
+fn small(tasks: usize) -> MetaConfig {
+    MetaConfig::new()
+        .with_task_count(tasks)
+        .with_support_size(64)
+        .with_query_size(64)
+        .with_outer_lr(1e-2)
+}
+
+/// A trainer of the tiny model (seed 9) over `campaigns`, drawing with seed 3.
+fn trainer<'a>(cfg: MetaConfig, u: &'a UserTable, campaigns: &[&'a Campaign]) -> MetaTrainer<'a> {
+    let m = model(&config(&schema()), &Device::flex().autodiff(), 9);
+    MetaTrainer::new(m, cfg, u, campaigns, 3)
 }
 
 /// Plain steps on one batch per ad, dense Adam on one copy and lazy Adam on the other.
@@ -112,12 +135,8 @@ fn lazy_adam_is_dense_adam_on_touched_rows_and_leaves_the_rest() {
 /// updates (Adam's first step moves only rows with a gradient), from the same seed.
 #[test]
 fn a_lazy_iteration_equals_a_dense_one_in_every_mode() {
-    let device = Device::flex().autodiff();
-    let s = schema();
-    let u = users(400, 31);
-    let camps = learnable_campaigns(&u, 3);
+    let (u, camps) = world();
     let refs: Vec<&Campaign> = camps.iter().collect();
-    assert!(camps.iter().all(|c| c.role == Role::Train));
     for mode in [
         MetaGrad::FirstOrder,
         MetaGrad::SecondOrder,
@@ -125,15 +144,11 @@ fn a_lazy_iteration_equals_a_dense_one_in_every_mode() {
         MetaGrad::NoAdaptation,
     ] {
         let run = |update: EmbeddingUpdate| {
-            let cfg = MetaConfig::new()
+            let cfg = small(2)
                 .with_meta_grad(mode)
                 .with_embedding_update(update)
-                .with_task_count(2)
-                .with_support_size(64)
-                .with_query_size(64)
-                .with_outer_lr(1e-2)
                 .with_plain_batch(128);
-            let mut t = MetaTrainer::new(model(&config(&s), &device, 9), cfg, &u, &refs, 3);
+            let mut t = trainer(cfg, &u, &refs);
             let stats = t.step();
             (stats.query_loss, stats.support_loss, flat(t.model()))
         };
@@ -152,25 +167,16 @@ fn a_lazy_iteration_equals_a_dense_one_in_every_mode() {
 /// A lazy trainer's state survives a checkpoint's round trip: restored, it continues exactly.
 #[test]
 fn lazy_state_restores_exactly() {
-    let device = Device::flex().autodiff();
-    let s = schema();
-    let u = users(400, 31);
-    let camps = learnable_campaigns(&u, 3);
+    let (u, camps) = world();
     let refs: Vec<&Campaign> = camps.iter().collect();
-    let cfg = MetaConfig::new()
-        .with_task_count(2)
-        .with_support_size(64)
-        .with_query_size(64)
-        .with_outer_lr(1e-2);
-    let m = model(&config(&s), &device, 9);
-    let mut a = MetaTrainer::new(m.clone(), cfg.clone(), &u, &refs, 3);
+    let mut a = trainer(small(2), &u, &refs);
     for _ in 0..3 {
         a.step();
     }
     let (state, weights) = (a.state(), a.model().clone());
     let (optim, emb) = (a.optimizer_bytes().unwrap(), a.embedding_optimizer_bytes());
     assert!(emb.is_some());
-    let mut b = MetaTrainer::new(m.clone(), cfg.clone(), &u, &refs, 3);
+    let mut b = trainer(small(2), &u, &refs);
     b.restore(&state, weights, &optim, emb.as_deref()).unwrap();
     for _ in 0..3 {
         a.step();
@@ -178,7 +184,7 @@ fn lazy_state_restores_exactly() {
     }
     assert_eq!(flat(a.model()), flat(b.model()));
     // Without the tables' state, a lazy trainer refuses.
-    let mut c = MetaTrainer::new(m, cfg, &u, &refs, 3);
+    let mut c = trainer(small(2), &u, &refs);
     let err = c
         .restore(&b.state(), b.model().clone(), &optim, None)
         .unwrap_err();
@@ -189,21 +195,12 @@ fn lazy_state_restores_exactly() {
 /// own graph, summed in task order).
 #[test]
 fn the_thread_count_does_not_change_the_result() {
-    let device = Device::flex().autodiff();
-    let s = schema();
-    let u = users(400, 31);
-    let camps = learnable_campaigns(&u, 3);
+    let (u, camps) = world();
     let refs: Vec<&Campaign> = camps.iter().collect();
     for mode in [MetaGrad::FirstOrder, MetaGrad::NoAdaptation] {
         let run = |threads: usize| {
-            let cfg = MetaConfig::new()
-                .with_meta_grad(mode)
-                .with_threads(threads)
-                .with_task_count(3)
-                .with_support_size(64)
-                .with_query_size(64)
-                .with_outer_lr(1e-2);
-            let mut t = MetaTrainer::new(model(&config(&s), &device, 9), cfg, &u, &refs, 3);
+            let cfg = small(3).with_meta_grad(mode).with_threads(threads);
+            let mut t = trainer(cfg, &u, &refs);
             for _ in 0..3 {
                 t.step();
             }
