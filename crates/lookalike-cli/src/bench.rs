@@ -168,10 +168,7 @@ pub fn run(a: Args) -> Result<()> {
     let data = load_prepared(&a.data)?;
     let device = backend(a.backend)?.autodiff();
     let (base_model, mut base_meta, finetune) = a.protocol.configs(&data.schema);
-    if !matches!(a.backend, BackendArg::Flex) {
-        // Tasks on threads are for CPU cores; a GPU queue takes them one by one.
-        base_meta.threads = 1;
-    }
+    base_meta.threads = a.backend.task_threads(None, base_meta.threads);
     let lr_config = LrConfig::default();
     let train: Vec<_> = data.with_role(Role::Train);
     let tests: Vec<_> = data

@@ -148,6 +148,16 @@ impl BackendArg {
     pub fn name(self) -> &'static str {
         self.kind().name()
     }
+
+    /// Threads for a meta-batch's tasks: as asked, else `default` on the CPU backend and 1 elsewhere
+    /// (tasks on threads are for CPU cores; a GPU queue takes them one by one).
+    pub fn task_threads(self, asked: Option<usize>, default: usize) -> usize {
+        match (asked, self) {
+            (Some(n), _) => n,
+            (None, BackendArg::Flex) => default,
+            (None, _) => 1,
+        }
+    }
 }
 
 /// The inference device of a `--backend`.

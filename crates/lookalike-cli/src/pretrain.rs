@@ -205,7 +205,7 @@ pub fn meta_config(a: &Args, base: MetaConfig) -> MetaConfig {
     if let Some(v) = a.embedding_update {
         m.embedding_update = v.into();
     }
-    m.threads = a.threads.unwrap_or(m.threads);
+    m.threads = a.backend.task_threads(a.threads, m.threads);
     if let Some(v) = a.task_sampling {
         m.task_sampling = match v {
             SamplingArg::Proportional => TaskSampling::Proportional,
@@ -271,11 +271,7 @@ pub fn run(a: Args) -> Result<()> {
     if mc.num_experts == 0 || mc.num_critics == 0 || mc.embed_dim == 0 {
         bail!("--experts, --critics and --embed-dim must be at least 1");
     }
-    let mut meta = meta_config(&a, base_meta);
-    if a.threads.is_none() && !matches!(a.backend, BackendArg::Flex) {
-        // Tasks on threads are for CPU cores; a GPU queue takes them one by one.
-        meta.threads = 1;
-    }
+    let meta = meta_config(&a, base_meta);
     if meta.task_count == 0 || meta.support_size == 0 || meta.query_size == 0 || meta.epochs == 0 {
         bail!("--task-count, --support, --query and --epochs must be at least 1");
     }
