@@ -79,7 +79,8 @@ impl ModuleVisitor for Combine<'_> {
         let mut acc: Option<Tensor<D>> = None;
         for (w, g) in self.terms {
             if let Some(t) = g.get::<D>(p.id) {
-                let t = t.mul_scalar(*w);
+                // A weight of 1 (sums of per-task gradients) needs no pass over the tensor.
+                let t = if *w == 1.0 { t } else { t.mul_scalar(*w) };
                 acc = Some(match acc {
                     Some(a) => a + t,
                     None => t,

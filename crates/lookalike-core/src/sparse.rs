@@ -137,13 +137,6 @@ pub struct Touched {
     pub ids: Vec<Vec<u32>>,
 }
 
-impl Touched {
-    /// Rows touched over all fields.
-    pub fn rows(&self) -> usize {
-        self.ids.iter().map(Vec::len).sum()
-    }
-}
-
 /// The embedding tables of a model under training with lazy Adam (see the module's notes).
 #[derive(Debug, Clone)]
 pub struct SparseEmbeddings {
@@ -256,24 +249,7 @@ impl SparseEmbeddings {
     /// records its gradient, keeping its parameter id.
     pub fn model(&self, general: &MetaHeac, touched: &Touched) -> MetaHeac {
         let mut m = general.clone();
-        let (s, mf) = (self.single_fields, self.multi_fields);
-        let cut = |e: &Embedding, t: &Table, f: usize| Embedding {
-            weight: with_values(e.weight.clone(), t.gather(f, &touched.ids[f]), t.width),
-        };
-        for (f, e) in m.user_single.iter_mut().enumerate() {
-            *e = cut(e, &self.deep, f);
-        }
-        for (f, e) in m.user_multi.iter_mut().enumerate() {
-            *e = cut(e, &self.deep, s + f);
-        }
-        for (i, e) in m.ad.iter_mut().enumerate() {
-            *e = cut(e, &self.deep, s + mf + i);
-        }
-        if let Some(w) = &self.wide {
-            for (f, e) in m.wide.iter_mut().enumerate() {
-                *e = cut(e, w, f);
-            }
-        }
+        self.set_tables(&mut m, |t, f| t.gather(f, &touched.ids[f]));
         m
     }
 
@@ -318,26 +294,30 @@ impl SparseEmbeddings {
 
     /// `model` with its tables set to the current values (ids kept).
     pub fn write_into(&self, mut model: MetaHeac) -> MetaHeac {
-        let (s, mf) = (self.single_fields, self.multi_fields);
-        let put = |e: &mut Embedding, t: &Table, f: usize| {
-            let values = t.values[t.rows_of(f)].to_vec();
-            e.weight = with_values(e.weight.clone(), values, t.width);
+        self.set_tables(&mut model, |t, f| t.values[t.rows_of(f)].to_vec());
+        model
+    }
+
+    /// Sets each table of `m` to `values(table, field)`, a `[rows, width]` buffer (ids kept). Field f
+    /// of the deep table is `m`'s f-th table in [`deep_tables`] order; field f of the wide one is
+    /// `m.wide[f]`.
+    fn set_tables(&self, m: &mut MetaHeac, values: impl Fn(&Table, usize) -> Vec<f32>) {
+        let set = |e: &mut Embedding, t: &Table, f: usize| {
+            e.weight = with_values(e.weight.clone(), values(t, f), t.width);
         };
-        for (f, e) in model.user_single.iter_mut().enumerate() {
-            put(e, &self.deep, f);
-        }
-        for (f, e) in model.user_multi.iter_mut().enumerate() {
-            put(e, &self.deep, s + f);
-        }
-        for (i, e) in model.ad.iter_mut().enumerate() {
-            put(e, &self.deep, s + mf + i);
+        let deep = m
+            .user_single
+            .iter_mut()
+            .chain(&mut m.user_multi)
+            .chain(&mut m.ad);
+        for (f, e) in deep.enumerate() {
+            set(e, &self.deep, f);
         }
         if let Some(w) = &self.wide {
-            for (f, e) in model.wide.iter_mut().enumerate() {
-                put(e, w, f);
+            for (f, e) in m.wide.iter_mut().enumerate() {
+                set(e, w, f);
             }
         }
-        model
     }
 
     /// Adam's state (step count and both moments) for a checkpoint.
