@@ -27,7 +27,8 @@ pub struct Args {
     data: PathBuf,
     /// Methods, comma-separated, by paper name or id (lr, mlp, mlp-emb, pinterest, hubble, mlp-pre,
     /// shared-bottom, mmoe, metaheac, wo-hc, wo-he, wo-meta; and, only when named, metaheac-dense:
-    /// MetaHeac with dense Adam on the embedding tables) [default: all but metaheac-dense].
+    /// MetaHeac with dense Adam on the embedding tables, and metaheac-half: MetaHeac whose offline
+    /// validation scores one half of each validation campaign) [default: all but those two].
     #[arg(long, value_delimiter = ',')]
     methods: Option<Vec<String>>,
     /// Number of seeds (general models and fine-tuning are redone for each).

@@ -110,7 +110,7 @@ pub fn run(a: Args) -> Result<()> {
     let start = Instant::now();
     if a.on == On::Validation {
         let info = training.context("--on validation needs --model (a trained record)")?;
-        let meta = info.meta.with_context(|| {
+        let mut meta = info.meta.with_context(|| {
             format!(
                 "{}: the record does not say how it was trained (written by an older version)",
                 a.model
@@ -118,6 +118,8 @@ pub fn run(a: Args) -> Result<()> {
                     .map_or(String::new(), |p| p.display().to_string())
             )
         })?;
+        // The validation fine-tunes run on this machine's cores, not the training run's.
+        meta.threads = a.backend.task_threads(None, 0);
         let train = data.with_role(Role::Train);
         let validation =
             lookalike_core::schedule::held_out(&meta, ft, &data.users, &train, info.seed);

@@ -180,6 +180,10 @@ pub struct Args {
     /// Stop after this many validations without a better AUC [default: 4].
     #[arg(long)]
     val_patience: Option<usize>,
+    /// Score both halves of each validation campaign, each after fine-tuning on the other (false: one
+    /// half, as before) [default: true].
+    #[arg(long)]
+    val_crossfit: Option<bool>,
     /// Write a checkpoint (atomically, replacing the last) every this many minutes, so that a killed
     /// run can go on with --resume; 0 writes one after every iteration.
     #[arg(long, default_value_t = 10.0)]
@@ -228,6 +232,7 @@ pub fn meta_config(a: &Args, base: MetaConfig) -> MetaConfig {
     m.outer_lr = a.outer_lr.unwrap_or(m.outer_lr);
     m.val_every = a.val_every.unwrap_or(m.val_every);
     m.val_patience = a.val_patience.unwrap_or(m.val_patience);
+    m.val_crossfit = a.val_crossfit.unwrap_or(m.val_crossfit);
     m
 }
 

@@ -40,6 +40,9 @@ pub enum Method {
     /// MetaHeac whose embedding tables take dense Adam steps (the reference's optimizer), to compare
     /// with the lazy steps of the default.
     MetaHeacDense,
+    /// MetaHeac whose offline validation scores one half of each validation campaign (the earlier
+    /// rule), to compare with the default's cross-fitted halves.
+    MetaHeacOneHalf,
 }
 
 /// How a method's general model is trained (one per kind and seed, shared between methods).
@@ -51,6 +54,8 @@ pub enum General {
     WoMeta,
     /// MetaHeac with dense Adam on the embedding tables.
     Dense,
+    /// MetaHeac validated on one half of each validation campaign.
+    OneHalf,
     /// One expert, one critic, plain training (MLP+pre-training, Shared-Bottom, MLP+emb, Hubble, Pinterest).
     Mlp,
     /// n experts, one critic, plain training.
@@ -74,7 +79,7 @@ impl Method {
     ];
 
     /// Methods run only when asked for.
-    pub const EXTRA: [Method; 1] = [Method::MetaHeacDense];
+    pub const EXTRA: [Method; 2] = [Method::MetaHeacDense, Method::MetaHeacOneHalf];
 
     /// The paper's name (the key in `bench`'s JSON).
     pub fn name(self) -> &'static str {
@@ -92,12 +97,13 @@ impl Method {
             Method::MetaHeacWoHe => "MetaHeac w/o HE",
             Method::MetaHeacWoMeta => "MetaHeac w/o Meta",
             Method::MetaHeacDense => "MetaHeac dense Adam",
+            Method::MetaHeacOneHalf => "MetaHeac one validation half",
         }
     }
 
     /// Parses a paper name (case-insensitive) or the short id (`lr`, `mlp`, `mlp-emb`, `pinterest`,
     /// `hubble`, `mlp-pre`, `shared-bottom`, `mmoe`, `metaheac`, `wo-hc`, `wo-he`, `wo-meta`,
-    /// `metaheac-dense`).
+    /// `metaheac-dense`, `metaheac-half`).
     pub fn parse(s: &str) -> Option<Method> {
         let s = s.trim().to_ascii_lowercase();
         Method::ALL
@@ -121,6 +127,7 @@ impl Method {
             Method::MetaHeacWoHe => "wo-he",
             Method::MetaHeacWoMeta => "wo-meta",
             Method::MetaHeacDense => "metaheac-dense",
+            Method::MetaHeacOneHalf => "metaheac-half",
         }
     }
 
@@ -144,6 +151,7 @@ impl Method {
             Method::MetaHeacWoHe => Some(General::WoHe),
             Method::MetaHeacWoMeta => Some(General::WoMeta),
             Method::MetaHeacDense => Some(General::Dense),
+            Method::MetaHeacOneHalf => Some(General::OneHalf),
         }
     }
 }
@@ -162,6 +170,7 @@ impl General {
             General::WoHe => m.num_experts = 1,
             General::WoMeta => c.meta_grad = MetaGrad::NoAdaptation,
             General::Dense => c.embedding_update = EmbeddingUpdate::Dense,
+            General::OneHalf => c.val_crossfit = false,
             General::Mlp => {
                 m = mlp_config(&m);
                 c.meta_grad = MetaGrad::NoAdaptation;
@@ -256,7 +265,8 @@ pub fn start(
         | Method::MetaHeacWoHc
         | Method::MetaHeacWoHe
         | Method::MetaHeacWoMeta
-        | Method::MetaHeacDense => need().clone(),
+        | Method::MetaHeacDense
+        | Method::MetaHeacOneHalf => need().clone(),
     };
     Ok(Start::Model(Box::new(model)))
 }

@@ -59,17 +59,24 @@ pub struct Validation<'a> {
     sets: Vec<ValidationSet<'a>>,
     finetune: FineTuneConfig,
     seed: u64,
+    /// Also fine-tune on the scored half and score the other ([`MetaConfig::val_crossfit`]).
+    crossfit: bool,
+    /// The fine-tunes run on this many threads ([`MetaConfig::threads`], resolved); each has its own
+    /// seed, so the count does not change the result.
+    threads: usize,
 }
 
 impl<'a> Validation<'a> {
-    /// At most `max_rows` stage-1 rows per campaign (stratified), half to fine-tune and half to score.
+    /// At most `meta.val_max_rows` stage-1 rows per campaign (stratified), half to fine-tune and half
+    /// to score (and, with `meta.val_crossfit`, the other way round too).
     pub fn new(
         users: &'a UserTable,
         campaigns: &[&'a Campaign],
         finetune: FineTuneConfig,
-        max_rows: usize,
+        meta: &MetaConfig,
         seed: u64,
     ) -> Self {
+        let max_rows = meta.val_max_rows;
         let mut rng = StdRng::seed_from_u64(seed);
         let sets = campaigns
             .iter()
@@ -93,6 +100,8 @@ impl<'a> Validation<'a> {
             sets,
             finetune,
             seed,
+            crossfit: meta.val_crossfit,
+            threads: crate::meta::threads(meta.threads),
         }
     }
 
@@ -114,25 +123,22 @@ impl<'a> Validation<'a> {
         Ok(mean_of(&self.aucs(general)?))
     }
 
-    /// Each validation campaign's AUC after fine-tuning `general` on it (`None` where its scored half
-    /// lacks a positive or a negative).
+    /// Each validation campaign's AUC after fine-tuning `general` on it (`None` where no scored half
+    /// has both a positive and a negative).
     pub fn aucs(&self, general: &MetaHeac) -> Result<Vec<Option<f64>>, NonFinite> {
-        self.sets
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                let (scores, _) = tune_and_score(
-                    general.clone(),
-                    &self.finetune,
-                    self.users,
-                    &v.campaign.ad,
-                    &v.tune,
-                    &v.eval,
-                    self.seed ^ i as u64,
-                )?;
-                Ok(v.auc(&scores))
-            })
-            .collect()
+        self.per_campaign(|i, fold, tune, eval| {
+            // Fresh leaves: the fine-tunes on other threads share no graph with this one.
+            let (scores, _) = tune_and_score(
+                crate::grads::releaf(general.clone()),
+                &self.finetune,
+                self.users,
+                &self.sets[i].campaign.ad,
+                tune,
+                eval,
+                self.seed ^ i as u64 ^ (fold << 32),
+            )?;
+            Ok(scores)
+        })
     }
 
     /// Each validation campaign's AUC for the LR baseline fitted on the same rows: the floor the general
@@ -142,22 +148,42 @@ impl<'a> Validation<'a> {
         onehot: &OneHot,
         config: &LrConfig,
     ) -> Result<Vec<Option<f64>>, NonFinite> {
-        self.sets
-            .iter()
-            .map(|v| {
-                let (_, scores) =
-                    crate::lr::fit_and_score(onehot, self.users, &v.tune, &v.eval, config);
-                crate::finite::check(&scores, "an LR score")?;
-                Ok(v.auc(&scores))
-            })
-            .collect()
+        self.per_campaign(|_, _, tune, eval| {
+            let (_, scores) = crate::lr::fit_and_score(onehot, self.users, tune, eval, config);
+            crate::finite::check(&scores, "an LR score")?;
+            Ok(scores)
+        })
     }
-}
 
-impl ValidationSet<'_> {
-    fn auc(&self, scores: &[f32]) -> Option<f64> {
-        let labels: Vec<bool> = self.eval.iter().map(|r| r.label).collect();
-        auc(&labels, scores)
+    /// Per campaign: `score(campaign, fold, tune rows, scored rows)` on its halves (both ways round
+    /// with cross-fitting), and the mean AUC of the folds that have both labels.
+    fn per_campaign(
+        &self,
+        score: impl Fn(usize, u64, &[Row], &[Row]) -> Result<Vec<f32>, NonFinite> + Sync,
+    ) -> Result<Vec<Option<f64>>, NonFinite> {
+        let folds = if self.crossfit { 2 } else { 1 };
+        let jobs: Vec<(usize, u64)> = (0..self.sets.len())
+            .flat_map(|i| (0..folds).map(move |f| (i, f)))
+            .collect();
+        let aucs = crate::meta::per_task(jobs.len(), self.threads, |j| {
+            let (i, fold) = jobs[j];
+            let v = &self.sets[i];
+            let (tune, eval) = match fold {
+                0 => (&v.tune, &v.eval),
+                _ => (&v.eval, &v.tune),
+            };
+            let scores = score(i, fold, tune, eval)?;
+            let labels: Vec<bool> = eval.iter().map(|r| r.label).collect();
+            Ok(auc(&labels, &scores))
+        });
+        let mut out = vec![Vec::new(); self.sets.len()];
+        for ((i, _), a) in jobs.into_iter().zip(aucs) {
+            out[i].extend(a?);
+        }
+        Ok(out
+            .into_iter()
+            .map(|a| (!a.is_empty()).then(|| a.iter().sum::<f64>() / a.len() as f64))
+            .collect())
     }
 }
 
@@ -222,7 +248,7 @@ fn validation_of<'a>(
     meta: &MetaConfig,
     seed: u64,
 ) -> Validation<'a> {
-    Validation::new(users, val, finetune, meta.val_max_rows, seed ^ 0x5eed)
+    Validation::new(users, val, finetune, meta, seed ^ 0x5eed)
 }
 
 /// What [`fit`] reports as it goes.
@@ -510,4 +536,80 @@ pub fn fit_resumable(
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Role;
+
+    fn rows(labels: &[bool], first_user: u32) -> Vec<Row> {
+        labels
+            .iter()
+            .enumerate()
+            .map(|(i, &label)| Row {
+                user: first_user + i as u32,
+                label,
+            })
+            .collect()
+    }
+
+    /// Cross-fitting scores both halves, each after "fitting" on the other, and averages the two AUCs;
+    /// without it only the first half is scored. A half without both labels is left out.
+    #[test]
+    fn crossfit_scores_both_halves() {
+        let users = UserTable::default();
+        let campaign = Campaign {
+            aid: "1".into(),
+            ad: vec![],
+            role: Role::Train,
+            stage1: vec![],
+            stage2: vec![],
+        };
+        // Scores are the user ids, so each half's AUC is known.
+        let sets = [
+            ValidationSet {
+                campaign: &campaign,
+                tune: rows(&[true, false, false], 0),
+                eval: rows(&[false, false, true], 10),
+            },
+            ValidationSet {
+                campaign: &campaign,
+                tune: rows(&[true, false], 0),
+                eval: rows(&[false, false], 10),
+            },
+        ];
+        let validation = |crossfit| Validation {
+            users: &users,
+            sets: sets
+                .iter()
+                .map(|s| ValidationSet {
+                    campaign: s.campaign,
+                    tune: s.tune.clone(),
+                    eval: s.eval.clone(),
+                })
+                .collect(),
+            finetune: FineTuneConfig::new(),
+            seed: 0,
+            crossfit,
+            threads: 2,
+        };
+        let seen = std::sync::Mutex::new(Vec::new());
+        let by_user = |i: usize, fold: u64, tune: &[Row], eval: &[Row]| {
+            seen.lock().unwrap().push((i, fold, tune.len(), eval.len()));
+            Ok(eval.iter().map(|r| r.user as f32).collect())
+        };
+        let one = validation(false).per_campaign(by_user).unwrap();
+        assert_eq!(one, vec![Some(1.0), None]);
+        // Campaign 0: AUC 1 on its second half, 0 on its first; campaign 1: only its first half has
+        // both labels, and it ranks them wrong.
+        let both = validation(true).per_campaign(by_user).unwrap();
+        assert_eq!(both, vec![Some(0.5), Some(0.0)]);
+        let mut seen = seen.into_inner().unwrap().split_off(2);
+        seen.sort();
+        assert_eq!(
+            seen,
+            [(0, 0, 3, 3), (0, 1, 3, 3), (1, 0, 2, 2), (1, 1, 2, 2)]
+        );
+    }
 }
