@@ -253,10 +253,13 @@ try {
       return [table, Object.fromEntries(table.map((r) => [r[0], Number(r[4])]))];
     };
     // The paper's rule (2 epochs, nothing else differs): the paper's point, on the demo's real
-    // converters, a meta-learned start beats random weights.
+    // converters, a meta-learned start beats random weights. One campaign, one general model: the
+    // margin moves with the kept iteration (0.766 vs 0.601 with iteration 50, kept on validation
+    // noise; 0.626 vs 0.601 with iteration 100, kept by cross-fitted validation), so only the order
+    // is asserted.
     const [paperTable, paper] = await compare("paper");
     measured.teaching_paper_rule = paperTable;
-    assert(paper["meta-trained (MetaHeac)"] > paper["from scratch"] + 0.05, `paper's rule, real-converter AUCs: ${JSON.stringify(paper)}`);
+    assert(paper["meta-trained (MetaHeac)"] > paper["from scratch"], `paper's rule, real-converter AUCs: ${JSON.stringify(paper)}`);
     // The product's rule finds a better audience from the meta-trained start than the paper's does.
     const [productTable, product] = await compare("product");
     measured.teaching = productTable;
