@@ -5,6 +5,7 @@ use anyhow::{Context, Result, bail};
 use lookalike_core::data::Role;
 use lookalike_core::finetune::tune_and_score;
 use lookalike_core::lr::{LrConfig, OneHot};
+use lookalike_core::meta::MetaConfig;
 use lookalike_core::metrics::{CampaignMetrics, GroupMetrics};
 use lookalike_core::model::{Init, MetaHeacConfig};
 use lookalike_core::record;
@@ -119,7 +120,7 @@ pub fn run(a: Args) -> Result<()> {
             )
         })?;
         // The validation fine-tunes run on this machine's cores, not the training run's.
-        meta.threads = a.backend.task_threads(None, 0);
+        meta.threads = a.backend.task_threads(None, MetaConfig::new().threads);
         let train = data.with_role(Role::Train);
         let validation =
             lookalike_core::schedule::held_out(&meta, ft, &data.users, &train, info.seed);

@@ -732,7 +732,6 @@ impl<'a> MetaTrainer<'a> {
     }
 }
 
-/// `f(0)..f(n − 1)`, in order, computed on up to `threads` threads.
 /// [`MetaConfig::threads`] resolved: 0 is one per core (1 on wasm).
 pub(crate) fn threads(configured: usize) -> usize {
     match configured {
@@ -742,6 +741,7 @@ pub(crate) fn threads(configured: usize) -> usize {
     }
 }
 
+/// `f(0)..f(n − 1)`, in order, computed on up to `threads` threads.
 pub(crate) fn per_task<T: Send>(n: usize, threads: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
     let threads = threads.clamp(1, n.max(1));
     if threads == 1 {

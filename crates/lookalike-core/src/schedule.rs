@@ -47,6 +47,7 @@ pub fn split_campaigns<'a>(
     (train, val)
 }
 
+#[derive(Clone)]
 struct ValidationSet<'a> {
     campaign: &'a Campaign,
     tune: Vec<Row>,
@@ -182,7 +183,7 @@ impl<'a> Validation<'a> {
         }
         Ok(out
             .into_iter()
-            .map(|a| (!a.is_empty()).then(|| a.iter().sum::<f64>() / a.len() as f64))
+            .map(|a| (!a.is_empty()).then(|| crate::stats::mean_std(&a).0))
             .collect())
     }
 }
@@ -581,14 +582,7 @@ mod tests {
         ];
         let validation = |crossfit| Validation {
             users: &users,
-            sets: sets
-                .iter()
-                .map(|s| ValidationSet {
-                    campaign: s.campaign,
-                    tune: s.tune.clone(),
-                    eval: s.eval.clone(),
-                })
-                .collect(),
+            sets: sets.to_vec(),
             finetune: FineTuneConfig::new(),
             seed: 0,
             crossfit,
