@@ -9,6 +9,12 @@ raw layout that `lookalike prepare --raw` reads, with items as campaigns:
 * insteval: lme4's InstEval (73k ratings of 1,128 lecturers by 2,972 students). A campaign is a lecturer;
   its rows are the students who rated them, seeds those who gave the top mark. Students are described
   by the other lecturers they rated (sparse ids), departments, study age and activity.
+* survey: stevedata's TV16 (the 2016 Cooperative Congressional Election Study, 64,600 respondents). A
+  campaign is one opinion in one state (six opinions, such as "voted Trump" or "born-again", in 20 states
+  from California to Wyoming: 120 campaigns); its rows are that state's respondents who answered (at most
+  1,200, sampled), seeds those who hold the opinion. Respondents are described by demographics, party,
+  ideology and religiosity only: dense, few-valued fields and no ids, unlike the two sets above, and the
+  six opinions are never features. The same opinion in other states is what a general model can learn from.
 
 Each campaign's rows are split at random 75 % / 25 % into stage 1 (train.csv: seeds and non-seeds for
 fine-tuning) and stage 2 (test1_truth.csv: candidates with their labels). Nothing is committed: the
@@ -151,6 +157,58 @@ def insteval(out, rng, campaigns=120):
     write(out, users, camps, rows, rng)
 
 
+# The survey's opinions: (column, the answers that make a seed, ad category).
+OPINIONS = [
+    ("votetrump", {1}, 1),
+    ("bornagain", {1}, 2),
+    ("angryracism", {3, 4, 5}, 3),
+    ("whiteadv", {4, 5}, 3),
+    ("fearraces", {4, 5}, 3),
+    ("racerare", {4, 5}, 3),
+]
+
+
+def survey(out, rng, states=20, cap=1200):
+    d = load("stevedata", "TV16")
+    by_size = list(d.state.value_counts().index)
+    chosen = [by_size[round(i * (len(by_size) - 1) / (states - 1))] for i in range(states)]
+    state_id = {s: i + 1 for i, s in enumerate(sorted(by_size))}
+    race_id = {r: i + 1 for i, r in enumerate(sorted(d.racef.dropna().unique()))}
+    d = d[d.state.isin(chosen)]
+    # A missing answer is left out (an empty field), which prepare reads as its own token.
+    opt = lambda x, offset=0: [int(x) + offset] if x == x else []
+    users = {}
+    for r in d.itertuples():
+        users[int(r.uid)] = {
+            "age": [bucket(r.age, [24, 34, 44, 54, 64])],
+            "gender": [int(r.female) + 1],
+            "education": [int(r.collegeed) + 1],
+            "LBS": [state_id[r.state]],
+            "carrier": [race_id[r.racef]] if r.racef == r.racef else [],
+            "consumptionAbility": opt(r.famincr),
+            "house": opt(r.ideo),
+            "interest1": opt(r.pid7na) + opt(r.ideo, 10),
+            "interest2": opt(r.religimp) + opt(r.churchatd, 10) + opt(r.prayerfreq, 20),
+        }
+    camps, rows = {}, {}
+    for k, (column, yes, category) in enumerate(OPINIONS):
+        for state in chosen:
+            g = d[(d.state == state) & d[column].notna()]
+            rs = [(int(u), int(v) in yes) for u, v in zip(g.uid, g[column])]
+            rng.shuffle(rs)
+            aid = (k + 1) * 100 + state_id[state]
+            camps[aid] = {
+                "advertiserId": k + 1,
+                "campaignId": aid,
+                "creativeSize": bucket(len(g), [200, 500, 1000, 2000]),
+                "adCategoryId": category,
+                "productId": state_id[state],
+                "productType": 1 if len(yes) == 1 else 2,
+            }
+            rows[aid] = rs[:cap]
+    write(out, users, camps, rows, rng)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out")
@@ -158,6 +216,7 @@ def main():
     a = p.parse_args()
     movielens(os.path.join(a.out, "movielens"), random.Random(a.seed))
     insteval(os.path.join(a.out, "insteval"), random.Random(a.seed + 1))
+    survey(os.path.join(a.out, "survey"), random.Random(a.seed + 2))
 
 
 if __name__ == "__main__":
