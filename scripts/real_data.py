@@ -157,7 +157,8 @@ def insteval(out, rng, campaigns=120):
     write(out, users, camps, rows, rng)
 
 
-# The survey's opinions: (column, the answers that make a seed, ad category).
+# The survey's opinions: (column, the answers that make a seed, ad category). The scales run 1–5; the top
+# two answers make a seed, except for angryracism, whose 4 and 5 are rare (5 % of answers), so 3–5 do.
 OPINIONS = [
     ("votetrump", {1}, 1),
     ("bornagain", {1}, 2),
@@ -175,7 +176,7 @@ def survey(out, rng, states=20, cap=1200):
     state_id = {s: i + 1 for i, s in enumerate(sorted(by_size))}
     race_id = {r: i + 1 for i, r in enumerate(sorted(d.racef.dropna().unique()))}
     d = d[d.state.isin(chosen)]
-    # A missing answer is left out (an empty field), which prepare reads as its own token.
+    # A missing answer leaves its field off the user's line, as missing fields are in the Tencent data.
     opt = lambda x, offset=0: [int(x) + offset] if x == x else []
     users = {}
     for r in d.itertuples():
@@ -203,7 +204,7 @@ def survey(out, rng, states=20, cap=1200):
                 "creativeSize": bucket(len(g), [200, 500, 1000, 2000]),
                 "adCategoryId": category,
                 "productId": state_id[state],
-                "productType": 1 if len(yes) == 1 else 2,
+                "productType": 1 if len(yes) == 1 else 2,  # a yes/no question, or a scale
             }
             rows[aid] = rs[:cap]
     write(out, users, camps, rows, rng)
