@@ -256,13 +256,38 @@ fn pipeline_end_to_end() {
             "--max-iterations",
             "2",
         ],
+        &["--online-select", "false", "--max-iterations", "2"],
     ] {
         let r = w.path("ablation.rec");
         let mut args = vec!["pretrain", "--data", p(&data), "--out", p(&r)];
         args.extend_from_slice(extra);
         ok(&args);
         ok(&["inspect", p(&r)]);
+        let (h, _) = lookalike_core::record::read_header(&std::fs::read(&r).unwrap()).unwrap();
+        assert_eq!(
+            h.training.online.is_none(),
+            extra.contains(&"false"),
+            "a recipe is chosen unless --online-select false: {extra:?}"
+        );
     }
+
+    // The validation campaigns chose the online recipe (the default); the record carries it,
+    // `inspect` shows it and `eval` applies it.
+    let (h, _) = lookalike_core::record::read_header(&std::fs::read(&rec).unwrap()).unwrap();
+    let online = h.training.online.expect("a chosen recipe in the record");
+    assert_eq!(
+        online.tried.len(),
+        lookalike_core::finetune::OnlineRecipe::ALL.len()
+    );
+    assert!(
+        info.contains(&format!("online recipe: {}", online.recipe.name())),
+        "{info}"
+    );
+    assert_eq!(
+        table.contains("online recipe chosen by the model's validation campaigns"),
+        online.recipe != lookalike_core::finetune::OnlineRecipe::AsConfigured,
+        "{table}"
+    );
 
     // Expand: seeds = the stage-1 seeds of one campaign.
     let raw = w.path("raw");

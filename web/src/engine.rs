@@ -9,7 +9,7 @@ use lookalike_core::burn::module::Module;
 use lookalike_core::burn::tensor::Device;
 use lookalike_core::data::Row;
 use lookalike_core::expansion::score_async;
-use lookalike_core::finetune::{FineTuneConfig, FineTuner, gate_weights_async};
+use lookalike_core::finetune::{FineTuneConfig, FineTuner, OnlineRecipe, gate_weights_async};
 use lookalike_core::metrics::auc;
 use lookalike_core::model::MetaHeac;
 use lookalike_core::online::OnlinePlan;
@@ -307,6 +307,8 @@ pub struct Job {
     pub plan: Rc<OnlinePlan>,
     pub ad: Vec<u32>,
     pub config: FineTuneConfig,
+    /// The online recipe in `config` (the general model's choice; none under the paper's rule).
+    pub recipe: OnlineRecipe,
     pub seed: u64,
     /// Labelled stage-2 rows of a demo campaign: its real converters, for a true AUC at the end.
     pub truth: Option<Rc<Vec<Row>>>,
@@ -327,6 +329,11 @@ impl Job {
         score_pool: bool,
         paused: bool,
     ) -> Option<Job> {
+        let paper = state.teach_rule == TeachRule::Paper && kind != RunKind::Main;
+        let recipe = match paper {
+            true => OnlineRecipe::AsConfigured,
+            false => state.assets.as_ref()?.header.training.online_recipe(),
+        };
         Some(Job {
             kind,
             generation,
@@ -339,17 +346,19 @@ impl Job {
             // The product's online rule, as `lookalike eval` and `expand` run it (wide part fitted
             // first, a held-out fifth of the rows decides when to stop); the knobs set the most
             // epochs and the learning rate.
-            config: match state.teach_rule {
+            config: match paper {
                 // The teaching comparison can isolate the starting point with the paper's rule.
-                TeachRule::Paper if kind != RunKind::Main => {
-                    FineTuneConfig::reference().with_lr(state.lr)
-                }
-                // Non-seeds are sampled from the pool, as in `expand`.
-                _ => FineTuneConfig::new()
+                true => FineTuneConfig::reference().with_lr(state.lr),
+                // The online recipe the general model's validation campaigns chose, non-seeds sampled
+                // from the pool (as in `expand`), and the knobs, which override the recipe as flags
+                // do in the CLI.
+                false => recipe
+                    .apply(FineTuneConfig::new())
                     .sampled_negatives()
                     .with_epochs(state.epochs)
                     .with_lr(state.lr),
             },
+            recipe,
             seed: crate::state::SEED,
             truth: state.truth_rows(),
             score_pool,
@@ -493,7 +502,7 @@ async fn run_inner(
         paused: control.borrow().paused,
         backend,
         total_steps: total,
-        rule: describe_rule(&ft, &job.config),
+        rule: describe_rule(&ft, &job.config, job.recipe),
     });
     if job.score_pool {
         let g = gate_weights_async(ft.model(), users, &job.ad, &job.plan.gate_rows).await?;
@@ -621,7 +630,14 @@ async fn run_inner(
 }
 
 /// The online rule's set-up, for the page: the wide part's fit and the hold-out.
-fn describe_rule(ft: &FineTuner, config: &FineTuneConfig) -> String {
+fn describe_rule(ft: &FineTuner, config: &FineTuneConfig, recipe: OnlineRecipe) -> String {
+    let chosen = match recipe {
+        OnlineRecipe::AsConfigured => String::new(),
+        r => format!(
+            "The general model's validation campaigns chose this online recipe: {} (the knobs still set the epochs and the learning rate).",
+            r.name()
+        ),
+    };
     let wide = match ft.wide_c() {
         Some(c) => format!(
             "The wide part was fitted first: a logistic regression on the users' tokens on top of the general model's score (L2, C = {c}, the strength the held-out rows preferred)."
@@ -646,7 +662,7 @@ fn describe_rule(ft: &FineTuner, config: &FineTuneConfig) -> String {
     } else {
         "Too few rows to hold any out: every epoch runs.".to_string()
     };
-    format!("{wide} {stop}").trim().to_string()
+    format!("{chosen} {wide} {stop}").trim().to_string()
 }
 
 /// Where the run stopped and which weights it kept.

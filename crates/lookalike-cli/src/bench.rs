@@ -9,8 +9,9 @@ use anyhow::{Result, bail};
 use lookalike_core::baselines::{self, General, Method, Task};
 use lookalike_core::data::Role;
 use lookalike_core::data::{Row, UserTable};
-use lookalike_core::finetune::{TracePoint, trace};
+use lookalike_core::finetune::{FineTuneConfig, OnlineRecipe, TracePoint, trace};
 use lookalike_core::lr::{LrConfig, OneHot};
+use lookalike_core::meta::MetaConfig;
 use lookalike_core::metrics::{CampaignMetrics, GroupMetrics};
 use lookalike_core::model::Init;
 use lookalike_core::schedule::{self, Progress};
@@ -27,8 +28,10 @@ pub struct Args {
     data: PathBuf,
     /// Methods, comma-separated, by paper name or id (lr, mlp, mlp-emb, pinterest, hubble, mlp-pre,
     /// shared-bottom, mmoe, metaheac, wo-hc, wo-he, wo-meta; and, only when named, metaheac-dense:
-    /// MetaHeac with dense Adam on the embedding tables, and metaheac-half: MetaHeac whose offline
-    /// validation scores one half of each validation campaign) [default: all but those two].
+    /// MetaHeac with dense Adam on the embedding tables, metaheac-half: MetaHeac whose offline
+    /// validation scores one half of each validation campaign, and metaheac-fixed: MetaHeac
+    /// fine-tuned with the online rule as configured, not the recipe its validation campaigns
+    /// chose) [default: all but those three].
     #[arg(long, value_delimiter = ',')]
     methods: Option<Vec<String>>,
     /// Number of seeds (general models and fine-tuning are redone for each).
@@ -121,6 +124,9 @@ struct PretrainResult {
     best_iteration: usize,
     best_validation_auc: Option<f64>,
     seconds: f64,
+    /// The online recipe its validation campaigns chose, where it chose one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    online: Option<lookalike_core::schedule::OnlineChoice>,
 }
 
 #[derive(Serialize)]
@@ -219,8 +225,15 @@ pub fn run(a: Args) -> Result<()> {
     );
     for &seed in &seeds {
         let mut models = BTreeMap::new();
+        // The online recipe each general model's validation chose (the configuration as given where
+        // it chose none).
+        let mut recipes = BTreeMap::new();
         for &g in &generals {
-            let (mc, meta) = g.configure(&base_model, &base_meta);
+            let (mc, mut meta) = g.configure(&base_model, &base_meta);
+            // Its validation chooses an online recipe when a method that starts from it uses one.
+            meta.online_select = methods
+                .iter()
+                .any(|m| m.general() == Some(g) && m.chooses_online(&base_meta));
             let model = mc.init(Init::Seeded(seed), &device);
             let schedule::Setup {
                 mut trainer,
@@ -258,11 +271,19 @@ pub fn run(a: Args) -> Result<()> {
             )?;
             bar.finish_and_clear();
             eprintln!(
-                "  seed {seed} {g:?}: {} iterations, best {} (validation AUC {}), {:.1} s",
+                "  seed {seed} {g:?}: {} iterations, best {} (validation AUC {}){}, {:.1} s",
                 report.iterations,
                 report.best_iteration,
                 report.best_auc.map_or("-".into(), |v| format!("{v:.4}")),
+                report.online.as_ref().map_or(String::new(), |o| format!(
+                    ", online recipe {}",
+                    o.recipe.name()
+                )),
                 t.elapsed().as_secs_f64()
+            );
+            recipes.insert(
+                g,
+                report.online.as_ref().map(|o| o.recipe).unwrap_or_default(),
             );
             pretrain
                 .entry(format!("{g:?}"))
@@ -273,6 +294,7 @@ pub fn run(a: Args) -> Result<()> {
                     best_iteration: report.best_iteration,
                     best_validation_auc: report.best_auc,
                     seconds: t.elapsed().as_secs_f64(),
+                    online: report.online.clone(),
                 });
             models.insert(g, trainer.into_model());
         }
@@ -305,7 +327,7 @@ pub fn run(a: Args) -> Result<()> {
                     &base_model,
                     &device,
                     &task,
-                    &finetune,
+                    &online(m, &recipes, &base_meta, &finetune),
                     &lr_config,
                 )?;
                 let labels: Vec<bool> = c.stage2.iter().map(|r| r.label).collect();
@@ -330,6 +352,8 @@ pub fn run(a: Args) -> Result<()> {
                 &tests,
                 &data.users,
                 seed,
+                &recipes,
+                &base_meta,
                 &finetune,
                 &lr_config,
             )?;
@@ -411,6 +435,22 @@ struct Traces {
     runs: Vec<(Method, Vec<TracePoint>)>,
 }
 
+/// How `method` fine-tunes: `finetune`, with the online recipe its general model's validation chose
+/// where the method uses one (see [`Method::chooses_online`]; `meta`: the offline configuration as
+/// given).
+fn online(
+    method: Method,
+    recipes: &BTreeMap<General, OnlineRecipe>,
+    meta: &MetaConfig,
+    finetune: &FineTuneConfig,
+) -> FineTuneConfig {
+    let recipe = match method.general() {
+        Some(g) if method.chooses_online(meta) => recipes[&g],
+        _ => OnlineRecipe::AsConfigured,
+    };
+    recipe.apply(finetune.clone())
+}
+
 /// Fine-tunes the methods of the paper's Fig. 3 that were run (MLP one-stage, MMoE, Hubble, MetaHeac)
 /// on one cold campaign, the one with the median seed count (chosen by size, not by result), scoring
 /// its candidates along the way. Returns the campaign's id and the traces.
@@ -423,7 +463,9 @@ fn trace_campaign(
     tests: &[&lookalike_core::data::Campaign],
     users: &UserTable,
     seed: u64,
-    finetune: &lookalike_core::finetune::FineTuneConfig,
+    recipes: &BTreeMap<General, OnlineRecipe>,
+    meta: &MetaConfig,
+    finetune: &FineTuneConfig,
     lr_config: &LrConfig,
 ) -> Result<Option<Traces>> {
     let mut cold: Vec<usize> = (0..tests.len())
@@ -457,7 +499,13 @@ fn trace_campaign(
             baselines::start(m, general, scratch, device, &task, lr_config)?
         {
             let points = trace(
-                *start, finetune, users, &c.ad, &c.stage1, &c.stage2, task.seed,
+                *start,
+                &online(m, recipes, meta, finetune),
+                users,
+                &c.ad,
+                &c.stage1,
+                &c.stage2,
+                task.seed,
             )?;
             out.push((m, points));
         }

@@ -3,7 +3,7 @@
 use crate::{BackendArg, FineTuneArgs, backend, load_prepared, progress};
 use anyhow::{Context, Result, bail};
 use lookalike_core::data::Role;
-use lookalike_core::finetune::tune_and_score;
+use lookalike_core::finetune::{OnlineRecipe, tune_and_score};
 use lookalike_core::lr::{LrConfig, OneHot};
 use lookalike_core::meta::MetaConfig;
 use lookalike_core::metrics::{CampaignMetrics, GroupMetrics};
@@ -107,7 +107,18 @@ pub fn run(a: Args) -> Result<()> {
         }
         None => bail!("--model is required (or --no-pretrain)"),
     };
-    let ft = a.finetune.config();
+    // A fresh model (--no-pretrain) did not choose a recipe.
+    let recipe = match &training {
+        Some(t) if !a.no_pretrain => t.online_recipe(),
+        _ => OnlineRecipe::AsConfigured,
+    };
+    if recipe != OnlineRecipe::AsConfigured {
+        eprintln!(
+            "online recipe chosen by the model's validation campaigns: {}",
+            recipe.name()
+        );
+    }
+    let ft = a.finetune.config(recipe);
     let start = Instant::now();
     if a.on == On::Validation {
         let info = training.context("--on validation needs --model (a trained record)")?;

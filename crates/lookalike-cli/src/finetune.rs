@@ -97,7 +97,7 @@ pub fn tune(c: &Campaign) -> Result<Tuned> {
     let device = backend(c.backend)?;
     let (header, general) = load_record(&c.model, &device)?;
     let seeds = read_seeds(&c.seeds)?;
-    let mut finetune = c.finetune.config();
+    let mut finetune = c.finetune.config(header.training.online_recipe());
     if c.finetune.wide_negative_offset.is_none() {
         // Non-seeds are sampled from the pool here, not exposed users as offline.
         finetune = finetune.sampled_negatives();

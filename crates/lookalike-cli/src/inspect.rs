@@ -96,6 +96,17 @@ pub fn run(a: Args) -> Result<()> {
         None => println!("  not trained"),
     }
     println!("  seed {}, data {}, {}", t.seed, t.data, t.created_by);
+    if let Some(o) = &t.online {
+        println!(
+            "  online recipe: {} (chosen on validation: {})",
+            o.recipe.name(),
+            o.tried
+                .iter()
+                .map(|(r, auc)| format!("{} {auc:.4}", r.name()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     if let Some(c) = &h.campaign {
         println!(
             "  campaign: ad {} ({}); seeds {} listed, {} matched, {} trained, {} held out; {} sampled non-seeds from {}",

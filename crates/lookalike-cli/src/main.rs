@@ -277,9 +277,15 @@ impl From<HoldoutMetricArg> for lookalike_core::finetune::HoldoutMetric {
 }
 
 impl FineTuneArgs {
-    pub fn config(&self) -> lookalike_core::finetune::FineTuneConfig {
+    /// The online configuration for a general model whose validation campaigns chose `recipe` (the
+    /// record's; the reference protocol ignores it): the protocol's defaults, that recipe, then the
+    /// flags given.
+    pub fn config(
+        &self,
+        recipe: lookalike_core::finetune::OnlineRecipe,
+    ) -> lookalike_core::finetune::FineTuneConfig {
         let mut c = match self.protocol {
-            Protocol::Product => lookalike_core::finetune::FineTuneConfig::new(),
+            Protocol::Product => recipe.apply(lookalike_core::finetune::FineTuneConfig::new()),
             Protocol::Reference => lookalike_core::finetune::FineTuneConfig::reference(),
         };
         c.epochs = self.finetune_epochs.unwrap_or(c.epochs);

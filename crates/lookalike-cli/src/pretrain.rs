@@ -184,6 +184,11 @@ pub struct Args {
     /// half, as before) [default: true].
     #[arg(long)]
     val_crossfit: Option<bool>,
+    /// After training, let the validation campaigns choose the online stage's recipe for this model
+    /// (the record carries it; `eval`, `finetune`, `expand` and the web page apply it) [default: true;
+    /// reference: false].
+    #[arg(long)]
+    online_select: Option<bool>,
     /// Write a checkpoint (atomically, replacing the last) every this many minutes, so that a killed
     /// run can go on with --resume; 0 writes one after every iteration.
     #[arg(long, default_value_t = 10.0)]
@@ -233,6 +238,7 @@ pub fn meta_config(a: &Args, base: MetaConfig) -> MetaConfig {
     m.val_every = a.val_every.unwrap_or(m.val_every);
     m.val_patience = a.val_patience.unwrap_or(m.val_patience);
     m.val_crossfit = a.val_crossfit.unwrap_or(m.val_crossfit);
+    m.online_select = a.online_select.unwrap_or(m.online_select);
     m
 }
 
@@ -370,6 +376,8 @@ pub fn run(a: Args) -> Result<()> {
     let start = Instant::now();
     let mut rows = 0usize;
     let mut last_log = 0usize;
+    // When training's last step or validation ended: what follows in the fit is the recipe's choice.
+    let mut last_event = Instant::now();
     let mut last_checkpoint = Instant::now();
     let mut due = |i: usize| {
         let due = a.halt_after == Some(i)
@@ -413,6 +421,7 @@ pub fn run(a: Args) -> Result<()> {
                 loss,
                 rows: r,
             } => {
+                last_event = Instant::now();
                 rows += r;
                 bar.set_length(total as u64);
                 bar.set_position(iteration as u64);
@@ -433,6 +442,7 @@ pub fn run(a: Args) -> Result<()> {
                 auc,
                 best,
             } => {
+                last_event = Instant::now();
                 bar.suspend(|| {
                     eprintln!(
                         "  iteration {iteration}: validation mean AUC {auc:.4}{} ({:.0} s)",
@@ -464,6 +474,19 @@ pub fn run(a: Args) -> Result<()> {
             report.best_iteration, report.iterations
         );
     }
+    if let Some(o) = &report.online {
+        let tried: Vec<String> = o
+            .tried
+            .iter()
+            .map(|(r, auc)| format!("{} {auc:.4}", r.name()))
+            .collect();
+        println!(
+            "online recipe: {} (validation mean AUC: {}; chosen in {:.1} s)",
+            o.recipe.name(),
+            tried.join(", "),
+            last_event.elapsed().as_secs_f64()
+        );
+    }
     let header = RecordHeader {
         model: mc,
         schema: data.schema.clone(),
@@ -484,6 +507,7 @@ pub fn run(a: Args) -> Result<()> {
                 .map(|n| n.to_string_lossy().to_string())
                 .unwrap_or_default(),
             created_by: format!("lookalike {}", env!("CARGO_PKG_VERSION")),
+            online: report.online.clone(),
         },
         parameters,
         campaign: None,

@@ -43,6 +43,9 @@ pub enum Method {
     /// MetaHeac whose offline validation scores one half of each validation campaign (the earlier
     /// rule), to compare with the default's cross-fitted halves.
     MetaHeacOneHalf,
+    /// MetaHeac fine-tuned with the online rule as configured, whatever its validation campaigns
+    /// would choose ([`MetaConfig::online_select`] off); same general model as `MetaHeac`.
+    MetaHeacFixed,
 }
 
 /// How a method's general model is trained (one per kind and seed, shared between methods).
@@ -79,7 +82,11 @@ impl Method {
     ];
 
     /// Methods run only when asked for.
-    pub const EXTRA: [Method; 2] = [Method::MetaHeacDense, Method::MetaHeacOneHalf];
+    pub const EXTRA: [Method; 3] = [
+        Method::MetaHeacDense,
+        Method::MetaHeacOneHalf,
+        Method::MetaHeacFixed,
+    ];
 
     /// The paper's name (the key in `bench`'s JSON).
     pub fn name(self) -> &'static str {
@@ -98,12 +105,13 @@ impl Method {
             Method::MetaHeacWoMeta => "MetaHeac w/o Meta",
             Method::MetaHeacDense => "MetaHeac dense Adam",
             Method::MetaHeacOneHalf => "MetaHeac one validation half",
+            Method::MetaHeacFixed => "MetaHeac fixed online rule",
         }
     }
 
     /// Parses a paper name (case-insensitive) or the short id (`lr`, `mlp`, `mlp-emb`, `pinterest`,
     /// `hubble`, `mlp-pre`, `shared-bottom`, `mmoe`, `metaheac`, `wo-hc`, `wo-he`, `wo-meta`,
-    /// `metaheac-dense`, `metaheac-half`).
+    /// `metaheac-dense`, `metaheac-half`, `metaheac-fixed`).
     pub fn parse(s: &str) -> Option<Method> {
         let s = s.trim().to_ascii_lowercase();
         Method::ALL
@@ -128,12 +136,21 @@ impl Method {
             Method::MetaHeacWoMeta => "wo-meta",
             Method::MetaHeacDense => "metaheac-dense",
             Method::MetaHeacOneHalf => "metaheac-half",
+            Method::MetaHeacFixed => "metaheac-fixed",
         }
     }
 
     /// Whether the seed changes its result (LR is a convex fit with no randomness).
     pub fn uses_seed(self) -> bool {
         self != Method::Lr
+    }
+
+    /// Whether it fine-tunes with the online recipe its general model's validation campaigns chose
+    /// (`meta`: the offline configuration as given; its `online_select` holds for every method but
+    /// `MetaHeacFixed`, which never chooses). Choosing does not change the general model's weights,
+    /// so methods that choose and methods that do not can share it.
+    pub fn chooses_online(self, meta: &MetaConfig) -> bool {
+        self != Method::MetaHeacFixed && meta.online_select
     }
 
     /// The general model it starts from, if any.
@@ -152,6 +169,7 @@ impl Method {
             Method::MetaHeacWoMeta => Some(General::WoMeta),
             Method::MetaHeacDense => Some(General::Dense),
             Method::MetaHeacOneHalf => Some(General::OneHalf),
+            Method::MetaHeacFixed => Some(General::MetaHeac),
         }
     }
 }
@@ -266,7 +284,8 @@ pub fn start(
         | Method::MetaHeacWoHe
         | Method::MetaHeacWoMeta
         | Method::MetaHeacDense
-        | Method::MetaHeacOneHalf => need().clone(),
+        | Method::MetaHeacOneHalf
+        | Method::MetaHeacFixed => need().clone(),
     };
     Ok(Start::Model(Box::new(model)))
 }

@@ -107,6 +107,64 @@ impl FineTuneConfig {
     }
 }
 
+/// Alternatives to the online rule of a [`FineTuneConfig`], each changing one thing about the wide
+/// part's fit or the Adam steps after it, for a general model's validation campaigns to choose among
+/// ([`crate::meta::MetaConfig::online_select`]). Explicit settings (CLI flags) still override them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnlineRecipe {
+    /// The configuration as given.
+    #[default]
+    AsConfigured,
+    /// The coefficient of the general model's logit in the wide fit held at ≥ 0: its ranking is never
+    /// turned upside down for one campaign.
+    NonNegativeOffset,
+    /// That coefficient fixed at 1: the regression only corrects the general model.
+    UnitOffset,
+    /// No wide fit: Adam steps from the meta-learned wide part, as the paper's online stage.
+    NoWideFit,
+    /// The wide fit alone, no Adam steps.
+    WideOnly,
+}
+
+impl OnlineRecipe {
+    /// Every recipe, the configuration as given first (it wins ties).
+    pub const ALL: [OnlineRecipe; 5] = [
+        OnlineRecipe::AsConfigured,
+        OnlineRecipe::NonNegativeOffset,
+        OnlineRecipe::UnitOffset,
+        OnlineRecipe::NoWideFit,
+        OnlineRecipe::WideOnly,
+    ];
+
+    /// `config` with this recipe's change.
+    pub fn apply(self, config: FineTuneConfig) -> FineTuneConfig {
+        match self {
+            OnlineRecipe::AsConfigured => config,
+            OnlineRecipe::NonNegativeOffset => config.with_wide_negative_offset(false),
+            OnlineRecipe::UnitOffset => config.with_wide_offset_scale(false),
+            OnlineRecipe::NoWideFit => config.with_fit_wide(false),
+            OnlineRecipe::WideOnly => config.with_epochs(0),
+        }
+    }
+
+    /// Whether it changes anything for a model with (or without) a wide part: all but the first are
+    /// about the wide fit or the steps after it.
+    pub fn applies(self, wide: bool) -> bool {
+        wide || self == OnlineRecipe::AsConfigured
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            OnlineRecipe::AsConfigured => "as configured",
+            OnlineRecipe::NonNegativeOffset => "general model's coefficient >= 0",
+            OnlineRecipe::UnitOffset => "general model's coefficient 1",
+            OnlineRecipe::NoWideFit => "no wide fit",
+            OnlineRecipe::WideOnly => "wide fit only",
+        }
+    }
+}
+
 /// One point of a fine-tuning curve.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CurvePoint {

@@ -53,6 +53,17 @@ pub struct TrainingInfo {
     /// Where the data came from (e.g. the prepared file's name and fingerprint).
     pub data: String,
     pub created_by: String,
+    /// The online recipe its validation campaigns chose (`MetaConfig::online_select`); the online
+    /// stage applies it unless told otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online: Option<crate::schedule::OnlineChoice>,
+}
+
+impl TrainingInfo {
+    /// The online recipe to apply: the chosen one, or the configuration as given.
+    pub fn online_recipe(&self) -> crate::finetune::OnlineRecipe {
+        self.online.as_ref().map(|c| c.recipe).unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

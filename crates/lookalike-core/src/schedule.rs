@@ -4,7 +4,7 @@
 
 use crate::checkpoint::{Checkpoint, CheckpointHeader};
 use crate::data::{Campaign, Row, UserTable};
-use crate::finetune::{FineTuneConfig, stratified_split, tune_and_score};
+use crate::finetune::{FineTuneConfig, OnlineRecipe, stratified_split, tune_and_score};
 use crate::finite::NonFinite;
 use crate::lr::{LrConfig, OneHot};
 use crate::meta::{MetaConfig, MetaTrainer};
@@ -127,11 +127,20 @@ impl<'a> Validation<'a> {
     /// Each validation campaign's AUC after fine-tuning `general` on it (`None` where no scored half
     /// has both a positive and a negative).
     pub fn aucs(&self, general: &MetaHeac) -> Result<Vec<Option<f64>>, NonFinite> {
+        self.aucs_as(general, &self.finetune)
+    }
+
+    /// [`Self::aucs`], fine-tuning as `finetune` says instead.
+    pub fn aucs_as(
+        &self,
+        general: &MetaHeac,
+        finetune: &FineTuneConfig,
+    ) -> Result<Vec<Option<f64>>, NonFinite> {
         self.per_campaign(|i, fold, tune, eval| {
             // Fresh leaves: the fine-tunes on other threads share no graph with this one.
             let (scores, _) = tune_and_score(
                 crate::grads::releaf(general.clone()),
-                &self.finetune,
+                finetune,
                 self.users,
                 &self.sets[i].campaign.ad,
                 tune,
@@ -186,6 +195,46 @@ impl<'a> Validation<'a> {
             .map(|a| (!a.is_empty()).then(|| crate::stats::mean_std(&a).0))
             .collect())
     }
+}
+
+/// The online recipe a general model's validation campaigns chose ([`choose_online`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OnlineChoice {
+    pub recipe: OnlineRecipe,
+    /// Each recipe tried, with its validation mean AUC.
+    pub tried: Vec<(OnlineRecipe, f64)>,
+}
+
+/// Fine-tunes `general` (an autodiff model) on the validation campaigns with each recipe that applies
+/// to it and keeps the one with the highest mean AUC (the configuration as given on a tie), as the
+/// validation campaigns chose the kept iteration. `as_configured`: that recipe's AUC where it is known
+/// already (the fit's best validation, on these weights: the fine-tunes are seeded, so it would repeat).
+pub fn choose_online(
+    validation: &Validation,
+    general: &MetaHeac,
+    as_configured: Option<f64>,
+) -> Result<OnlineChoice, NonFinite> {
+    let wide = !general.wide.is_empty();
+    let mut tried = Vec::new();
+    for recipe in OnlineRecipe::ALL.into_iter().filter(|r| r.applies(wide)) {
+        let auc = match (recipe, as_configured) {
+            (OnlineRecipe::AsConfigured, Some(a)) => a,
+            _ => mean_of(&validation.aucs_as(general, &recipe.apply(validation.finetune.clone()))?),
+        };
+        tried.push((recipe, auc));
+    }
+    let best = tried
+        .iter()
+        .filter(|(_, a)| a.is_finite())
+        .fold(None::<(OnlineRecipe, f64)>, |best, &(r, a)| match best {
+            Some((_, b)) if b >= a => best,
+            _ => Some((r, a)),
+        })
+        .map_or(OnlineRecipe::AsConfigured, |(r, _)| r);
+    Ok(OnlineChoice {
+        recipe: best,
+        tried,
+    })
 }
 
 /// The mean of the values present (NaN when none is).
@@ -285,6 +334,10 @@ pub struct FitReport {
     /// Stopped after a checkpoint on request (the run is to be resumed), not finished.
     #[serde(default)]
     pub halted: bool,
+    /// The online recipe the validation campaigns chose for the kept weights
+    /// ([`MetaConfig::online_select`]).
+    #[serde(default)]
+    pub online: Option<OnlineChoice>,
 }
 
 /// The run's state after an iteration.
@@ -535,6 +588,11 @@ pub fn fit_resumable(
             let m = finish(trainer.model().clone());
             trainer.set_model(m);
         }
+    }
+    if cfg.online_select
+        && let Some(v) = validation
+    {
+        report.online = Some(choose_online(v, trainer.model(), report.best_auc)?);
     }
     Ok(report)
 }

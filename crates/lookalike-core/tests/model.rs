@@ -836,3 +836,81 @@ fn records_from_before_the_new_config_fields_load() {
         Err(record::RecordError::OldWide)
     ));
 }
+
+/// With `online_select`, the validation campaigns try every online recipe that applies to the model,
+/// keep the one with the highest mean AUC (the configuration as given on a tie), leave the weights
+/// alone, and the record carries the choice.
+#[test]
+fn validation_chooses_the_online_recipe() {
+    use lookalike_core::finetune::{FineTuneConfig, OnlineRecipe};
+    use lookalike_core::schedule::{self, Setup, mean_of};
+    let device = Device::flex().autodiff();
+    let s = schema();
+    let u = users(300, 8);
+    let mut camps = learnable_campaigns(&u, 8);
+    // The tiny schema has three ad categories; a fifth of the labels flipped, so that the recipes'
+    // AUCs differ.
+    for (k, c) in camps.iter_mut().enumerate() {
+        c.ad[0] = k as u32 % 3 + 1;
+        for r in &mut c.stage1 {
+            r.label ^= (r.user as usize * 7 + k).is_multiple_of(5);
+        }
+    }
+    let refs: Vec<&Campaign> = camps.iter().collect();
+    let finetune = FineTuneConfig::new().with_batch(32).with_max_steps(10);
+    let meta = MetaConfig::new()
+        .with_support_size(32)
+        .with_query_size(32)
+        .with_val_fraction(0.4)
+        .with_val_every(5)
+        .with_val_patience(1)
+        .with_max_iterations(10)
+        .with_threads(2)
+        .with_online_select(true);
+    for wide in [true, false] {
+        let c = config(&s).with_wide(wide);
+        let Setup {
+            mut trainer,
+            validation,
+            ..
+        } = schedule::setup(model(&c, &device, 4), meta.clone(), &finetune, &u, &refs, 5);
+        assert!(!validation.is_empty());
+        let report = schedule::fit(&mut trainer, Some(&validation), None, &mut |_| {}).unwrap();
+        let choice = report.online.clone().expect("a recipe is chosen");
+        let tried: Vec<OnlineRecipe> = choice.tried.iter().map(|t| t.0).collect();
+        if wide {
+            assert_eq!(tried, OnlineRecipe::ALL);
+        } else {
+            // Every other recipe is about the wide part.
+            assert_eq!(tried, [OnlineRecipe::AsConfigured]);
+        }
+        assert_eq!(Some(choice.tried[0].1), report.best_auc);
+        // Each AUC is the validation's for that recipe, on the kept weights.
+        for &(recipe, auc) in &choice.tried {
+            let again = validation
+                .aucs_as(trainer.model(), &recipe.apply(finetune.clone()))
+                .unwrap();
+            assert_eq!(mean_of(&again), auc, "{recipe:?}");
+        }
+        let best = choice.tried.iter().map(|t| t.1).fold(f64::MIN, f64::max);
+        let first_best = choice.tried.iter().find(|t| t.1 == best).unwrap().0;
+        assert_eq!(choice.recipe, first_best);
+        // The kept weights are the best validation's: choosing changed nothing.
+        assert_eq!(
+            Some(validation.mean_auc(trainer.model()).unwrap()),
+            report.best_auc
+        );
+
+        let mut h = header(&s, &c, Precision::F32);
+        h.training.online = report.online.clone();
+        let bytes = record::to_bytes(trainer.model(), &h).unwrap();
+        let (back, _) = record::read_header(&bytes).unwrap();
+        assert_eq!(back.training.online, report.online);
+        assert_eq!(back.training.online_recipe(), choice.recipe);
+    }
+    // A record without a choice fine-tunes as configured.
+    assert_eq!(
+        TrainingInfo::default().online_recipe(),
+        OnlineRecipe::AsConfigured
+    );
+}

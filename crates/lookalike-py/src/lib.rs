@@ -128,8 +128,13 @@ impl Model {
                 seeds_name: "the seed list",
                 ad: &ad,
                 online: OnlineConfig::new(),
-                // Non-seeds are sampled from the pool, as in `lookalike finetune`.
-                finetune: FineTuneConfig::new().sampled_negatives(),
+                // The record's online recipe, and non-seeds sampled from the pool, as in
+                // `lookalike finetune`.
+                finetune: header
+                    .training
+                    .online_recipe()
+                    .apply(FineTuneConfig::new())
+                    .sampled_negatives(),
                 seed,
             };
             let tuned = campaign::tune(header, general, &request, &mut |_| {})
