@@ -645,6 +645,9 @@ fn describe_rule(ft: &FineTuner, config: &FineTuneConfig, recipe: OnlineRecipe) 
         None if config.fit_wide && !ft.model().wide.is_empty() => {
             "The wide part was left as meta-trained: the held-out rows preferred the general model to every fitted strength.".to_string()
         }
+        None if !ft.model().wide.is_empty() => {
+            "The wide part was not fitted: it starts as meta-trained and Adam fine-tunes it with the rest.".to_string()
+        }
         None => String::new(),
     };
     let held = ft.holdout().len();
