@@ -330,9 +330,10 @@ impl Job {
         paused: bool,
     ) -> Option<Job> {
         let paper = state.teach_rule == TeachRule::Paper && kind != RunKind::Main;
-        let recipe = match paper {
-            true => OnlineRecipe::AsConfigured,
-            false => state.assets.as_ref()?.header.training.online_recipe(),
+        let recipe = if paper {
+            OnlineRecipe::AsConfigured
+        } else {
+            state.assets.as_ref()?.header.training.online_recipe()
         };
         Some(Job {
             kind,
@@ -346,17 +347,18 @@ impl Job {
             // The product's online rule, as `lookalike eval` and `expand` run it (wide part fitted
             // first, a held-out fifth of the rows decides when to stop); the knobs set the most
             // epochs and the learning rate.
-            config: match paper {
+            config: if paper {
                 // The teaching comparison can isolate the starting point with the paper's rule.
-                true => FineTuneConfig::reference().with_lr(state.lr),
+                FineTuneConfig::reference().with_lr(state.lr)
+            } else {
                 // The online recipe the general model's validation campaigns chose, non-seeds sampled
                 // from the pool (as in `expand`), and the knobs, which override the recipe as flags
                 // do in the CLI.
-                false => recipe
+                recipe
                     .apply(FineTuneConfig::new())
                     .sampled_negatives()
                     .with_epochs(state.epochs)
-                    .with_lr(state.lr),
+                    .with_lr(state.lr)
             },
             recipe,
             seed: crate::state::SEED,
