@@ -131,8 +131,8 @@ pub struct MetaConfig {
     /// model among [`crate::finetune::OnlineRecipe::ALL`] (by mean AUC, as they chose the kept
     /// iteration); the record carries the choice and the online stage applies it. One online rule
     /// does not suit every kind of data: over 5 seeds on the development worlds the choice moved cold
-    /// mean AUC by −0.004 to +0.024, significantly up on InstEval, the survey and t-skew (README, "What
-    /// the product's defaults are").
+    /// mean AUC by −0.004 to +0.024, significantly up on InstEval, the survey, t-skew and t-tokens
+    /// (README, "What the product's defaults are").
     #[config(default = true)]
     pub online_select: bool,
 }
