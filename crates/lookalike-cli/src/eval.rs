@@ -1,6 +1,6 @@
 //! `lookalike eval`: the paper's evaluation protocol on the test campaigns.
 
-use crate::{BackendArg, FineTuneArgs, Protocol, backend, load_prepared, progress};
+use crate::{BackendArg, FineTuneArgs, backend, load_prepared, progress};
 use anyhow::{Context, Result, bail};
 use lookalike_core::data::Role;
 use lookalike_core::finetune::{OnlineRecipe, tune_and_score};
@@ -107,9 +107,9 @@ pub fn run(a: Args) -> Result<()> {
         }
         None => bail!("--model is required (or --no-pretrain)"),
     };
-    // A fresh model (--no-pretrain) did not choose a recipe, and the reference protocol takes none.
+    // A fresh model (--no-pretrain) did not choose a recipe.
     let recipe = match &training {
-        Some(t) if !a.no_pretrain && a.finetune.protocol == Protocol::Product => t.online_recipe(),
+        Some(t) if !a.no_pretrain => a.finetune.recipe(t.online_recipe()),
         _ => OnlineRecipe::AsConfigured,
     };
     if recipe != OnlineRecipe::AsConfigured {

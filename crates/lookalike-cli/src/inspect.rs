@@ -100,11 +100,7 @@ pub fn run(a: Args) -> Result<()> {
         println!(
             "  online recipe: {} (chosen on validation: {})",
             o.recipe.name(),
-            o.tried
-                .iter()
-                .map(|(r, auc)| format!("{} {auc:.4}", r.name()))
-                .collect::<Vec<_>>()
-                .join(", ")
+            o.tried_summary()
         );
     }
     if let Some(c) = &h.campaign {

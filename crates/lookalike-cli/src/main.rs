@@ -277,17 +277,29 @@ impl From<HoldoutMetricArg> for lookalike_core::finetune::HoldoutMetric {
 }
 
 impl FineTuneArgs {
+    /// The recipe these flags apply for a general model whose validation campaigns chose `chosen`:
+    /// that one, except under the reference protocol, which takes none.
+    pub fn recipe(
+        &self,
+        chosen: lookalike_core::finetune::OnlineRecipe,
+    ) -> lookalike_core::finetune::OnlineRecipe {
+        match self.protocol {
+            Protocol::Product => chosen,
+            Protocol::Reference => lookalike_core::finetune::OnlineRecipe::AsConfigured,
+        }
+    }
+
     /// The online configuration for a general model whose validation campaigns chose `recipe` (the
-    /// record's; the reference protocol ignores it): the protocol's defaults, that recipe, then the
-    /// flags given.
+    /// record's): the protocol's defaults, the recipe [`Self::recipe`] lets apply, then the flags
+    /// given.
     pub fn config(
         &self,
         recipe: lookalike_core::finetune::OnlineRecipe,
     ) -> lookalike_core::finetune::FineTuneConfig {
-        let mut c = match self.protocol {
-            Protocol::Product => recipe.apply(lookalike_core::finetune::FineTuneConfig::new()),
+        let mut c = self.recipe(recipe).apply(match self.protocol {
+            Protocol::Product => lookalike_core::finetune::FineTuneConfig::new(),
             Protocol::Reference => lookalike_core::finetune::FineTuneConfig::reference(),
-        };
+        });
         c.epochs = self.finetune_epochs.unwrap_or(c.epochs);
         c.lr = self.finetune_lr.unwrap_or(c.lr);
         c.batch = self.finetune_batch.unwrap_or(c.batch).max(1);

@@ -475,15 +475,10 @@ pub fn run(a: Args) -> Result<()> {
         );
     }
     if let Some(o) = &report.online {
-        let tried: Vec<String> = o
-            .tried
-            .iter()
-            .map(|(r, auc)| format!("{} {auc:.4}", r.name()))
-            .collect();
         println!(
             "online recipe: {} (validation mean AUC: {}; chosen in {:.1} s)",
             o.recipe.name(),
-            tried.join(", "),
+            o.tried_summary(),
             last_event.elapsed().as_secs_f64()
         );
     }

@@ -205,6 +205,17 @@ pub struct OnlineChoice {
     pub tried: Vec<(OnlineRecipe, f64)>,
 }
 
+impl OnlineChoice {
+    /// Each recipe tried and its validation mean AUC, for people: "as configured 0.8240, …".
+    pub fn tried_summary(&self) -> String {
+        self.tried
+            .iter()
+            .map(|(r, auc)| format!("{} {auc:.4}", r.name()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// Fine-tunes `general` (an autodiff model) on the validation campaigns with each recipe that applies
 /// to it and keeps the one with the highest mean AUC (the configuration as given on a tie), as the
 /// validation campaigns chose the kept iteration. `as_configured`: that recipe's AUC where it is known
