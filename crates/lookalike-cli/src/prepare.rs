@@ -116,19 +116,24 @@ pub fn run(a: Args) -> Result<()> {
         p.info.stage1_rows,
         p.info.stage2_rows
     );
-    for f in p
+    // One line for all of them: data with a few of the reference's fields would otherwise open
+    // with a screenful of warnings.
+    let empty: Vec<&str> = p
         .schema
         .user_single
         .iter()
         .chain(&p.schema.user_multi)
         .chain(&p.schema.ad)
-    {
-        if f.vocab.is_empty() {
-            eprintln!(
-                "warning: field `{}` has no values in this data (all ids unknown)",
-                f.name
-            );
-        }
+        .filter(|f| f.vocab.is_empty())
+        .map(|f| f.name.as_str())
+        .collect();
+    if !empty.is_empty() {
+        eprintln!(
+            "warning: {} field(s) have no values in this data (all their ids are unknown): {}; \
+             --user-single, --user-multi and --ad-fields can name only the fields present",
+            empty.len(),
+            empty.join(", ")
+        );
     }
     println!(
         "wrote {} ({:.1} MB) in {:.1} s",
