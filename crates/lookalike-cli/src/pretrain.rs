@@ -180,6 +180,9 @@ pub struct Args {
     /// Stop after this many validations without a better AUC [default: 4].
     #[arg(long)]
     val_patience: Option<usize>,
+    /// ... but not before the training rows have been read this many times over [default: 1].
+    #[arg(long)]
+    val_min_passes: Option<f64>,
     /// Score both halves of each validation campaign, each after fine-tuning on the other (false: one
     /// half, as before) [default: true].
     #[arg(long)]
@@ -237,6 +240,7 @@ pub fn meta_config(a: &Args, base: MetaConfig) -> MetaConfig {
     m.outer_lr = a.outer_lr.unwrap_or(m.outer_lr);
     m.val_every = a.val_every.unwrap_or(m.val_every);
     m.val_patience = a.val_patience.unwrap_or(m.val_patience);
+    m.val_min_passes = a.val_min_passes.unwrap_or(m.val_min_passes);
     m.val_crossfit = a.val_crossfit.unwrap_or(m.val_crossfit);
     m.online_select = a.online_select.unwrap_or(m.online_select);
     m
@@ -289,6 +293,9 @@ pub fn run(a: Args) -> Result<()> {
     if !(0.0..1.0).contains(&meta.val_fraction) {
         bail!("--val-fraction must be in [0, 1)");
     }
+    if !(meta.val_min_passes >= 0.0 && meta.val_min_passes.is_finite()) {
+        bail!("--val-min-passes must be a number of passes over the training rows, 0 or more");
+    }
     let all_train = data.with_role(Role::Train);
     if all_train.iter().all(|c| c.stage1.is_empty()) {
         bail!(
@@ -324,13 +331,14 @@ pub fn run(a: Args) -> Result<()> {
         );
     } else {
         eprintln!(
-            "meta-training ({:?}) on {} campaigns, {} rows, validated every {} iterations on {} held-out campaigns (patience {}, at most {} iterations), {} parameters, backend {}",
+            "meta-training ({:?}) on {} campaigns, {} rows, validated every {} iterations on {} held-out campaigns (patience {}, not before iteration {}, at most {} iterations), {} parameters, backend {}",
             meta.meta_grad,
             train_campaigns,
             trainer.training_rows(),
             meta.val_every,
             validation.len(),
             meta.val_patience,
+            lookalike_core::schedule::min_iterations(&meta, trainer.iterations_per_pass()),
             a.max_iterations
                 .unwrap_or(meta.max_iterations)
                 .min(meta.max_iterations),

@@ -800,6 +800,7 @@ fn records_from_before_the_new_config_fields_load() {
         "val_fraction",
         "val_every",
         "val_patience",
+        "val_min_passes",
         "max_iterations",
         "val_max_rows",
         "val_max_steps",
@@ -913,4 +914,68 @@ fn validation_chooses_the_online_recipe() {
         TrainingInfo::default().online_recipe(),
         OnlineRecipe::AsConfigured
     );
+}
+
+/// Patience stops the run at the first validation that is `val_patience` short of a better AUC, but
+/// not before `val_min_passes` passes over the training rows; with the same seed both runs follow one trajectory.
+#[test]
+fn patience_waits_for_the_minimum_passes() {
+    use lookalike_core::finetune::FineTuneConfig;
+    use lookalike_core::schedule::{self, FitReport, Setup};
+    let device = Device::flex().autodiff();
+    let s = schema();
+    let u = users(300, 8);
+    let mut camps = learnable_campaigns(&u, 8);
+    // The schema has three ad categories.
+    for (k, c) in camps.iter_mut().enumerate() {
+        c.ad[0] = k as u32 % 3 + 1;
+    }
+    let refs: Vec<&Campaign> = camps.iter().collect();
+    let finetune = FineTuneConfig::new().with_batch(32).with_max_steps(5);
+    let cap = 60;
+    let run = |min_passes: f64| -> (FitReport, usize, usize) {
+        let meta = MetaConfig::new()
+            .with_support_size(16)
+            .with_query_size(16)
+            .with_val_fraction(0.4)
+            .with_val_every(1)
+            .with_val_patience(1)
+            .with_val_min_passes(min_passes)
+            .with_max_iterations(cap)
+            .with_online_select(false);
+        let Setup {
+            mut trainer,
+            validation,
+            ..
+        } = schedule::setup(
+            model(&config(&s), &device, 4),
+            meta.clone(),
+            &finetune,
+            &u,
+            &refs,
+            5,
+        );
+        let per_pass = trainer.iterations_per_pass();
+        let floor = schedule::min_iterations(&meta, per_pass);
+        let report = schedule::fit(&mut trainer, Some(&validation), None, &mut |_| {}).unwrap();
+        (report, floor, per_pass)
+    };
+    // Where patience 1 stops: the first validation from iteration `from` on that is no better than
+    // the best before it.
+    let first_stop = |curve: &[(usize, f64)], from: usize| {
+        (1..curve.len())
+            .find(|&i| curve[i].0 >= from && curve[..i].iter().any(|&(_, b)| b >= curve[i].1))
+            .map_or(cap, |i| curve[i].0)
+    };
+    let (plain, floor, per_pass) = run(0.0);
+    assert_eq!(floor, 0);
+    assert!(plain.iterations < cap, "patience stops this run early");
+    assert_eq!(plain.iterations, first_stop(&plain.curve, 0));
+
+    let want = plain.iterations + 5;
+    let (held, floor, _) = run(want as f64 / per_pass as f64);
+    assert!(floor >= want && floor < cap, "{floor}");
+    assert!(held.iterations >= floor);
+    assert_eq!(held.iterations, first_stop(&held.curve, floor));
+    assert_eq!(held.curve[..plain.curve.len()], plain.curve[..]);
 }
