@@ -848,11 +848,9 @@ fn validation_chooses_the_online_recipe() {
     let device = Device::flex().autodiff();
     let s = schema();
     let u = users(300, 8);
-    let mut camps = learnable_campaigns(&u, 8);
-    // The tiny schema has three ad categories; a fifth of the labels flipped, so that the recipes'
-    // AUCs differ.
+    let mut camps = validation_world(&u);
+    // A fifth of the labels flipped, so that the recipes' AUCs differ.
     for (k, c) in camps.iter_mut().enumerate() {
-        c.ad[0] = k as u32 % 3 + 1;
         for r in &mut c.stage1 {
             r.label ^= (r.user as usize * 7 + k).is_multiple_of(5);
         }
@@ -916,8 +914,19 @@ fn validation_chooses_the_online_recipe() {
     );
 }
 
+/// Eight learnable campaigns for meta-training with validation, spread over the schema's three ad
+/// categories.
+fn validation_world(u: &UserTable) -> Vec<Campaign> {
+    let mut camps = learnable_campaigns(u, 8);
+    for (k, c) in camps.iter_mut().enumerate() {
+        c.ad[0] = k as u32 % 3 + 1;
+    }
+    camps
+}
+
 /// Patience stops the run at the first validation that is `val_patience` short of a better AUC, but
-/// not before `val_min_passes` passes over the training rows; with the same seed both runs follow one trajectory.
+/// not before `val_min_passes` passes over the training rows; with the same seed both runs follow
+/// one trajectory.
 #[test]
 fn patience_waits_for_the_minimum_passes() {
     use lookalike_core::finetune::FineTuneConfig;
@@ -925,11 +934,7 @@ fn patience_waits_for_the_minimum_passes() {
     let device = Device::flex().autodiff();
     let s = schema();
     let u = users(300, 8);
-    let mut camps = learnable_campaigns(&u, 8);
-    // The schema has three ad categories.
-    for (k, c) in camps.iter_mut().enumerate() {
-        c.ad[0] = k as u32 % 3 + 1;
-    }
+    let camps = validation_world(&u);
     let refs: Vec<&Campaign> = camps.iter().collect();
     let finetune = FineTuneConfig::new().with_batch(32).with_max_steps(5);
     let cap = 60;
