@@ -338,7 +338,7 @@ pub fn run(a: Args) -> Result<()> {
             meta.val_every,
             validation.len(),
             meta.val_patience,
-            lookalike_core::schedule::min_iterations(&meta, trainer.iterations_per_pass()),
+            trainer.patience_floor(),
             a.max_iterations
                 .unwrap_or(meta.max_iterations)
                 .min(meta.max_iterations),

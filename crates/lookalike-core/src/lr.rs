@@ -310,6 +310,16 @@ pub fn fit_and_score(
 mod tests {
     use super::*;
 
+    /// A small deterministic stream of numbers for the random problems below.
+    fn lcg(mut state: u64) -> impl FnMut() -> usize {
+        move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as usize
+        }
+    }
+
     /// One categorical feature with an intercept and a negligible penalty: the fit reproduces each
     /// category's positive rate (the closed-form maximum-likelihood solution).
     #[test]
@@ -338,19 +348,13 @@ mod tests {
     /// add 0 to every sum), with an offset and its coefficient too.
     #[test]
     fn the_fit_on_present_columns_is_the_dense_fit() {
-        let mut state = 11u64;
-        let mut next = || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) as usize
-        };
+        let mut next = lcg(11);
         let used = [3u32, 17, 40, 41, 99, 250];
         let (mut x, mut y, mut offset) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..150 {
             let mut cols = vec![used[next() % 3], used[3 + next() % 3]];
             cols.sort();
-            y.push(cols[0] == 3 || next() % 4 == 0);
+            y.push(cols[0] == 3 || next().is_multiple_of(4));
             offset.push((next() % 100) as f64 / 50.0 - 1.0);
             x.push(cols);
         }
@@ -374,18 +378,12 @@ mod tests {
     /// differences of the objective on a small random problem.
     #[test]
     fn regularised_fit_is_stationary() {
-        let mut state = 7u64;
-        let mut next = || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) as usize
-        };
+        let mut next = lcg(7);
         let (mut x, mut y) = (Vec::new(), Vec::new());
         for _ in 0..200 {
             let mut cols = vec![(next() % 5) as u32, 5 + (next() % 4) as u32];
             cols.sort();
-            y.push(cols[0] < 2 || next() % 5 == 0);
+            y.push(cols[0] < 2 || next().is_multiple_of(5));
             x.push(cols);
         }
         let lr = Lr::fit(&x, &y, 9, &LrConfig::default());

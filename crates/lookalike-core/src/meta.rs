@@ -415,6 +415,11 @@ impl<'a> MetaTrainer<'a> {
         self.training_rows().div_ceil(per.max(1))
     }
 
+    /// The first iteration at which patience may stop a validated run: `val_min_passes` passes.
+    pub fn patience_floor(&self) -> usize {
+        (self.config.val_min_passes.max(0.0) * self.iterations_per_pass() as f64).ceil() as usize
+    }
+
     pub fn total_iterations(&self) -> usize {
         self.iterations_per_epoch() * self.config.epochs
     }

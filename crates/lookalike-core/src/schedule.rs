@@ -439,11 +439,6 @@ impl Stopping {
     }
 }
 
-/// The iterations that [`MetaConfig::val_min_passes`] asks for, with `per_pass` iterations a pass.
-pub fn min_iterations(cfg: &MetaConfig, per_pass: usize) -> usize {
-    (cfg.val_min_passes.max(0.0) * per_pass as f64).ceil() as usize
-}
-
 /// Meta-trains. Without validation: the trainer's `epochs` (or `limit` iterations, if fewer). With it:
 /// until `val_patience` validations bring no better AUC (and not before `val_min_passes` passes), at
 /// most `max_iterations` (or `limit`), then the best weights are put back. A non-finite loss stops it.
@@ -501,7 +496,7 @@ pub fn fit_resumable(
         best: None,
         since_best: 0,
         patience: cfg.val_patience.max(1),
-        min_iterations: min_iterations(&cfg, trainer.iterations_per_pass()),
+        min_iterations: trainer.patience_floor(),
     };
     // With id dropout the unknown rows are trained: rows training never touches get them, before
     // every validation (so it measures what a new campaign meets) and at the end.

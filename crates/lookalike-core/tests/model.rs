@@ -960,8 +960,7 @@ fn patience_waits_for_the_minimum_passes() {
             &refs,
             5,
         );
-        let per_pass = trainer.iterations_per_pass();
-        let floor = schedule::min_iterations(&meta, per_pass);
+        let (per_pass, floor) = (trainer.iterations_per_pass(), trainer.patience_floor());
         let report = schedule::fit(&mut trainer, Some(&validation), None, &mut |_| {}).unwrap();
         (report, floor, per_pass)
     };
