@@ -629,7 +629,10 @@ fn bench_reports_every_method_over_seeds() {
             "{name} missing:\n{out}"
         );
     }
-    assert!(out.contains("wins over MetaHeac"), "{out}");
+    assert!(
+        out.contains("cold Δ AUC") && out.contains("cold Δ P@5%"),
+        "{out}"
+    );
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     for (_, name) in names {
         for group in ["cold", "hot"] {
@@ -646,16 +649,29 @@ fn bench_reports_every_method_over_seeds() {
                     "{name} {group} {metric}: {m}"
                 );
             }
-            if name == "MetaHeac" {
-                assert!(g["vs_metaheac"].is_null());
-            } else {
-                let p = g["vs_metaheac"]["p_value"].as_f64();
-                assert!(
-                    p.is_some_and(|p| (0.0..=1.0).contains(&p))
-                        || g["vs_metaheac"]["n"].as_u64() < Some(2),
-                    "{name}: {}",
-                    g["vs_metaheac"]
-                );
+            for key in ["vs_metaheac", "vs_metaheac_precision"] {
+                if name == "MetaHeac" {
+                    assert!(g[key].is_null());
+                } else {
+                    let p = g[key]["p_value"].as_f64();
+                    assert!(
+                        p.is_some_and(|p| (0.0..=1.0).contains(&p))
+                            || g[key]["n"].as_u64() < Some(2),
+                        "{name} {key}: {}",
+                        g[key]
+                    );
+                }
+            }
+            // Per campaign: aid, seeds, AUC, P@5%, each metric in [0, 1] where present.
+            for c in g["per_campaign"].as_array().unwrap() {
+                let c = c.as_array().unwrap();
+                assert_eq!(c.len(), 4, "{name}: {c:?}");
+                for v in &c[2..] {
+                    assert!(
+                        v.is_null() || v.as_f64().is_some_and(|v| (0.0..=1.0).contains(&v)),
+                        "{name}: {c:?}"
+                    );
+                }
             }
         }
     }

@@ -107,9 +107,14 @@ struct GroupResult {
     campaigns: usize,
     /// Per campaign, the method against MetaHeac on AUC averaged over seeds (absent for MetaHeac).
     vs_metaheac: Option<Paired>,
-    /// Per campaign (in data order): aid, seeds, AUC averaged over seeds.
-    per_campaign: Vec<(String, usize, Option<f64>)>,
+    /// The same on P@k averaged over seeds.
+    vs_metaheac_precision: Option<Paired>,
+    /// Per campaign (in data order): aid, seeds, AUC and P@k averaged over seeds.
+    per_campaign: Vec<(String, usize, Option<f64>, Option<f64>)>,
 }
+
+/// One number of a campaign's metrics (AUC, P@k).
+type Metric = fn(&CampaignMetrics) -> Option<f64>;
 
 #[derive(Serialize)]
 struct MethodResult {
@@ -369,33 +374,48 @@ pub fn run(a: Args) -> Result<()> {
             .iter()
             .map(|per| GroupMetrics::new(idx.iter().map(|&i| per[i].clone()).collect(), &[], &[]))
             .collect();
-        let campaign_auc = |method: Method, i: usize| -> Option<f64> {
+        // A metric of campaign i averaged over the seeds whose run has an AUC there (the campaigns
+        // the group means keep).
+        let campaign_mean = |method: Method, i: usize, metric: Metric| -> Option<f64> {
             let v: Vec<f64> = results[&method]
                 .iter()
-                .filter_map(|per| per[i].auc)
+                .filter(|per| per[i].auc.is_some())
+                .filter_map(|per| metric(&per[i]))
                 .collect();
             (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
         };
-        let vs = (m != Method::MetaHeac && results.contains_key(&Method::MetaHeac)).then(|| {
-            let (mut x, mut y) = (Vec::new(), Vec::new());
-            for &i in &idx {
-                if let (Some(p), Some(q)) = (campaign_auc(m, i), campaign_auc(Method::MetaHeac, i))
-                {
-                    x.push(p);
-                    y.push(q);
+        let against_metaheac = |metric: Metric| {
+            (m != Method::MetaHeac && results.contains_key(&Method::MetaHeac)).then(|| {
+                let (mut x, mut y) = (Vec::new(), Vec::new());
+                for &i in &idx {
+                    if let (Some(p), Some(q)) = (
+                        campaign_mean(m, i, metric),
+                        campaign_mean(Method::MetaHeac, i, metric),
+                    ) {
+                        x.push(p);
+                        y.push(q);
+                    }
                 }
-            }
-            paired(&x, &y)
-        });
+                paired(&x, &y)
+            })
+        };
         GroupResult {
             mean_auc: Stat::of(groups.iter().map(|g| g.mean_auc).collect()),
             precision: Stat::of(groups.iter().map(|g| g.precision).collect()),
             recall: Stat::of(groups.iter().map(|g| g.recall).collect()),
             campaigns: groups.first().map_or(0, |g| g.campaigns),
-            vs_metaheac: vs,
+            vs_metaheac: against_metaheac(|c| c.auc),
+            vs_metaheac_precision: against_metaheac(|c| c.precision),
             per_campaign: idx
                 .iter()
-                .map(|&i| (tests[i].aid.clone(), tests[i].seeds(), campaign_auc(m, i)))
+                .map(|&i| {
+                    (
+                        tests[i].aid.clone(),
+                        tests[i].seeds(),
+                        campaign_mean(m, i, |c| c.auc),
+                        campaign_mean(m, i, |c| c.precision),
+                    )
+                })
                 .collect(),
         }
     };
@@ -559,7 +579,7 @@ fn draw(
                     .per_campaign
                     .iter()
                     .chain(&r.hot.per_campaign)
-                    .filter_map(|(_, s, auc)| auc.map(|a| (*s, a)))
+                    .filter_map(|(_, s, auc, _)| auc.map(|a| (*s, a)))
                     .collect(),
             }
         })
@@ -622,35 +642,39 @@ fn print_tables(methods: &[Method], table: &BTreeMap<String, MethodResult>, frac
     if !table.contains_key(Method::MetaHeac.name()) {
         return;
     }
-    println!();
-    println!(
-        "Per campaign against MetaHeac (AUC averaged over seeds; Δ = method − MetaHeac; p: paired t-test):"
-    );
-    println!();
-    println!(
-        "| method | cold Δ AUC | cold wins over MetaHeac | cold p | hot Δ AUC | hot wins over MetaHeac | hot p |"
-    );
-    println!("|---|---|---|---|---|---|---|");
-    for m in methods.iter().filter(|&&m| m != Method::MetaHeac) {
-        let r = &table[m.name()];
-        let cell = |p: &Option<Paired>| match p {
-            Some(p) => [
-                format!("{:+.4}", p.mean_diff),
-                format!("{} of {}", p.wins, p.n),
-                format!("{:.3}", p.p_value),
-            ],
-            None => ["-".into(), "-".into(), "-".into()],
-        };
-        let (c, h) = (cell(&r.cold.vs_metaheac), cell(&r.hot.vs_metaheac));
+    let paired_table = |metric: &str, of: fn(&GroupResult) -> &Option<Paired>| {
+        println!();
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} |",
-            m.name(),
-            c[0],
-            c[1],
-            c[2],
-            h[0],
-            h[1],
-            h[2]
+            "Per campaign against MetaHeac ({metric} averaged over seeds; Δ = method − MetaHeac; p: paired t-test):"
         );
-    }
+        println!();
+        println!(
+            "| method | cold Δ {metric} | cold wins over MetaHeac | cold p | hot Δ {metric} | hot wins over MetaHeac | hot p |"
+        );
+        println!("|---|---|---|---|---|---|---|");
+        for m in methods.iter().filter(|&&m| m != Method::MetaHeac) {
+            let r = &table[m.name()];
+            let cell = |p: &Option<Paired>| match p {
+                Some(p) => [
+                    format!("{:+.4}", p.mean_diff),
+                    format!("{} of {}", p.wins, p.n),
+                    format!("{:.3}", p.p_value),
+                ],
+                None => ["-".into(), "-".into(), "-".into()],
+            };
+            let (c, h) = (cell(of(&r.cold)), cell(of(&r.hot)));
+            println!(
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                m.name(),
+                c[0],
+                c[1],
+                c[2],
+                h[0],
+                h[1],
+                h[2]
+            );
+        }
+    };
+    paired_table("AUC", |g| &g.vs_metaheac);
+    paired_table(&format!("P@{pct}%"), |g| &g.vs_metaheac_precision);
 }
