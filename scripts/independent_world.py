@@ -24,8 +24,9 @@ usage: independent_world.py OUT_DIR [--users 30000] [--campaigns 50] [--seed 11]
 
 import argparse
 import math
-import os
 import random
+
+from raw_layout import write
 
 DIM = 6
 
@@ -144,34 +145,7 @@ def main():
             rs.append((u, rng.random() < sigmoid(logit)))
         rows[aid] = rs
 
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "adFeature.csv"), "w") as f:
-        f.write("aid,advertiserId,campaignId,creativeId,creativeSize,adCategoryId,productId,productType\n")
-        for aid, x in campaigns.items():
-            f.write(f"{aid},{x['advertiserId']},{x['campaignId']},{aid},{x['creativeSize']},"
-                    f"{x['adCategoryId']},{x['productId']},{x['productType']}\n")
-    with open(os.path.join(args.out, "userFeature.data"), "w") as f:
-        for uid, fields in users.items():
-            parts = [f"uid {uid}"] + [f"{k} {' '.join(map(str, v))}" for k, v in fields.items() if v]
-            f.write("|".join(parts) + "\n")
-    s1, s2 = [], []
-    for aid, rs in rows.items():
-        rng.shuffle(rs)
-        cut = int(len(rs) * 0.75)
-        s1 += [(aid, u, y) for u, y in rs[:cut]]
-        s2 += [(aid, u, y) for u, y in rs[cut:]]
-    rng.shuffle(s1)
-    rng.shuffle(s2)
-    with open(os.path.join(args.out, "train.csv"), "w") as f:
-        f.write("aid,uid,label\n")
-        for aid, u, y in s1:
-            f.write(f"{aid},{u},{1 if y else -1}\n")
-    with open(os.path.join(args.out, "test1_truth.csv"), "w") as f:
-        for aid, u, y in s2:
-            f.write(f"{aid},{u},{1 if y else -1}\n")
-    seeds = sum(y for _, _, y in s1)
-    print(f"{args.out}: {len(users)} users, {len(campaigns)} campaigns, {len(s1)} stage-1 rows "
-          f"({seeds} seeds), {len(s2)} stage-2 rows ({sum(y for _, _, y in s2)} positive)")
+    write(args.out, users, campaigns, rows, rng)
 
 
 if __name__ == "__main__":
