@@ -657,7 +657,10 @@ fn print_tables(methods: &[Method], table: &BTreeMap<String, MethodResult>, frac
             let cell = |p: &Option<Paired>| match p {
                 Some(p) => [
                     format!("{:+.4}", p.mean_diff),
-                    format!("{} of {}", p.wins, p.n),
+                    match p.ties {
+                        0 => format!("{} of {}", p.wins, p.n),
+                        t => format!("{} of {} ({t} tied)", p.wins, p.n),
+                    },
                     format!("{:.3}", p.p_value),
                 ],
                 None => ["-".into(), "-".into(), "-".into()],

@@ -21,8 +21,9 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
 pub struct Paired {
     /// Mean of a − b over the pairs.
     pub mean_diff: f64,
-    /// Pairs where a > b, and how many pairs.
+    /// Pairs where a > b, pairs where a = b (common for P@k over a few candidates), and how many pairs.
     pub wins: usize,
+    pub ties: usize,
     pub n: usize,
     /// Two-sided p-value of the paired t-test (1 when every difference is 0, NaN for n < 2).
     pub p_value: f64,
@@ -45,6 +46,7 @@ pub fn paired(a: &[f64], b: &[f64]) -> Paired {
     Paired {
         mean_diff: m,
         wins: d.iter().filter(|&&x| x > 0.0).count(),
+        ties: d.iter().filter(|&&x| x == 0.0).count(),
         n,
         p_value,
     }
@@ -142,7 +144,9 @@ mod tests {
     #[test]
     fn paired_counts_wins_and_tests_the_mean_difference() {
         let p = paired(&[0.8, 0.7, 0.9, 0.6], &[0.7, 0.72, 0.8, 0.5]);
-        assert_eq!((p.wins, p.n), (3, 4));
+        assert_eq!((p.wins, p.ties, p.n), (3, 0, 4));
+        let q = paired(&[0.5, 0.25, 0.0], &[0.5, 0.0, 0.25]);
+        assert_eq!((q.wins, q.ties, q.n), (1, 1, 3));
         assert!((p.mean_diff - 0.07).abs() < 1e-12);
         // d = [0.1, -0.02, 0.1, 0.1]: mean 0.07, sd 0.06, t = 2.333 at df 3 → p ≈ 0.102.
         assert!((p.p_value - 0.102).abs() < 2e-3, "{}", p.p_value);
