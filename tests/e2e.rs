@@ -537,6 +537,27 @@ fn bundled_demo_prepares_without_raw() {
         text.contains("bundled demo world") && text.contains("40000 lines"),
         "{text}"
     );
+    // Every field the demo's user file holds is surveyed: its noise fields are left out, as said,
+    // and interest1 keeps every value; `--fields listed` reads the reference's lists only.
+    assert!(
+        text.contains("left out as unrelated to the training campaigns' labels")
+            && text.contains("marriageStatus (z ")
+            && text.contains("interest1 10 → 14"),
+        "{text}"
+    );
+    let listed = dir.path().join("listed.lkd");
+    let text = ok(&[
+        "prepare",
+        "--out",
+        p(&listed),
+        "--cold-threshold",
+        "200",
+        "--fields",
+        "listed",
+    ]);
+    assert!(!text.contains("beyond the reference's list"), "{text}");
+    let e = fails(&["prepare", "--out", p(&listed), "--max-tokens", "0"]);
+    assert!(e.contains("max tokens must be 1..=255"), "{e}");
 
     // Meta-training speed side by side: four configurations, each a child `pretrain`.
     let json = dir.path().join("throughput.json");

@@ -2,7 +2,7 @@
 
 use crate::{demo, progress};
 use anyhow::{Context, Result, bail};
-use lookalike_data::prepare::{ColdCount, PrepareConfig};
+use lookalike_data::prepare::{ColdCount, PrepareConfig, UserFields};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -33,6 +33,34 @@ pub struct Args {
     /// Ad fields, comma-separated (default: the reference's 6).
     #[arg(long, value_delimiter = ',')]
     ad_fields: Option<Vec<String>>,
+    /// Which user fields to read [default: all, or listed when --user-single or --user-multi is
+    /// given].
+    #[arg(long, value_enum)]
+    fields: Option<FieldsArg>,
+    /// Under `--fields all`, the most values kept of one multi-valued field of one user (1..=255;
+    /// the first ones in file order).
+    #[arg(long, default_value_t = PrepareConfig::default().max_tokens)]
+    max_tokens: usize,
+}
+
+/// `--fields`: which user fields `prepare` reads.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum FieldsArg {
+    /// The listed fields (the reference's, or --user-single / --user-multi), then every other
+    /// field the user file holds (id-like ones aside), each multi-valued field long enough for its
+    /// users' values up to --max-tokens.
+    All,
+    /// The listed fields only, at their listed lengths (the reference code's behaviour).
+    Listed,
+}
+
+impl From<FieldsArg> for UserFields {
+    fn from(f: FieldsArg) -> Self {
+        match f {
+            FieldsArg::All => UserFields::All,
+            FieldsArg::Listed => UserFields::Listed,
+        }
+    }
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -46,7 +74,18 @@ pub fn run(a: Args) -> Result<()> {
         user_single,
         user_multi,
         ad_fields,
+        fields,
+        max_tokens,
     } = a;
+    // Naming the fields means those fields, unless --fields all says to add the rest.
+    let user_fields = fields.map_or(
+        if user_single.is_some() || user_multi.is_some() {
+            UserFields::Listed
+        } else {
+            UserFields::All
+        },
+        UserFields::from,
+    );
     let mut config = PrepareConfig {
         train_fraction,
         cold_threshold,
@@ -56,6 +95,8 @@ pub fn run(a: Args) -> Result<()> {
             ColdCount::Stage1
         },
         seed,
+        user_fields,
+        max_tokens,
         ..Default::default()
     };
     if let Some(f) = user_single {
@@ -116,6 +157,77 @@ pub fn run(a: Args) -> Result<()> {
         p.info.stage1_rows,
         p.info.stage2_rows
     );
+    if let Some(added) = &p.info.fields_added {
+        let mut read = Vec::new();
+        if !added.single.is_empty() {
+            read.push(format!("single-valued {}", added.single.join(", ")));
+        }
+        if !added.multi.is_empty() {
+            let m: Vec<String> = added
+                .multi
+                .iter()
+                .map(|(n, l)| format!("{n}:{l}"))
+                .collect();
+            read.push(format!("multi-valued {}", m.join(", ")));
+        }
+        if !read.is_empty() {
+            let z: Vec<String> = added
+                .scores
+                .iter()
+                .filter(|(n, _)| !added.unrelated.contains(n))
+                .map(|(n, z)| format!("{n} {z:.1}"))
+                .collect();
+            println!(
+                "user fields beyond the reference's list, read (--fields listed leaves them out): {} \
+                 (related to the training campaigns' labels, z: {})",
+                read.join("; "),
+                z.join(", ")
+            );
+        }
+        if !added.unrelated.is_empty() {
+            let z: std::collections::HashMap<&str, f64> =
+                added.scores.iter().map(|(n, z)| (n.as_str(), *z)).collect();
+            let m: Vec<String> = added
+                .unrelated
+                .iter()
+                .map(|n| format!("{n} (z {:.1})", z[n.as_str()]))
+                .collect();
+            println!(
+                "user fields beyond the reference's list, left out as unrelated to the training campaigns' labels \
+                 (z ≤ {}): {}",
+                lookalike_data::screen::KEEP_Z,
+                m.join(", ")
+            );
+        }
+        if !added.longer.is_empty() {
+            let m: Vec<String> = added
+                .longer
+                .iter()
+                .map(|(n, was, now)| format!("{n} {was} → {now}"))
+                .collect();
+            println!(
+                "values kept per user, longer than the reference's: {}",
+                m.join(", ")
+            );
+        }
+        if !added.id_like.is_empty() {
+            eprintln!(
+                "warning: left out as ids (most values belong to one user, so nothing can be learned from them): {}",
+                added.id_like.join(", ")
+            );
+        }
+        if !added.clipped.is_empty() {
+            let m: Vec<String> = added
+                .clipped
+                .iter()
+                .map(|(n, most)| format!("{n} (up to {most})"))
+                .collect();
+            eprintln!(
+                "warning: the first {max_tokens} values kept of {} (--max-tokens)",
+                m.join(", ")
+            );
+        }
+    }
     // One line for all of them: data with a few of the reference's fields would otherwise open
     // with a screenful of warnings.
     let empty: Vec<&str> = p

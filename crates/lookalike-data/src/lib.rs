@@ -10,6 +10,7 @@ pub mod mtl_synth;
 pub mod pool;
 pub mod prepare;
 pub mod raw;
+pub mod screen;
 pub mod synth;
 
 pub use error::{DataError, Result};

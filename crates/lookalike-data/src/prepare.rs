@@ -3,7 +3,8 @@
 
 use crate::atomic::write_atomic;
 use crate::error::{DataError, Result};
-use crate::raw::{self, AdTable, FieldSpec, RowFile, UserStats, Vocabs};
+use crate::raw::{self, AdTable, FieldSpec, FieldsAdded, RowFile, UserStats, Vocabs};
+use crate::screen;
 use lookalike_core::data::{Campaign, Role, Row, UserTable};
 use lookalike_core::schema::{Field, Schema, Vocabulary, sort_ids};
 use rand::SeedableRng;
@@ -24,9 +25,31 @@ pub enum ColdCount {
     BothStages,
 }
 
+/// Which user fields `prepare` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UserFields {
+    /// The listed fields, then every other field the user file holds (id-like ones aside), each
+    /// multi-valued field kept long enough for its users' values up to `max_tokens`: the data's
+    /// information is read whole, as a per-campaign regression on "every token of every user field"
+    /// reads it.
+    #[default]
+    All,
+    /// The listed fields only, at their listed lengths (the reference code's behaviour).
+    Listed,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PrepareConfig {
+    /// The listed fields (the reference's by default); see `user_fields`.
     pub fields: FieldSpec,
+    /// Files prepared before this setting existed read the listed fields only.
+    #[serde(default = "listed")]
+    pub user_fields: UserFields,
+    /// The most values kept of one multi-valued field of one user under [`UserFields::All`] (at most
+    /// 255); the first ones in file order, as the reference keeps.
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: usize,
     /// Fraction of campaigns used for meta-training (reference code 0.5; the paper says 0.6).
     pub train_fraction: f64,
     /// T: test campaigns with ≤ T seeds are cold, the others hot (reference code 2000).
@@ -35,10 +58,20 @@ pub struct PrepareConfig {
     pub seed: u64,
 }
 
+fn listed() -> UserFields {
+    UserFields::Listed
+}
+
+fn default_max_tokens() -> usize {
+    64
+}
+
 impl Default for PrepareConfig {
     fn default() -> Self {
         PrepareConfig {
             fields: FieldSpec::default(),
+            user_fields: UserFields::All,
+            max_tokens: default_max_tokens(),
             train_fraction: 0.5,
             cold_threshold: 2000,
             cold_count: ColdCount::Stage1,
@@ -56,6 +89,9 @@ pub struct PrepareInfo {
     pub missing_users: usize,
     pub stage1_rows: usize,
     pub stage2_rows: usize,
+    /// What reading every field added to the listed ones (`None` under [`UserFields::Listed`]).
+    #[serde(default)]
+    pub fields_added: Option<FieldsAdded>,
 }
 
 #[derive(Debug, Clone)]
@@ -101,6 +137,12 @@ pub fn prepare(
     progress: &(dyn Fn(&str, u64) + Sync),
 ) -> Result<Prepared> {
     check_spec(&config.fields).map_err(|m| DataError::new(dir, m))?;
+    if !(1..=255).contains(&config.max_tokens) {
+        return Err(DataError::new(
+            dir,
+            format!("max tokens must be 1..=255, got {}", config.max_tokens),
+        ));
+    }
     if !(config.train_fraction > 0.0 && config.train_fraction < 1.0) {
         return Err(DataError::new(
             dir,
@@ -117,13 +159,21 @@ pub fn prepare(
     let s2 = raw::read_rows(&raw::find(dir, raw::STAGE2_FILE)?, false, &ads)?;
     let needed: HashSet<u64> = s1.rows.iter().chain(&s2.rows).map(|r| r.1).collect();
     let user_path = raw::find(dir, raw::USER_FILE)?;
-    let users = raw::read_users(
-        &user_path,
-        &config.fields,
-        Some(&needed),
-        Vocabs::Build,
-        &|b| progress("users", b),
-    )?;
+    let (mut fields, mut fields_added) = match config.user_fields {
+        UserFields::Listed => (config.fields.clone(), None),
+        UserFields::All => {
+            let listed = config.fields.user_names();
+            let seen = raw::survey_users(&user_path, &listed, &|u| needed.contains(&u), &|b| {
+                progress("surveying user fields", b)
+            })?;
+            let (spec, added) = config.fields.with_every_field(&seen, config.max_tokens);
+            (spec, Some(added))
+        }
+    };
+    check_spec(&fields).map_err(|m| DataError::new(&user_path, m))?;
+    let users = raw::read_users(&user_path, &fields, Some(&needed), Vocabs::Build, &|b| {
+        progress("users", b)
+    })?;
     let mut table = users.table;
     let mut index: HashMap<u64, u32> = table
         .uids
@@ -205,24 +255,39 @@ pub fn prepare(
     fill(&s1, false, &mut campaigns);
     fill(&s2, true, &mut campaigns);
     split(&mut campaigns, config);
+    let (mut single_vocab, mut multi_vocab) = (users.single_vocab, users.multi_vocab);
+    if let Some(added) = &mut fields_added {
+        let train: Vec<&Campaign> = campaigns.iter().filter(|c| c.role == Role::Train).collect();
+        let keep = screen_added(&table, &fields, added, &train);
+        table = screen::keep_columns(&table, &keep.0, &keep.1, &multi_lens(&fields));
+        let kept = |v: Vec<Vocabulary>, keep: &[bool]| -> Vec<Vocabulary> {
+            v.into_iter()
+                .zip(keep)
+                .filter(|(_, k)| **k)
+                .map(|(v, _)| v)
+                .collect()
+        };
+        single_vocab = kept(single_vocab, &keep.0);
+        multi_vocab = kept(multi_vocab, &keep.1);
+        fields.user_single = kept_names(&fields.user_single, &keep.0);
+        fields.user_multi = kept_names(&fields.user_multi, &keep.1);
+    }
 
     let schema = Schema {
-        user_single: config
-            .fields
+        user_single: fields
             .user_single
             .iter()
-            .zip(users.single_vocab)
+            .zip(single_vocab)
             .map(|(n, vocab)| Field {
                 name: n.clone(),
                 max_len: 1,
                 vocab,
             })
             .collect(),
-        user_multi: config
-            .fields
+        user_multi: fields
             .user_multi
             .iter()
-            .zip(users.multi_vocab)
+            .zip(multi_vocab)
             .map(|((n, len), vocab)| Field {
                 name: n.clone(),
                 max_len: *len,
@@ -252,8 +317,65 @@ pub fn prepare(
             missing_users: missing,
             stage1_rows: s1.rows.len(),
             stage2_rows: s2.rows.len(),
+            fields_added,
         },
     })
+}
+
+fn multi_lens(spec: &FieldSpec) -> Vec<usize> {
+    spec.user_multi.iter().map(|(_, l)| *l).collect()
+}
+
+fn kept_names<T: Clone>(v: &[T], keep: &[bool]) -> Vec<T> {
+    v.iter()
+        .zip(keep)
+        .filter(|(_, k)| **k)
+        .map(|(v, _)| v.clone())
+        .collect()
+}
+
+/// Scores each field `added` holds beyond the list on the training campaigns ([`screen::field_z`]),
+/// leaves out those unrelated to their labels (moving them to `added.unrelated`), and says which
+/// single- and multi-valued columns of `spec` stay.
+fn screen_added(
+    table: &UserTable,
+    spec: &FieldSpec,
+    added: &mut FieldsAdded,
+    train: &[&Campaign],
+) -> (Vec<bool>, Vec<bool>) {
+    let mut keep_single = vec![true; spec.user_single.len()];
+    let mut keep_multi = vec![true; spec.user_multi.len()];
+    let mut offsets = Vec::new();
+    let mut o = 0;
+    for (_, l) in &spec.user_multi {
+        offsets.push(o);
+        o += l;
+    }
+    let mut score = |name: &str, col: screen::Column, keep: &mut bool| {
+        let z = screen::field_z(table, col, train);
+        added.scores.push((name.to_string(), z));
+        if z <= screen::KEEP_Z {
+            *keep = false;
+            added.unrelated.push(name.to_string());
+        }
+    };
+    for (i, name) in spec.user_single.iter().enumerate() {
+        if added.single.contains(name) {
+            score(name, screen::Column::Single(i), &mut keep_single[i]);
+        }
+    }
+    for (i, (name, _)) in spec.user_multi.iter().enumerate() {
+        if added.multi.iter().any(|(n, _)| n == name) {
+            let col = screen::Column::Multi {
+                field: i,
+                offset: offsets[i],
+            };
+            score(name, col, &mut keep_multi[i]);
+        }
+    }
+    added.single.retain(|n| !added.unrelated.contains(n));
+    added.multi.retain(|(n, _)| !added.unrelated.contains(n));
+    (keep_single, keep_multi)
 }
 
 /// Seeded campaign split, then cold/hot by seed count.

@@ -56,6 +56,15 @@ impl FieldSpec {
     pub fn multi_width(&self) -> usize {
         self.user_multi.iter().map(|(_, n)| n).sum()
     }
+
+    /// The user fields it names, single- and multi-valued.
+    pub fn user_names(&self) -> HashSet<&str> {
+        self.user_single
+            .iter()
+            .map(String::as_str)
+            .chain(self.user_multi.iter().map(|(n, _)| n.as_str()))
+            .collect()
+    }
 }
 
 /// `dir/name`, or `dir/name.gz` when only that exists.
@@ -879,4 +888,188 @@ fn parse_block(
     c.single_tokens = single_int.iter().map(Interner::tokens).collect();
     c.multi_tokens = multi_int.iter().map(Interner::tokens).collect();
     Ok(c)
+}
+
+/// What one user field of `userFeature.data` looks like over the users a survey kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldSeen {
+    pub name: String,
+    /// Users whose line holds the field with at least one value.
+    pub users: usize,
+    /// The most values one user's line holds.
+    pub max_len: usize,
+    /// Values over all users (a value listed twice by a user counts twice).
+    pub values: usize,
+    /// Distinct values; counted only for fields not in the list the survey was given (see
+    /// [`survey_users`]), 0 for the others.
+    pub distinct: usize,
+}
+
+impl FieldSeen {
+    /// A field whose values are mostly one user's own (a device id, a phone number): no other user
+    /// shares them, so no model can learn from them, and its table would grow with the users.
+    pub fn is_id_like(&self) -> bool {
+        self.distinct * 2 > self.values && self.values >= 20
+    }
+}
+
+#[derive(Default)]
+struct Tally<'a> {
+    users: usize,
+    max_len: usize,
+    values: usize,
+    distinct: HashSet<&'a str>,
+}
+
+/// Every field `userFeature.data` holds for the users `keep` accepts (`uid` aside), sorted by name:
+/// how many users hold it and the most values one of them lists. Distinct values are counted for the
+/// fields not in `listed` only (those the caller may add), since that needs their values in memory.
+pub fn survey_users(
+    path: &Path,
+    listed: &HashSet<&str>,
+    keep: &(dyn Fn(u64) -> bool + Sync),
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Vec<FieldSeen>> {
+    let mut blocks = Blocks::open(path)?;
+    let mut all: HashMap<String, (FieldSeen, HashSet<String>)> = HashMap::new();
+    while let Some(group) = blocks.next_group()? {
+        let parsed: Vec<HashMap<&str, Tally>> = group
+            .par_iter()
+            .map(|b| -> Result<HashMap<&str, Tally>> {
+                let mut t: HashMap<&str, Tally> = HashMap::new();
+                for (k, raw) in b.data.split(|&c| c == b'\n').enumerate() {
+                    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+                    if raw.iter().all(|c| c.is_ascii_whitespace()) {
+                        continue;
+                    }
+                    let line = utf8(path, b.first_line + k, None, raw)?;
+                    if !keep(line_uid(path, b.first_line + k, line)?) {
+                        continue;
+                    }
+                    for part in line.split('|') {
+                        let part = part.trim();
+                        let (name, values) = part.split_once(' ').unwrap_or((part, ""));
+                        if name.is_empty() || name == "uid" {
+                            continue;
+                        }
+                        let n = values.split_ascii_whitespace().count();
+                        if n == 0 {
+                            continue;
+                        }
+                        let e = t.entry(name).or_default();
+                        e.users += 1;
+                        e.values += n;
+                        e.max_len = e.max_len.max(n);
+                        if !listed.contains(name) {
+                            e.distinct.extend(values.split_ascii_whitespace());
+                        }
+                    }
+                }
+                Ok(t)
+            })
+            .collect::<Result<_>>()?;
+        for t in parsed {
+            for (name, tally) in t {
+                let (seen, distinct) = all.entry(name.to_string()).or_insert_with(|| {
+                    let seen = FieldSeen {
+                        name: name.to_string(),
+                        users: 0,
+                        max_len: 0,
+                        values: 0,
+                        distinct: 0,
+                    };
+                    (seen, HashSet::new())
+                });
+                seen.users += tally.users;
+                seen.values += tally.values;
+                seen.max_len = seen.max_len.max(tally.max_len);
+                distinct.extend(tally.distinct.into_iter().map(str::to_string));
+            }
+        }
+        progress(blocks.bytes_read);
+    }
+    let mut out: Vec<FieldSeen> = all
+        .into_values()
+        .map(|(mut seen, distinct)| {
+            seen.distinct = distinct.len();
+            seen
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// How [`FieldSpec::with_every_field`] changed a listed spec.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FieldsAdded {
+    /// Fields the list did not name, read: single-valued ones, then multi-valued ones with the
+    /// length kept (after `prepare`'s screening, those it kept).
+    pub single: Vec<String>,
+    pub multi: Vec<(String, usize)>,
+    /// Listed multi-valued fields whose users list more values than the listed length: (name, the
+    /// listed length, the length now kept).
+    pub longer: Vec<(String, usize, usize)>,
+    /// Fields left out because their values are one user's own ([`FieldSeen::is_id_like`]).
+    pub id_like: Vec<String>,
+    /// Fields cut to `max_tokens` values: (name, the most values a user lists).
+    pub clipped: Vec<(String, usize)>,
+    /// Each field found beyond the list with its relation to the training campaigns' labels
+    /// ([`crate::screen::field_z`]), set by `prepare`.
+    #[serde(default)]
+    pub scores: Vec<(String, f64)>,
+    /// Fields found beyond the list but left out by that screening (no longer in `single`/`multi`).
+    #[serde(default)]
+    pub unrelated: Vec<String>,
+}
+
+impl FieldSpec {
+    /// This spec with every other user field the data holds (`seen`, from [`survey_users`]) added
+    /// after the listed ones, in name order (a field with more than one value on some line as
+    /// multi-valued), and each multi-valued field long enough for its users' values, up to
+    /// `max_tokens`; a listed field keeps at least its listed length, so data within the listed
+    /// lengths is read exactly as the list reads it. Id-like fields are not added.
+    pub fn with_every_field(
+        &self,
+        seen: &[FieldSeen],
+        max_tokens: usize,
+    ) -> (FieldSpec, FieldsAdded) {
+        let mut spec = self.clone();
+        let mut added = FieldsAdded::default();
+        let by_name: HashMap<&str, &FieldSeen> =
+            seen.iter().map(|s| (s.name.as_str(), s)).collect();
+        let mut clip = |name: &str, max_len: usize| {
+            if max_len > max_tokens {
+                added.clipped.push((name.to_string(), max_len));
+            }
+            max_len.min(max_tokens)
+        };
+        let mut longer = Vec::new();
+        for (name, len) in &mut spec.user_multi {
+            if let Some(s) = by_name.get(name.as_str()).filter(|s| s.max_len > *len) {
+                let new = clip(name, s.max_len).max(*len);
+                if new > *len {
+                    longer.push((name.clone(), *len, new));
+                    *len = new;
+                }
+            }
+        }
+        let listed = self.user_names();
+        let (mut single, mut multi, mut id_like) = (Vec::new(), Vec::new(), Vec::new());
+        for s in seen.iter().filter(|s| !listed.contains(s.name.as_str())) {
+            if s.is_id_like() {
+                id_like.push(s.name.clone());
+            } else if s.max_len > 1 {
+                multi.push((s.name.clone(), clip(&s.name, s.max_len)));
+            } else {
+                single.push(s.name.clone());
+            }
+        }
+        added.longer = longer;
+        added.single = single;
+        added.multi = multi;
+        added.id_like = id_like;
+        spec.user_single.extend(added.single.iter().cloned());
+        spec.user_multi.extend(added.multi.iter().cloned());
+        (spec, added)
+    }
 }

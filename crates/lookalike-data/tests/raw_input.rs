@@ -58,8 +58,14 @@ fn prepare_is_deterministic_and_round_trips() {
     assert_eq!(age.tokens(), ["1", "2", "3", "4", "5"]);
     assert_eq!(age.id("1"), 1);
     assert_eq!(age.id("never"), 0);
-    // Lengths are clipped to the field's max length.
-    assert!(p.users.lens.iter().all(|&l| l <= 10));
+    // Lengths are clipped to each field's max length.
+    let max: Vec<usize> = p.schema.user_multi.iter().map(|f| f.max_len).collect();
+    assert!(
+        p.users
+            .lens
+            .chunks(max.len())
+            .all(|l| l.iter().zip(&max).all(|(&l, &m)| l as usize <= m))
+    );
     let a = dir.path().join("a.lkd");
     let b = dir.path().join("b.lkd");
     p.save(&a).unwrap();
@@ -417,4 +423,117 @@ fn bad_parquet_pools_name_file_row_and_column() {
     let out = dir.path().join("out.data");
     assert!(columnar::parquet_to_text(&negative, &out).is_err());
     assert!(!out.exists());
+}
+
+#[test]
+fn every_field_of_the_user_file_is_read_unless_the_list_is_asked_for() {
+    use lookalike_data::prepare::UserFields;
+    let (_d, raw) = world("fields");
+    // Three more fields: an id (each user's own value), `likes` (a copy of interest1, which the
+    // labels follow), `mood` (noise, as the synth world's ct, marriageStatus and os are); and a user
+    // of the rows with a long interest1.
+    let rows = std::fs::read_to_string(raw.join("train.csv")).unwrap();
+    let uid: u64 = rows
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    rewrite(&raw.join("userFeature.data"), |s| {
+        s.lines()
+            .enumerate()
+            .map(|(i, l)| {
+                let this = l.split('|').next().unwrap().trim_start_matches("uid ");
+                let interests = l.split('|').find(|p| p.starts_with("interest1 "));
+                let likes = interests.map_or(String::new(), |p| format!("|likes {}", &p[10..]));
+                let long = if this == uid.to_string() {
+                    let many: Vec<String> = (1..=40).map(|t| t.to_string()).collect();
+                    format!("|interest1 {}", many.join(" "))
+                } else {
+                    interests.map_or(String::new(), |p| format!("|{p}"))
+                };
+                let rest: Vec<&str> = l
+                    .split('|')
+                    .filter(|p| !p.starts_with("interest1 "))
+                    .collect();
+                let mood = (i * 7919) % 5;
+                format!(
+                    "{}|deviceId d{this}{long}{likes}|mood {mood}\n",
+                    rest.join("|")
+                )
+            })
+            .collect()
+    });
+    let listed = prepare(
+        &raw,
+        &PrepareConfig {
+            user_fields: UserFields::Listed,
+            ..config()
+        },
+        &quiet,
+    )
+    .unwrap();
+    let all = prepare(&raw, &config(), &quiet).unwrap();
+    let capped = prepare(
+        &raw,
+        &PrepareConfig {
+            max_tokens: 12,
+            ..config()
+        },
+        &quiet,
+    )
+    .unwrap();
+    let names = |p: &Prepared| -> Vec<String> {
+        p.schema
+            .user_single
+            .iter()
+            .map(|f| f.name.clone())
+            .collect()
+    };
+    let lens = |p: &Prepared| -> Vec<(String, usize)> {
+        p.schema
+            .user_multi
+            .iter()
+            .map(|f| (f.name.clone(), f.max_len))
+            .collect()
+    };
+    // The listed spec is the reference's. `all` lengthens interest1 to its longest user, adds
+    // `likes` after the listed fields, leaves the id out, and leaves out the fields unrelated to the
+    // training campaigns' labels.
+    let added = all.info.fields_added.as_ref().unwrap();
+    let z = |name: &str| added.scores.iter().find(|(n, _)| n == name).unwrap().1;
+    assert_eq!(names(&listed).len(), 7);
+    assert_eq!(names(&all), names(&listed));
+    assert_eq!(lens(&listed)[0], ("interest1".to_string(), 10));
+    assert_eq!(lens(&all)[0], ("interest1".to_string(), 40));
+    assert_eq!(lens(&all)[1..7], lens(&listed)[1..]);
+    assert_eq!(lens(&all)[7].0, "likes");
+    assert_eq!(lens(&capped)[0], ("interest1".to_string(), 12));
+    assert_eq!(added.id_like, ["deviceId"]);
+    assert_eq!(added.longer, [("interest1".to_string(), 10, 40)]);
+    assert_eq!(added.unrelated, ["ct", "marriageStatus", "mood", "os"]);
+    assert!(added.single.is_empty() && added.multi.len() == 1);
+    assert!(z("likes") > 3.0 && z("mood") <= 3.0, "{:?}", added.scores);
+    assert!(added.clipped.is_empty());
+    let added = capped.info.fields_added.as_ref().unwrap();
+    assert_eq!(added.clipped[0], ("interest1".to_string(), 40));
+    assert!(listed.info.fields_added.is_none());
+    // That user keeps all 40 interests; every listed field reads as the list reads it.
+    let (u, l) = (&all.users, &listed.users);
+    assert_eq!(u.uids, l.uids);
+    let at = u.uids.iter().position(|&x| x == uid).unwrap();
+    assert_eq!((u.lens[at * 8], l.lens[at * 7]), (40, 10));
+    let (wa, wl) = (u.multi_width, l.multi_width);
+    assert_eq!(u.single, l.single);
+    for i in 0..u.len() {
+        let listed_part = wl - 10;
+        assert_eq!(
+            u.multi[i * wa + 40..i * wa + 40 + listed_part],
+            l.multi[i * wl + 10..(i + 1) * wl]
+        );
+        assert_eq!(u.lens[i * 8 + 1..i * 8 + 7], l.lens[i * 7 + 1..(i + 1) * 7]);
+    }
 }
