@@ -158,74 +158,11 @@ pub fn run(a: Args) -> Result<()> {
         p.info.stage2_rows
     );
     if let Some(added) = &p.info.fields_added {
-        let mut read = Vec::new();
-        if !added.single.is_empty() {
-            read.push(format!("single-valued {}", added.single.join(", ")));
-        }
-        if !added.multi.is_empty() {
-            let m: Vec<String> = added
-                .multi
-                .iter()
-                .map(|(n, l)| format!("{n}:{l}"))
-                .collect();
-            read.push(format!("multi-valued {}", m.join(", ")));
-        }
-        if !read.is_empty() {
-            let z: Vec<String> = added
-                .scores
-                .iter()
-                .filter(|(n, _)| !added.unrelated.contains(n))
-                .map(|(n, z)| format!("{n} {z:.1}"))
-                .collect();
-            println!(
-                "user fields beyond the reference's list, read (--fields listed leaves them out): {} \
-                 (related to the training campaigns' labels, z: {})",
-                read.join("; "),
-                z.join(", ")
-            );
-        }
-        if !added.unrelated.is_empty() {
-            let z: std::collections::HashMap<&str, f64> =
-                added.scores.iter().map(|(n, z)| (n.as_str(), *z)).collect();
-            let m: Vec<String> = added
-                .unrelated
-                .iter()
-                .map(|n| format!("{n} (z {:.1})", z[n.as_str()]))
-                .collect();
-            println!(
-                "user fields beyond the reference's list, left out as unrelated to the training campaigns' labels \
-                 (z ≤ {}): {}",
-                lookalike_data::screen::KEEP_Z,
-                m.join(", ")
-            );
-        }
-        if !added.longer.is_empty() {
-            let m: Vec<String> = added
-                .longer
-                .iter()
-                .map(|(n, was, now)| format!("{n} {was} → {now}"))
-                .collect();
-            println!(
-                "values kept per user, longer than the reference's: {}",
-                m.join(", ")
-            );
-        }
-        if !added.id_like.is_empty() {
-            eprintln!(
-                "warning: left out as ids (most values belong to one user, so nothing can be learned from them): {}",
-                added.id_like.join(", ")
-            );
-        }
-        if !added.clipped.is_empty() {
-            let m: Vec<String> = added
-                .clipped
-                .iter()
-                .map(|(n, most)| format!("{n} (up to {most})"))
-                .collect();
-            eprintln!(
-                "warning: the first {max_tokens} values kept of {} (--max-tokens)",
-                m.join(", ")
-            );
+        for line in added.report(max_tokens) {
+            match line {
+                Ok(l) => println!("{l}"),
+                Err(w) => eprintln!("warning: {w}"),
+            }
         }
     }
     // One line for all of them: data with a few of the reference's fields would otherwise open

@@ -1022,6 +1022,77 @@ pub struct FieldsAdded {
     pub unrelated: Vec<String>,
 }
 
+impl FieldsAdded {
+    /// What `prepare` says of it, a line each: `Ok` to say, `Err` a warning.
+    pub fn report(&self, max_tokens: usize) -> Vec<std::result::Result<String, String>> {
+        let list = |items: Vec<String>| items.join(", ");
+        let z = |name: &str| {
+            self.scores
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(0.0, |s| s.1)
+        };
+        let mut out = Vec::new();
+        let mut read = Vec::new();
+        if !self.single.is_empty() {
+            read.push(format!("single-valued {}", self.single.join(", ")));
+        }
+        if !self.multi.is_empty() {
+            let m = self.multi.iter().map(|(n, l)| format!("{n}:{l}"));
+            read.push(format!("multi-valued {}", list(m.collect())));
+        }
+        if !read.is_empty() {
+            let names = self.single.iter().chain(self.multi.iter().map(|(n, _)| n));
+            out.push(Ok(format!(
+                "user fields beyond the reference's list, read (--fields listed leaves them out): {} \
+                 (related to the training campaigns' labels, z: {})",
+                read.join("; "),
+                list(names.map(|n| format!("{n} {:.1}", z(n))).collect())
+            )));
+        }
+        if !self.unrelated.is_empty() {
+            let m = self
+                .unrelated
+                .iter()
+                .map(|n| format!("{n} (z {:.1})", z(n)));
+            out.push(Ok(format!(
+                "user fields beyond the reference's list, left out as unrelated to the training \
+                 campaigns' labels (z ≤ {}): {}",
+                crate::screen::KEEP_Z,
+                list(m.collect())
+            )));
+        }
+        if !self.longer.is_empty() {
+            let m = self
+                .longer
+                .iter()
+                .map(|(n, was, now)| format!("{n} {was} → {now}"));
+            out.push(Ok(format!(
+                "values kept per user, longer than the reference's: {}",
+                list(m.collect())
+            )));
+        }
+        if !self.id_like.is_empty() {
+            out.push(Err(format!(
+                "left out as ids (most values belong to one user, so nothing can be learned from \
+                 them): {}",
+                self.id_like.join(", ")
+            )));
+        }
+        if !self.clipped.is_empty() {
+            let m = self
+                .clipped
+                .iter()
+                .map(|(n, most)| format!("{n} (up to {most})"));
+            out.push(Err(format!(
+                "the first {max_tokens} values kept of {} (--max-tokens)",
+                list(m.collect())
+            )));
+        }
+        out
+    }
+}
+
 impl FieldSpec {
     /// This spec with every other user field the data holds (`seen`, from [`survey_users`]) added
     /// after the listed ones, in name order (a field with more than one value on some line as
