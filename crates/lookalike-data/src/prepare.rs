@@ -170,7 +170,6 @@ pub fn prepare(
             (spec, Some(added))
         }
     };
-    check_spec(&fields).map_err(|m| DataError::new(&user_path, m))?;
     let users = raw::read_users(&user_path, &fields, Some(&needed), Vocabs::Build, &|b| {
         progress("users", b)
     })?;
@@ -258,19 +257,13 @@ pub fn prepare(
     let (mut single_vocab, mut multi_vocab) = (users.single_vocab, users.multi_vocab);
     if let Some(added) = &mut fields_added {
         let train: Vec<&Campaign> = campaigns.iter().filter(|c| c.role == Role::Train).collect();
-        let keep = screen_added(&table, &fields, added, &train);
-        table = screen::keep_columns(&table, &keep.0, &keep.1, &multi_lens(&fields));
-        let kept = |v: Vec<Vocabulary>, keep: &[bool]| -> Vec<Vocabulary> {
-            v.into_iter()
-                .zip(keep)
-                .filter(|(_, k)| **k)
-                .map(|(v, _)| v)
-                .collect()
-        };
-        single_vocab = kept(single_vocab, &keep.0);
-        multi_vocab = kept(multi_vocab, &keep.1);
-        fields.user_single = kept_names(&fields.user_single, &keep.0);
-        fields.user_multi = kept_names(&fields.user_multi, &keep.1);
+        let (single, multi) = screen_added(&table, &fields, added, &train);
+        let lens: Vec<usize> = fields.user_multi.iter().map(|(_, l)| *l).collect();
+        table = screen::keep_columns(&table, &single, &multi, &lens);
+        single_vocab = screen::masked(single_vocab, &single);
+        multi_vocab = screen::masked(multi_vocab, &multi);
+        fields.user_single = screen::masked(fields.user_single, &single);
+        fields.user_multi = screen::masked(fields.user_multi, &multi);
     }
 
     let schema = Schema {
@@ -322,18 +315,6 @@ pub fn prepare(
     })
 }
 
-fn multi_lens(spec: &FieldSpec) -> Vec<usize> {
-    spec.user_multi.iter().map(|(_, l)| *l).collect()
-}
-
-fn kept_names<T: Clone>(v: &[T], keep: &[bool]) -> Vec<T> {
-    v.iter()
-        .zip(keep)
-        .filter(|(_, k)| **k)
-        .map(|(v, _)| v.clone())
-        .collect()
-}
-
 /// Scores each field `added` holds beyond the list on the training campaigns ([`screen::field_z`]),
 /// leaves out those unrelated to their labels (moving them to `added.unrelated`), and says which
 /// single- and multi-valued columns of `spec` stay.
@@ -345,12 +326,7 @@ fn screen_added(
 ) -> (Vec<bool>, Vec<bool>) {
     let mut keep_single = vec![true; spec.user_single.len()];
     let mut keep_multi = vec![true; spec.user_multi.len()];
-    let mut offsets = Vec::new();
-    let mut o = 0;
-    for (_, l) in &spec.user_multi {
-        offsets.push(o);
-        o += l;
-    }
+    let offsets = spec.multi_offsets();
     let mut score = |name: &str, col: screen::Column, keep: &mut bool| {
         let z = screen::field_z(table, col, train);
         added.scores.push((name.to_string(), z));

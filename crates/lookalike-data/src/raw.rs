@@ -57,6 +57,18 @@ impl FieldSpec {
         self.user_multi.iter().map(|(_, n)| n).sum()
     }
 
+    /// Each multi-valued field's first slot in a user's row.
+    pub fn multi_offsets(&self) -> Vec<usize> {
+        self.user_multi
+            .iter()
+            .scan(0, |o, (_, n)| {
+                let cur = *o;
+                *o += n;
+                Some(cur)
+            })
+            .collect()
+    }
+
     /// The user fields it names, single- and multi-valued.
     pub fn user_names(&self) -> HashSet<&str> {
         self.user_single
@@ -401,6 +413,18 @@ struct Block {
     first_line: usize,
 }
 
+impl Block {
+    /// Its non-blank lines as (line number, text), CR stripped, UTF-8 checked against `path`.
+    fn lines<'b>(&'b self, path: &'b Path) -> impl Iterator<Item = Result<(usize, &'b str)>> + 'b {
+        self.data
+            .split(|&c| c == b'\n')
+            .enumerate()
+            .map(|(k, raw)| (self.first_line + k, raw.strip_suffix(b"\r").unwrap_or(raw)))
+            .filter(|(_, raw)| !raw.iter().all(|c| c.is_ascii_whitespace()))
+            .map(move |(n, raw)| Ok((n, utf8(path, n, None, raw)?)))
+    }
+}
+
 struct Chunk {
     uids: Vec<u64>,
     lines: Vec<usize>,
@@ -430,16 +454,10 @@ impl<'a> Layout<'a> {
         for (i, (f, _)) in spec.user_multi.iter().enumerate() {
             slots.insert(f, Slot::Multi(i));
         }
-        let offsets = spec
-            .user_multi
-            .iter()
-            .scan(0, |o, (_, n)| {
-                let cur = *o;
-                *o += n;
-                Some(cur)
-            })
-            .collect();
-        Layout { slots, offsets }
+        Layout {
+            slots,
+            offsets: spec.multi_offsets(),
+        }
     }
 }
 
@@ -583,12 +601,9 @@ pub(crate) fn for_each_line(
     let mut blocks = Blocks::open(path)?;
     while let Some(group) = blocks.next_group()? {
         for b in group {
-            for (k, raw) in b.data.split(|&c| c == b'\n').enumerate() {
-                let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-                if raw.iter().all(|c| c.is_ascii_whitespace()) {
-                    continue;
-                }
-                f(b.first_line + k, utf8(path, b.first_line + k, None, raw)?)?;
+            for line in b.lines(path) {
+                let (n, line) = line?;
+                f(n, line)?;
             }
         }
     }
@@ -605,14 +620,9 @@ pub fn count_users(path: &Path, skip: &(dyn Fn(u64) -> bool + Sync)) -> Result<u
             .par_iter()
             .map(|b| -> Result<usize> {
                 let mut n = 0;
-                for (k, raw) in b.data.split(|&c| c == b'\n').enumerate() {
-                    if raw.iter().all(|c| c.is_ascii_whitespace()) {
-                        continue;
-                    }
-                    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-                    let line = utf8(path, b.first_line + k, None, raw)?;
-                    let uid = line_uid(path, b.first_line + k, line)?;
-                    n += usize::from(!skip(uid));
+                for line in b.lines(path) {
+                    let (no, line) = line?;
+                    n += usize::from(!skip(line_uid(path, no, line)?));
                 }
                 Ok(n)
             })
@@ -894,8 +904,6 @@ fn parse_block(
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FieldSeen {
     pub name: String,
-    /// Users whose line holds the field with at least one value.
-    pub users: usize,
     /// The most values one user's line holds.
     pub max_len: usize,
     /// Values over all users (a value listed twice by a user counts twice).
@@ -915,14 +923,13 @@ impl FieldSeen {
 
 #[derive(Default)]
 struct Tally<'a> {
-    users: usize,
     max_len: usize,
     values: usize,
     distinct: HashSet<&'a str>,
 }
 
 /// Every field `userFeature.data` holds for the users `keep` accepts (`uid` aside), sorted by name:
-/// how many users hold it and the most values one of them lists. Distinct values are counted for the
+/// how many values its users list, and the most one of them lists. Distinct values are counted for the
 /// fields not in `listed` only (those the caller may add), since that needs their values in memory.
 pub fn survey_users(
     path: &Path,
@@ -937,13 +944,9 @@ pub fn survey_users(
             .par_iter()
             .map(|b| -> Result<HashMap<&str, Tally>> {
                 let mut t: HashMap<&str, Tally> = HashMap::new();
-                for (k, raw) in b.data.split(|&c| c == b'\n').enumerate() {
-                    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-                    if raw.iter().all(|c| c.is_ascii_whitespace()) {
-                        continue;
-                    }
-                    let line = utf8(path, b.first_line + k, None, raw)?;
-                    if !keep(line_uid(path, b.first_line + k, line)?) {
+                for line in b.lines(path) {
+                    let (no, line) = line?;
+                    if !keep(line_uid(path, no, line)?) {
                         continue;
                     }
                     for part in line.split('|') {
@@ -957,7 +960,6 @@ pub fn survey_users(
                             continue;
                         }
                         let e = t.entry(name).or_default();
-                        e.users += 1;
                         e.values += n;
                         e.max_len = e.max_len.max(n);
                         if !listed.contains(name) {
@@ -973,14 +975,12 @@ pub fn survey_users(
                 let (seen, distinct) = all.entry(name.to_string()).or_insert_with(|| {
                     let seen = FieldSeen {
                         name: name.to_string(),
-                        users: 0,
                         max_len: 0,
                         values: 0,
                         distinct: 0,
                     };
                     (seen, HashSet::new())
                 });
-                seen.users += tally.users;
                 seen.values += tally.values;
                 seen.max_len = seen.max_len.max(tally.max_len);
                 distinct.extend(tally.distinct.into_iter().map(str::to_string));

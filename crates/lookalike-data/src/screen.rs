@@ -105,6 +105,15 @@ pub fn field_z(users: &UserTable, col: Column, train: &[&Campaign]) -> f64 {
     if var > 0.0 { excess / var.sqrt() } else { 0.0 }
 }
 
+/// The items of `v` whose `keep` is true, in order.
+pub fn masked<T>(v: Vec<T>, keep: &[bool]) -> Vec<T> {
+    v.into_iter()
+        .zip(keep)
+        .filter(|(_, k)| **k)
+        .map(|(v, _)| v)
+        .collect()
+}
+
 /// The table without the single-valued columns and multi-valued fields whose `keep_*` is false
 /// (`multi_lens`: each multi-valued field's slot count).
 pub fn keep_columns(
