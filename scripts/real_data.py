@@ -229,8 +229,7 @@ def flights(out, rng, min_flights=100, cap=800):
     tails = {t: i + 1 for i, t in enumerate(sorted(d.tailnum.dropna().unique()))}
     numbers = {}
     users, camps, rows = {}, {}, {}
-    for k, dest in enumerate(dests):
-        g = d[d.dest == dest]
+    for k, (dest, g) in enumerate(d.groupby("dest")):
         picked = sorted(rng.sample(range(len(g)), min(cap, len(g))))
         g = g.iloc[picked]
         aid = k + 1
