@@ -2,7 +2,10 @@
 """Two `lookalike bench --json` runs of one method, paired per campaign: the same campaigns prepared
 two ways (e.g. `prepare --fields all` against `--fields listed`), where one bench run cannot pair them.
 
-usage: compare-bench.py A.json B.json [--method MetaHeac]
+usage: compare-bench.py A.json B.json [--method MetaHeac] [--method-b NAME]
+
+With --method-b, B's method of that name is paired with A's --method (e.g. a baseline of an earlier
+run against MetaHeac of a later one: deterministic per seed, so the earlier run's figures repeat).
 
 Per group (cold, hot) and metric (AUC, P@k, each averaged over seeds per campaign): the mean of A − B,
 campaigns where A wins and ties, and the two-sided paired t-test's p-value, as `bench` reports its own
@@ -71,13 +74,15 @@ def main():
     ap.add_argument("a")
     ap.add_argument("b")
     ap.add_argument("--method", default="MetaHeac")
+    ap.add_argument("--method-b", help="B's method, when it is not --method")
     args = ap.parse_args()
+    names = (args.method, args.method_b or args.method)
     runs = [json.load(open(p)) for p in (args.a, args.b)]
-    print(f"{args.method}: A = {args.a}, B = {args.b}")
+    print(f"A = {names[0]} of {args.a}, B = {names[1]} of {args.b}")
     print("| group | metric | A | B | A − B | campaigns A wins | p |")
     print("|---|---|---|---|---|---|---|")
     for group in ("cold", "hot"):
-        per = [{c[0]: c for c in r["methods"][args.method][group]["per_campaign"]} for r in runs]
+        per = [{c[0]: c for c in r["methods"][n][group]["per_campaign"]} for r, n in zip(runs, names)]
         if set(per[0]) != set(per[1]):
             raise SystemExit(f"{group}: the two runs hold different campaigns")
         for k, name in ((2, "AUC"), (3, "P@k")):

@@ -197,8 +197,26 @@ fn pipeline_end_to_end() {
     ]);
     assert!(std::fs::metadata(&half).unwrap().len() < std::fs::metadata(&rec).unwrap().len());
     let info = ok(&["inspect", p(&rec)]);
+    // The validation campaigns chose between 8 experts and 1 (the default); the record's model has
+    // the number chosen, and `inspect` says so.
+    let (h, _) = lookalike_core::record::read_header(&std::fs::read(&rec).unwrap()).unwrap();
+    let experts = h
+        .training
+        .experts
+        .clone()
+        .expect("a chosen number of experts");
+    assert_eq!(
+        experts.tried.iter().map(|t| t.0).collect::<Vec<_>>(),
+        [8, 1]
+    );
+    assert_eq!(h.model.num_experts, experts.experts);
     assert!(
-        info.contains("8 × MLP") && info.contains("FirstOrder"),
+        info.contains(&format!("{} × MLP", experts.experts))
+            && info.contains(&format!(
+                "experts: {} (chosen on validation",
+                experts.experts
+            ))
+            && info.contains("FirstOrder"),
         "{info}"
     );
 
@@ -268,6 +286,12 @@ fn pipeline_end_to_end() {
             h.training.online.is_none(),
             extra.contains(&"false"),
             "a recipe is chosen unless --online-select false: {extra:?}"
+        );
+        // Experts given on the command line stay as given.
+        assert_eq!(
+            h.training.experts.is_none(),
+            extra.contains(&"--experts"),
+            "{extra:?}"
         );
     }
 
@@ -803,7 +827,9 @@ fn a_killed_pretrain_resumes_to_the_uninterrupted_result() {
             "{name}: validations after the resume"
         );
         if name == "validated" {
-            assert_eq!(later(&whole).len(), 2, "{whole}");
+            // Iterations 8 and 12 of the configured experts, then of the one-expert model that the
+            // validation campaigns compare it with (after the resume too).
+            assert_eq!(later(&whole).len(), 4, "{whole}");
         }
         assert!(
             !ckpt.exists(),

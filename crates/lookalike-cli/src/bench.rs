@@ -14,7 +14,7 @@ use lookalike_core::lr::{LrConfig, OneHot};
 use lookalike_core::meta::MetaConfig;
 use lookalike_core::metrics::{CampaignMetrics, GroupMetrics};
 use lookalike_core::model::Init;
-use lookalike_core::schedule::{self, Progress};
+use lookalike_core::schedule::{self, ExpertsChoice, Progress};
 use lookalike_core::stats::{Paired, mean_std, paired};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -43,6 +43,10 @@ pub struct Args {
     /// Schedules and hyper-parameters: the product's defaults, or the official code's.
     #[arg(long, value_enum, default_value_t = Protocol::Product)]
     protocol: Protocol,
+    /// Let MetaHeac's validation campaigns choose between its experts and one, as `pretrain` does
+    /// (false: MetaHeac keeps its experts, to compare with the choice) [default: true; reference: false].
+    #[arg(long)]
+    select_experts: Option<bool>,
     /// Cap on pre-training iterations per general model (for quick runs).
     #[arg(long)]
     max_iterations: Option<usize>,
@@ -132,6 +136,9 @@ struct PretrainResult {
     /// The online recipe its validation campaigns chose, where it chose one.
     #[serde(skip_serializing_if = "Option::is_none")]
     online: Option<lookalike_core::schedule::OnlineChoice>,
+    /// MetaHeac's: the number of experts its validation campaigns chose, where they chose.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    experts: Option<ExpertsChoice>,
 }
 
 #[derive(Serialize)]
@@ -181,6 +188,7 @@ pub fn run(a: Args) -> Result<()> {
     let device = backend(a.backend)?.autodiff();
     let (base_model, mut base_meta, finetune) = a.protocol.configs(&data.schema);
     base_meta.threads = a.backend.task_threads(None, base_meta.threads);
+    base_meta.select_experts = a.select_experts.unwrap_or(base_meta.select_experts);
     let lr_config = LrConfig::default();
     let train: Vec<_> = data.with_role(Role::Train);
     let tests: Vec<_> = data
@@ -191,8 +199,18 @@ pub fn run(a: Args) -> Result<()> {
     if train.is_empty() || tests.is_empty() {
         bail!("{}: needs training and test campaigns", a.data.display());
     }
+    // MetaHeac as shipped lets its validation campaigns choose between its experts and one
+    // (`MetaConfig::select_experts`): the one-expert general model is "w/o HE"'s, trained once for both.
+    let select_experts = base_meta.select_experts
+        && base_model.num_experts > 1
+        && methods
+            .iter()
+            .any(|m| m.general() == Some(General::MetaHeac));
     let generals: Vec<General> = {
         let mut g: Vec<General> = methods.iter().filter_map(|m| m.general()).collect();
+        if select_experts {
+            g.push(General::WoHe);
+        }
         g.sort();
         g.dedup();
         g
@@ -233,12 +251,18 @@ pub fn run(a: Args) -> Result<()> {
         // The online recipe each general model's validation chose (the configuration as given where
         // it chose none).
         let mut recipes = BTreeMap::new();
+        let mut reports = BTreeMap::new();
         for &g in &generals {
             let (mc, mut meta) = g.configure(&base_model, &base_meta);
-            // Its validation chooses an online recipe when a method that starts from it uses one.
-            meta.online_select = methods
-                .iter()
-                .any(|m| m.general() == Some(g) && m.chooses_online(&base_meta));
+            // Its validation chooses an online recipe when a method that starts from it uses one (or,
+            // for the one-expert model MetaHeac may choose, when MetaHeac's does).
+            let chooses = |g: General| {
+                methods
+                    .iter()
+                    .any(|m| m.general() == Some(g) && m.chooses_online(&base_meta))
+            };
+            meta.online_select =
+                chooses(g) || (select_experts && g == General::WoHe && chooses(General::MetaHeac));
             let model = mc.init(Init::Seeded(seed), &device);
             let schedule::Setup {
                 mut trainer,
@@ -300,8 +324,36 @@ pub fn run(a: Args) -> Result<()> {
                     best_validation_auc: report.best_auc,
                     seconds: t.elapsed().as_secs_f64(),
                     online: report.online.clone(),
+                    experts: None,
                 });
             models.insert(g, trainer.into_model());
+            reports.insert(g, report);
+        }
+        if select_experts {
+            let (choice, i) = ExpertsChoice::choose(&[
+                (base_model.num_experts, &reports[&General::MetaHeac]),
+                (1, &reports[&General::WoHe]),
+            ]);
+            eprintln!(
+                "  seed {seed} MetaHeac: kept {} (validation mean AUC as deployed: {})",
+                if choice.experts == 1 {
+                    "one expert".to_string()
+                } else {
+                    format!("{} experts", choice.experts)
+                },
+                choice.tried_summary()
+            );
+            if i == 1 {
+                let one = models[&General::WoHe].clone();
+                models.insert(General::MetaHeac, one);
+                recipes.insert(General::MetaHeac, recipes[&General::WoHe]);
+            }
+            if let Some(r) = pretrain
+                .get_mut(&format!("{:?}", General::MetaHeac))
+                .and_then(|v| v.last_mut())
+            {
+                r.experts = Some(choice);
+            }
         }
         let bar = progress::steps(
             (tests.len() * methods.len()) as u64,

@@ -103,6 +103,13 @@ pub fn run(a: Args) -> Result<()> {
             o.tried_summary()
         );
     }
+    if let Some(e) = &t.experts {
+        println!(
+            "  experts: {} (chosen on validation: {})",
+            e.experts,
+            e.tried_summary()
+        );
+    }
     if let Some(c) = &h.campaign {
         println!(
             "  campaign: ad {} ({}); seeds {} listed, {} matched, {} trained, {} held out; {} sampled non-seeds from {}",

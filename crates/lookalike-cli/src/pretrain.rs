@@ -7,7 +7,8 @@ use lookalike_core::data::Role;
 use lookalike_core::meta::{EmbeddingUpdate, MetaConfig, MetaGrad, TaskSampling};
 use lookalike_core::model::{CriticCombine, GateContext, Init};
 use lookalike_core::record::{self, Precision, RecordHeader, TrainingInfo};
-use lookalike_core::schedule::{self, Progress};
+use lookalike_core::schedule::{self, ExpertsChoice, Progress};
+use std::cell::Cell;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -192,6 +193,11 @@ pub struct Args {
     /// reference: false].
     #[arg(long)]
     online_select: Option<bool>,
+    /// After training, let the validation campaigns choose between these experts and one (a second
+    /// general model, one expert, trained on the same campaigns in about a third of the time; the
+    /// record keeps the better) [default: true, unless --experts is given; reference: false].
+    #[arg(long)]
+    select_experts: Option<bool>,
     /// Write a checkpoint (atomically, replacing the last) every this many minutes, so that a killed
     /// run can go on with --resume; 0 writes one after every iteration.
     #[arg(long, default_value_t = 10.0)]
@@ -243,6 +249,10 @@ pub fn meta_config(a: &Args, base: MetaConfig) -> MetaConfig {
     m.val_min_passes = a.val_min_passes.unwrap_or(m.val_min_passes);
     m.val_crossfit = a.val_crossfit.unwrap_or(m.val_crossfit);
     m.online_select = a.online_select.unwrap_or(m.online_select);
+    // Experts the user fixed stay fixed unless they ask for the choice too.
+    m.select_experts = a
+        .select_experts
+        .unwrap_or(m.select_experts && a.experts.is_none());
     m
 }
 
@@ -385,7 +395,45 @@ pub fn run(a: Args) -> Result<()> {
     let mut rows = 0usize;
     let mut last_log = 0usize;
     // When training's last step or validation ended: what follows in the fit is the recipe's choice.
-    let mut last_event = Instant::now();
+    let last_event = Cell::new(Instant::now());
+    let mut on_progress = |p: Progress| match p {
+        Progress::Step {
+            iteration,
+            total,
+            loss,
+            rows: r,
+        } => {
+            last_event.set(Instant::now());
+            rows += r;
+            bar.set_length(total as u64);
+            bar.set_position(iteration as u64);
+            bar.set_prefix(format!("loss {loss:.4}"));
+            if bar.is_hidden()
+                && validation.is_empty()
+                && iteration >= last_log + (total / 10).max(1)
+            {
+                last_log = iteration;
+                eprintln!(
+                    "  iteration {iteration}/{total}: loss {loss:.4}, {:.0} rows/s",
+                    rows as f64 / start.elapsed().as_secs_f64()
+                );
+            }
+        }
+        Progress::Validated {
+            iteration,
+            auc,
+            best,
+        } => {
+            last_event.set(Instant::now());
+            bar.suspend(|| {
+                eprintln!(
+                    "  iteration {iteration}: validation mean AUC {auc:.4}{} ({:.0} s)",
+                    if best { " (best)" } else { "" },
+                    start.elapsed().as_secs_f64()
+                )
+            });
+        }
+    };
     let mut last_checkpoint = Instant::now();
     let mut due = |i: usize| {
         let due = a.halt_after == Some(i)
@@ -412,7 +460,7 @@ pub fn run(a: Args) -> Result<()> {
         });
         Ok(a.halt_after == Some(c.header.trainer.iteration))
     };
-    let report = schedule::fit_resumable(
+    let mut report = schedule::fit_resumable(
         &mut trainer,
         Some(&validation),
         a.max_iterations,
@@ -422,47 +470,10 @@ pub fn run(a: Args) -> Result<()> {
             due: &mut due,
             write: &mut write,
         }),
-        &mut |p| match p {
-            Progress::Step {
-                iteration,
-                total,
-                loss,
-                rows: r,
-            } => {
-                last_event = Instant::now();
-                rows += r;
-                bar.set_length(total as u64);
-                bar.set_position(iteration as u64);
-                bar.set_prefix(format!("loss {loss:.4}"));
-                if bar.is_hidden()
-                    && validation.is_empty()
-                    && iteration >= last_log + (total / 10).max(1)
-                {
-                    last_log = iteration;
-                    eprintln!(
-                        "  iteration {iteration}/{total}: loss {loss:.4}, {:.0} rows/s",
-                        rows as f64 / start.elapsed().as_secs_f64()
-                    );
-                }
-            }
-            Progress::Validated {
-                iteration,
-                auc,
-                best,
-            } => {
-                last_event = Instant::now();
-                bar.suspend(|| {
-                    eprintln!(
-                        "  iteration {iteration}: validation mean AUC {auc:.4}{} ({:.0} s)",
-                        if best { " (best)" } else { "" },
-                        start.elapsed().as_secs_f64()
-                    )
-                });
-            }
-        },
+        &mut on_progress,
     )?;
-    bar.finish_and_clear();
     if report.halted {
+        bar.finish_and_clear();
         println!(
             "stopped after iteration {} with a checkpoint in {} (--halt-after); go on with --resume",
             report.iterations,
@@ -470,26 +481,70 @@ pub fn run(a: Args) -> Result<()> {
         );
         return Ok(());
     }
-    let seconds = start.elapsed().as_secs_f64();
-    let total = report.iterations;
     // Iterations this process ran (a resumed run started after its checkpoint's).
     let resumed_at = resume.as_ref().map_or(0, |c| c.header.trainer.iteration);
-    let ran = total - resumed_at;
+    let ran = report.iterations - resumed_at;
+    let train_rows = trainer.training_rows();
+    let mut general = trainer.into_model();
+    let print_fit = |r: &schedule::FitReport, chosen_in: f64| {
+        if let Some(b) = r.best_auc {
+            println!(
+                "kept the weights of iteration {} (validation mean AUC {b:.4}) of {}",
+                r.best_iteration, r.iterations
+            );
+        }
+        if let Some(o) = &r.online {
+            println!(
+                "online recipe: {} (validation mean AUC: {}; chosen in {chosen_in:.1} s)",
+                o.recipe.name(),
+                o.tried_summary(),
+            );
+        }
+    };
+    print_fit(&report, last_event.get().elapsed().as_secs_f64());
+    // The same campaigns, split and seed with one expert; validation keeps the better model.
+    let mut experts = None;
+    let mut alternative_ran = 0;
+    if meta.select_experts && mc.num_experts > 1 && !validation.is_empty() {
+        println!(
+            "choosing the number of experts: {} or 1; training the one-expert general model",
+            mc.num_experts
+        );
+        bar.reset();
+        bar.set_message("one expert");
+        let one = mc.clone().with_num_experts(1);
+        let schedule::Setup {
+            trainer: mut t1,
+            validation: v1,
+            ..
+        } = schedule::setup(
+            one.init(Init::Seeded(a.seed), &device.clone().autodiff()),
+            meta.clone(),
+            &finetune,
+            &data.users,
+            &all_train,
+            a.seed,
+        );
+        let r1 = schedule::fit(&mut t1, Some(&v1), a.max_iterations, &mut on_progress)?;
+        print_fit(&r1, last_event.get().elapsed().as_secs_f64());
+        alternative_ran = r1.iterations;
+        let (choice, i) = ExpertsChoice::choose(&[(mc.num_experts, &report), (1, &r1)]);
+        println!(
+            "experts: {} (validation mean AUC as deployed: {})",
+            choice.experts,
+            choice.tried_summary()
+        );
+        if i == 1 {
+            general = t1.into_model();
+            mc = one;
+            report = r1;
+        }
+        experts = Some(choice);
+    }
+    bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+    let total = report.iterations;
     let final_loss = report.final_loss;
-    if let Some(b) = report.best_auc {
-        println!(
-            "kept the weights of iteration {} (validation mean AUC {b:.4}) of {}",
-            report.best_iteration, report.iterations
-        );
-    }
-    if let Some(o) = &report.online {
-        println!(
-            "online recipe: {} (validation mean AUC: {}; chosen in {:.1} s)",
-            o.recipe.name(),
-            o.tried_summary(),
-            last_event.elapsed().as_secs_f64()
-        );
-    }
     let header = RecordHeader {
         model: mc,
         schema: data.schema.clone(),
@@ -499,7 +554,7 @@ pub fn run(a: Args) -> Result<()> {
             seed: a.seed,
             iterations: total,
             train_campaigns,
-            train_rows: trainer.training_rows(),
+            train_rows,
             seconds,
             rows_per_second: rows as f64 / seconds.max(1e-9),
             final_loss,
@@ -511,24 +566,30 @@ pub fn run(a: Args) -> Result<()> {
                 .unwrap_or_default(),
             created_by: format!("lookalike {}", env!("CARGO_PKG_VERSION")),
             online: report.online.clone(),
+            experts,
         },
         parameters,
         campaign: None,
     };
-    let bytes = record::to_bytes(trainer.model(), &header)?;
+    let bytes = record::to_bytes(&general, &header)?;
     lookalike_data::atomic::write_atomic(&a.out, |w| w.write_all(&bytes))
         .with_context(|| "writing the record")?;
     println!(
-        "trained {} iterations{} in {:.1} s: {:.0} rows/s, {:.2} iterations/s, final loss {}",
+        "trained {} iterations{}{} in {:.1} s: {:.0} rows/s, {:.2} iterations/s, final loss {}",
         ran,
         if resumed_at > 0 {
-            format!(" (resumed after iteration {resumed_at}, {total} in all)")
+            format!(" (resumed after iteration {resumed_at})")
+        } else {
+            String::new()
+        },
+        if alternative_ran > 0 {
+            format!(" and {alternative_ran} of the one-expert model")
         } else {
             String::new()
         },
         seconds,
         header.training.rows_per_second,
-        ran as f64 / seconds.max(1e-9),
+        (ran + alternative_ran) as f64 / seconds.max(1e-9),
         final_loss.map_or("-".into(), |l| format!("{l:.4}"))
     );
     println!(

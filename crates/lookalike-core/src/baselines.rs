@@ -30,6 +30,9 @@ pub enum Method {
     SharedBottomPre,
     /// Experts mixed by a task gate (one critic), pre-trained plainly, fine-tuned.
     MmoePre,
+    /// The product's MetaHeac: its validation campaigns choose between its experts and one
+    /// ([`MetaConfig::select_experts`]; `bench` fits both general models, the one-expert one being
+    /// w/o HE's). The ablations keep their configured experts.
     MetaHeac,
     /// One critic.
     MetaHeacWoHc,

@@ -57,6 +57,10 @@ pub struct TrainingInfo {
     /// stage applies it unless told otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub online: Option<crate::schedule::OnlineChoice>,
+    /// The number of experts its validation campaigns chose (`MetaConfig::select_experts`); the
+    /// record's model has that many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experts: Option<crate::schedule::ExpertsChoice>,
 }
 
 impl TrainingInfo {

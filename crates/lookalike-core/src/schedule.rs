@@ -248,6 +248,49 @@ pub fn choose_online(
     })
 }
 
+/// The number of experts the validation campaigns chose ([`MetaConfig::select_experts`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ExpertsChoice {
+    pub experts: usize,
+    /// Each number tried, with its general model's validation mean AUC ([`FitReport::deployed_auc`]).
+    pub tried: Vec<(usize, f64)>,
+}
+
+impl ExpertsChoice {
+    /// Of general models fitted with these numbers of experts (the configured one first), the one
+    /// whose validation mean AUC, fine-tuned as it will be deployed, is highest; the first on a tie or
+    /// where none has one. Returns the choice and the index of the model chosen.
+    pub fn choose(fits: &[(usize, &FitReport)]) -> (ExpertsChoice, usize) {
+        let tried: Vec<(usize, f64)> = fits
+            .iter()
+            .map(|(n, r)| (*n, r.deployed_auc().unwrap_or(f64::NAN)))
+            .collect();
+        let mut best = 0;
+        for (i, &(_, a)) in tried.iter().enumerate().skip(1) {
+            // NaN never compares greater, so a model without a validation AUC is never chosen.
+            if a > tried[best].1 || (tried[best].1.is_nan() && !a.is_nan()) {
+                best = i;
+            }
+        }
+        (
+            ExpertsChoice {
+                experts: tried.get(best).map_or(0, |t| t.0),
+                tried,
+            },
+            best,
+        )
+    }
+
+    /// "8 experts 0.7419, 1 expert 0.7508".
+    pub fn tried_summary(&self) -> String {
+        self.tried
+            .iter()
+            .map(|(n, auc)| format!("{n} expert{} {auc:.4}", if *n == 1 { "" } else { "s" }))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// The mean of the values present (NaN when none is).
 pub fn mean_of(v: &[Option<f64>]) -> f64 {
     let present: Vec<f64> = v.iter().flatten().copied().collect();
@@ -349,6 +392,22 @@ pub struct FitReport {
     /// ([`MetaConfig::online_select`]).
     #[serde(default)]
     pub online: Option<OnlineChoice>,
+}
+
+impl FitReport {
+    /// The validation mean AUC of the kept weights fine-tuned with the online recipe chosen for them
+    /// (the recipe as configured where none was chosen): what the general model is worth as deployed.
+    pub fn deployed_auc(&self) -> Option<f64> {
+        match &self.online {
+            Some(o) => o
+                .tried
+                .iter()
+                .find(|(r, _)| *r == o.recipe)
+                .map(|(_, a)| *a)
+                .or(self.best_auc),
+            None => self.best_auc,
+        }
+    }
 }
 
 /// The run's state after an iteration.
@@ -625,6 +684,43 @@ mod tests {
                 label,
             })
             .collect()
+    }
+
+    fn fitted(
+        best_auc: Option<f64>,
+        online: Option<(OnlineRecipe, Vec<(OnlineRecipe, f64)>)>,
+    ) -> FitReport {
+        FitReport {
+            best_auc,
+            online: online.map(|(recipe, tried)| OnlineChoice { recipe, tried }),
+            ..FitReport::default()
+        }
+    }
+
+    /// A general model is worth its chosen recipe's validation AUC (its best AUC without a choice), and
+    /// the number of experts whose model is worth more wins; a tie, or a model without validation,
+    /// keeps the configured one.
+    #[test]
+    fn experts_are_chosen_by_deployed_validation_auc() {
+        let wide = OnlineRecipe::WideOnly;
+        let eight = fitted(
+            Some(0.70),
+            Some((wide, vec![(OnlineRecipe::AsConfigured, 0.70), (wide, 0.74)])),
+        );
+        assert_eq!(eight.deployed_auc(), Some(0.74));
+        // Its best AUC (as configured) beats the other's, its deployed AUC does not.
+        let one = fitted(Some(0.72), None);
+        let (c, i) = ExpertsChoice::choose(&[(8, &eight), (1, &one)]);
+        assert_eq!((c.experts, i), (8, 0));
+        assert_eq!(c.tried, vec![(8, 0.74), (1, 0.72)]);
+        assert_eq!(c.tried_summary(), "8 experts 0.7400, 1 expert 0.7200");
+        let one = fitted(Some(0.75), None);
+        assert_eq!(ExpertsChoice::choose(&[(8, &eight), (1, &one)]).1, 1);
+        let tie = fitted(Some(0.74), None);
+        assert_eq!(ExpertsChoice::choose(&[(8, &eight), (1, &tie)]).1, 0);
+        let none = fitted(None, None);
+        assert_eq!(ExpertsChoice::choose(&[(8, &eight), (1, &none)]).1, 0);
+        assert_eq!(ExpertsChoice::choose(&[(8, &none), (1, &one)]).1, 1);
     }
 
     /// Cross-fitting scores both halves, each after "fitting" on the other, and averages the two AUCs;
