@@ -528,14 +528,25 @@ pub fn run(a: Args) -> Result<()> {
         let r1 = schedule::fit(&mut t1, Some(&v1), a.max_iterations, &mut on_progress)?;
         print_fit(&r1, last_event.get().elapsed().as_secs_f64());
         alternative_ran = r1.iterations;
-        let (choice, i) = ExpertsChoice::choose(&[(mc.num_experts, &report), (1, &r1)]);
+        let alternative = t1.into_model();
+        let (choice, i) = ExpertsChoice::choose(
+            &validation,
+            &[(mc.num_experts, &general, &report), (1, &alternative, &r1)],
+            meta.select_experts_margin,
+        )?;
         println!(
-            "experts: {} (validation mean AUC as deployed: {})",
+            "experts: {} (validation mean AUC as deployed: {}; one expert is kept only when ahead by more than {} standard error{})",
             choice.experts,
-            choice.tried_summary()
+            choice.tried_summary(),
+            meta.select_experts_margin,
+            if meta.select_experts_margin == 1.0 {
+                ""
+            } else {
+                "s"
+            }
         );
         if i == 1 {
-            general = t1.into_model();
+            general = alternative;
             mc = one;
             report = r1;
         }

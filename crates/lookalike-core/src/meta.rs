@@ -146,12 +146,16 @@ pub struct MetaConfig {
     pub online_select: bool,
     /// After training, also train a general model with one expert (the "w/o HE" configuration) on the
     /// same campaigns and keep whichever the validation campaigns score higher, each fine-tuned with
-    /// the online recipe it chose (a tie keeps the configured experts). The experts pay where
+    /// the online recipe it chose (the configured experts unless one is clearly ahead: the margin below). The experts pay where
     /// campaigns differ in kind and cost where every campaign follows one relation (README, "Hybrid
     /// experts, world by world"); validation tells the two apart on most worlds. The one-expert model
     /// trains in about a third of the time. Needs validation campaigns and more than one expert.
     #[config(default = true)]
     pub select_experts: bool,
+    /// ... choosing one expert only when its lead over the validation campaigns exceeds this many
+    /// standard errors of the paired difference (see [`crate::schedule::Ahead::clears`]).
+    #[config(default = 1.0)]
+    pub select_experts_margin: f64,
 }
 
 impl MetaConfig {
