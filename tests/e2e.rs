@@ -830,6 +830,44 @@ fn a_killed_pretrain_resumes_to_the_uninterrupted_result() {
             // Iterations 8 and 12 of the configured experts, then of the one-expert model that the
             // validation campaigns compare it with (after the resume too).
             assert_eq!(later(&whole).len(), 4, "{whole}");
+            // Killed while the one-expert model trains (`--halt-after` counts the configured model's
+            // 12 iterations first): the resume trains that model alone, to the same choice.
+            let again = w.path(&format!("{name}-again.rec"));
+            let out = ok(&strs(&args(
+                &again,
+                &["--checkpoint", p(&ckpt), "--halt-after", "18"],
+            )));
+            assert!(
+                out.contains("stopped after iteration 6 of the one-expert model"),
+                "{out}"
+            );
+            assert!(!again.exists() && ckpt.exists());
+            let out = ok(&strs(&args(
+                &again,
+                &["--resume", p(&ckpt), "--checkpoint", p(&ckpt)],
+            )));
+            assert!(
+                out.contains(
+                    "at iteration 6 of 12 of the one-expert model (the configured model finished)"
+                ),
+                "{out}"
+            );
+            assert!(
+                weights(&again) == weights(&full),
+                "the resumed one-expert fit changed the record\n{out}"
+            );
+            let experts = |text: &str| {
+                text.lines()
+                    .find(|l| l.starts_with("experts: "))
+                    .map(str::to_string)
+            };
+            assert!(experts(&whole).is_some(), "{whole}");
+            assert_eq!(experts(&out), experts(&whole));
+            assert_eq!(
+                later(&out),
+                later(&whole)[2..],
+                "only the one-expert model trained"
+            );
         }
         assert!(
             !ckpt.exists(),

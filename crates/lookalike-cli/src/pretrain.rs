@@ -8,7 +8,7 @@ use lookalike_core::meta::{EmbeddingUpdate, MetaConfig, MetaGrad, TaskSampling};
 use lookalike_core::model::{CriticCombine, GateContext, Init};
 use lookalike_core::record::{self, Precision, RecordHeader, TrainingInfo};
 use lookalike_core::schedule::{self, ExpertsChoice, Progress};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -381,10 +381,15 @@ pub fn run(a: Args) -> Result<()> {
                 std::fs::read(p).with_context(|| format!("{}: cannot read", p.display()))?;
             let c = Checkpoint::from_bytes(&bytes).with_context(|| format!("{}", p.display()))?;
             eprintln!(
-                "resuming from {} at iteration {} of {}",
+                "resuming from {} at iteration {} of {}{}",
                 p.display(),
                 c.header.trainer.iteration,
-                c.header.total
+                c.header.total,
+                if c.header.configured.is_some() {
+                    " of the one-expert model (the configured model finished)"
+                } else {
+                    ""
+                }
             );
             Some(c)
         }
@@ -434,9 +439,13 @@ pub fn run(a: Args) -> Result<()> {
             });
         }
     };
+    // While the one-expert model of the experts choice trains, each checkpoint also carries the
+    // configured model's finished fit; `--halt-after` counts that model's iterations first.
+    let finished: RefCell<Option<(schedule::FitReport, Vec<u8>)>> = RefCell::new(None);
+    let offset = Cell::new(0usize);
     let mut last_checkpoint = Instant::now();
     let mut due = |i: usize| {
-        let due = a.halt_after == Some(i)
+        let due = a.halt_after == Some(offset.get() + i)
             || last_checkpoint.elapsed().as_secs_f64() >= a.checkpoint_every * 60.0;
         if due {
             last_checkpoint = Instant::now();
@@ -446,47 +455,85 @@ pub fn run(a: Args) -> Result<()> {
     let checkpoint_bar = bar.clone();
     let mut write = |c: &Checkpoint| -> std::result::Result<bool, String> {
         let t = Instant::now();
-        let bytes = c.to_bytes().map_err(|e| e.to_string())?;
+        let bytes = match &*finished.borrow() {
+            None => c.to_bytes(),
+            Some((report, weights)) => {
+                let mut c = c.clone();
+                c.header.configured = Some(report.clone());
+                c.configured = Some(weights.clone());
+                c.to_bytes()
+            }
+        }
+        .map_err(|e| e.to_string())?;
         lookalike_data::atomic::write_atomic(&checkpoint_path, |w| w.write_all(&bytes))
             .map_err(|e| format!("{}: {e}", checkpoint_path.display()))?;
         checkpoint_bar.suspend(|| {
             eprintln!(
-                "  iteration {}: checkpoint {} ({:.0} MB, {:.1} s)",
+                "  iteration {}{}: checkpoint {} ({:.0} MB, {:.1} s)",
                 c.header.trainer.iteration,
+                if offset.get() > 0 {
+                    " (one expert)"
+                } else {
+                    ""
+                },
                 checkpoint_path.display(),
                 bytes.len() as f64 / 1e6,
                 t.elapsed().as_secs_f64()
             )
         });
-        Ok(a.halt_after == Some(c.header.trainer.iteration))
+        Ok(a.halt_after == Some(offset.get() + c.header.trainer.iteration))
     };
-    let mut report = schedule::fit_resumable(
-        &mut trainer,
-        Some(&validation),
-        a.max_iterations,
-        resume.as_ref(),
-        Some(schedule::Checkpointing {
-            run,
-            due: &mut due,
-            write: &mut write,
-        }),
-        &mut on_progress,
-    )?;
-    if report.halted {
+    let halted = |r: &schedule::FitReport, which: &str| {
         bar.finish_and_clear();
         println!(
-            "stopped after iteration {} with a checkpoint in {} (--halt-after); go on with --resume",
-            report.iterations,
+            "stopped after iteration {}{which} with a checkpoint in {} (--halt-after); go on with --resume",
+            r.iterations,
             checkpoint_path.display()
         );
+    };
+    // A checkpoint of the one-expert model's fit resumes that fit; the configured one is done.
+    let (resume, resume_one) = match resume {
+        Some(c) if c.header.configured.is_some() => (None, Some(c)),
+        c => (c, None),
+    };
+    let mut report = match &resume_one {
+        Some(c) => {
+            schedule::same_run(&c.header.run, &one_expert_run(&run))?;
+            let general = record::load_weights(
+                trainer.model().clone(),
+                c.configured.as_deref().unwrap_or_default(),
+            )
+            .context("the checkpoint's configured weights")?;
+            trainer.set_model(general);
+            c.header.configured.clone().unwrap_or_default()
+        }
+        None => schedule::fit_resumable(
+            &mut trainer,
+            Some(&validation),
+            a.max_iterations,
+            resume.as_ref(),
+            Some(schedule::Checkpointing {
+                run: run.clone(),
+                due: &mut due,
+                write: &mut write,
+            }),
+            &mut on_progress,
+        )?,
+    };
+    if report.halted {
+        halted(&report, "");
         return Ok(());
     }
     // Iterations this process ran (a resumed run started after its checkpoint's).
-    let resumed_at = resume.as_ref().map_or(0, |c| c.header.trainer.iteration);
+    let resumed_at = match (&resume, &resume_one) {
+        (Some(c), _) => c.header.trainer.iteration,
+        (_, Some(c)) => c.header.configured.as_ref().map_or(0, |r| r.iterations),
+        _ => 0,
+    };
     let ran = report.iterations - resumed_at;
     let train_rows = trainer.training_rows();
     let mut general = trainer.into_model();
-    let print_fit = |r: &schedule::FitReport, chosen_in: f64| {
+    let print_fit = |r: &schedule::FitReport, chosen_in: Option<f64>| {
         if let Some(b) = r.best_auc {
             println!(
                 "kept the weights of iteration {} (validation mean AUC {b:.4}) of {}",
@@ -495,13 +542,16 @@ pub fn run(a: Args) -> Result<()> {
         }
         if let Some(o) = &r.online {
             println!(
-                "online recipe: {} (validation mean AUC: {}; chosen in {chosen_in:.1} s)",
+                "online recipe: {} (validation mean AUC: {}{})",
                 o.recipe.name(),
                 o.tried_summary(),
+                chosen_in.map_or(String::new(), |t| format!("; chosen in {t:.1} s"))
             );
         }
     };
-    print_fit(&report, last_event.get().elapsed().as_secs_f64());
+    // A resumed one-expert fit: the configured model's choice was timed before the checkpoint.
+    let since = || Some(last_event.get().elapsed().as_secs_f64());
+    print_fit(&report, since().filter(|_| resume_one.is_none()));
     // The same campaigns, split and seed with one expert; validation keeps the better model.
     let mut experts = None;
     let mut alternative_ran = 0;
@@ -525,9 +575,32 @@ pub fn run(a: Args) -> Result<()> {
             &all_train,
             a.seed,
         );
-        let r1 = schedule::fit(&mut t1, Some(&v1), a.max_iterations, &mut on_progress)?;
-        print_fit(&r1, last_event.get().elapsed().as_secs_f64());
-        alternative_ran = r1.iterations;
+        *finished.borrow_mut() = Some((
+            report.clone(),
+            record::weights_to_bytes(&general, Precision::F32)?,
+        ));
+        offset.set(report.iterations);
+        let r1 = schedule::fit_resumable(
+            &mut t1,
+            Some(&v1),
+            a.max_iterations,
+            resume_one.as_ref(),
+            Some(schedule::Checkpointing {
+                run: one_expert_run(&run),
+                due: &mut due,
+                write: &mut write,
+            }),
+            &mut on_progress,
+        )?;
+        if r1.halted {
+            halted(&r1, " of the one-expert model");
+            return Ok(());
+        }
+        print_fit(&r1, since());
+        alternative_ran = r1.iterations
+            - resume_one
+                .as_ref()
+                .map_or(0, |c| c.header.trainer.iteration);
         let alternative = t1.into_model();
         let (choice, i) = ExpertsChoice::choose(
             &validation,
@@ -615,4 +688,13 @@ pub fn run(a: Args) -> Result<()> {
             .with_context(|| format!("{}: cannot remove", checkpoint_path.display()))?;
     }
     Ok(())
+}
+
+/// The run the experts choice's one-expert fit checkpoints under: the configured run's, marked.
+fn one_expert_run(run: &serde_json::Value) -> serde_json::Value {
+    let mut run = run.clone();
+    if let Some(o) = run.as_object_mut() {
+        o.insert("experts_choice_fit".into(), serde_json::json!(1));
+    }
+    run
 }

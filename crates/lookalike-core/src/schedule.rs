@@ -218,34 +218,41 @@ impl OnlineChoice {
 
 /// Fine-tunes `general` (an autodiff model) on the validation campaigns with each recipe that applies
 /// to it and keeps the one with the highest mean AUC (the configuration as given on a tie), as the
-/// validation campaigns chose the kept iteration. `as_configured`: that recipe's AUC where it is known
-/// already (the fit's best validation, on these weights: the fine-tunes are seeded, so it would repeat).
+/// validation campaigns chose the kept iteration. `as_configured`: that recipe's per-campaign AUCs
+/// where they are known already (the fit's best validation, on these weights: the fine-tunes are
+/// seeded, so they would repeat). Returns the choice and the chosen recipe's per-campaign AUCs.
 pub fn choose_online(
     validation: &Validation,
     general: &MetaHeac,
-    as_configured: Option<f64>,
-) -> Result<OnlineChoice, NonFinite> {
+    as_configured: Option<Vec<Option<f64>>>,
+) -> Result<(OnlineChoice, Vec<Option<f64>>), NonFinite> {
     let wide = !general.wide.is_empty();
     let mut tried = Vec::new();
+    let mut per_campaign = Vec::new();
     for recipe in OnlineRecipe::ALL.into_iter().filter(|r| r.applies(wide)) {
-        let auc = match (recipe, as_configured) {
-            (OnlineRecipe::AsConfigured, Some(a)) => a,
-            _ => mean_of(&validation.aucs_as(general, &recipe.apply(validation.finetune.clone()))?),
+        let aucs = match (recipe, &as_configured) {
+            (OnlineRecipe::AsConfigured, Some(a)) => a.clone(),
+            _ => validation.aucs_as(general, &recipe.apply(validation.finetune.clone()))?,
         };
-        tried.push((recipe, auc));
+        tried.push((recipe, mean_of(&aucs)));
+        per_campaign.push(aucs);
     }
     let best = tried
         .iter()
-        .filter(|(_, a)| a.is_finite())
-        .fold(None::<(OnlineRecipe, f64)>, |best, &(r, a)| match best {
+        .enumerate()
+        .filter(|(_, (_, a))| a.is_finite())
+        .fold(None::<(usize, f64)>, |best, (i, &(_, a))| match best {
             Some((_, b)) if b >= a => best,
-            _ => Some((r, a)),
+            _ => Some((i, a)),
         })
-        .map_or(OnlineRecipe::AsConfigured, |(r, _)| r);
-    Ok(OnlineChoice {
-        recipe: best,
-        tried,
-    })
+        .map_or(0, |(i, _)| i);
+    Ok((
+        OnlineChoice {
+            recipe: tried[best].0,
+            tried,
+        },
+        per_campaign.swap_remove(best),
+    ))
 }
 
 /// The number of experts the validation campaigns chose ([`MetaConfig::select_experts`]).
@@ -300,7 +307,9 @@ impl ExpertsChoice {
     /// Of general models with these numbers of experts (the configured one first), each with its fit,
     /// the configured one unless an alternative is ahead on the validation campaigns by more than
     /// `margin` standard errors of the paired difference (then the one furthest ahead). Each is scored
-    /// as deployed, with the online recipe its fit chose. Returns the choice and the index chosen.
+    /// as deployed, with the online recipe its fit chose: the fit's per-campaign AUCs
+    /// ([`FitReport::aucs`]) where it kept them, else fine-tuned here. Returns the choice and the
+    /// index chosen.
     pub fn choose(
         validation: &Validation,
         fits: &[(usize, &MetaHeac, &FitReport)],
@@ -308,6 +317,10 @@ impl ExpertsChoice {
     ) -> Result<(ExpertsChoice, usize), NonFinite> {
         let mut aucs = Vec::with_capacity(fits.len());
         for (_, model, report) in fits {
+            if report.aucs.len() == validation.len() {
+                aucs.push(report.aucs.clone());
+                continue;
+            }
             let recipe = report.online.as_ref().map(|o| o.recipe).unwrap_or_default();
             aucs.push(validation.aucs_as(model, &recipe.apply(validation.finetune.clone()))?);
         }
@@ -464,6 +477,11 @@ pub struct FitReport {
     /// ([`MetaConfig::online_select`]).
     #[serde(default)]
     pub online: Option<OnlineChoice>,
+    /// Each validation campaign's AUC for the kept weights, fine-tuned with the online recipe in
+    /// `online` (as configured until one is chosen): what [`ExpertsChoice::choose`] pairs, so it need
+    /// not fine-tune again. Empty without validation (and in checkpoints written before it was kept).
+    #[serde(default)]
+    pub aucs: Vec<Option<f64>>,
 }
 
 /// The run's state after an iteration.
@@ -488,12 +506,22 @@ fn checkpoint(
             // Only the last 50 enter the final mean.
             recent: recent[recent.len().saturating_sub(50)..].to_vec(),
             since_best: state.since_best,
+            configured: None,
         },
         model: weights(trainer.model())?,
         optimizer: trainer.optimizer_bytes().map_err(FitError::Checkpoint)?,
         embeddings: trainer.embedding_optimizer_bytes(),
         best: state.best.as_ref().map(|(_, m)| weights(m)).transpose()?,
+        configured: None,
     })
+}
+
+/// Refuses a checkpoint of another run: `saved` is the run it was written by, `now` this one's.
+pub fn same_run(saved: &serde_json::Value, now: &serde_json::Value) -> Result<(), FitError> {
+    match saved == now {
+        true => Ok(()),
+        false => Err(FitError::Checkpoint(differences(saved, now))),
+    }
 }
 
 /// Which settings of a checkpoint's run differ from this one's (top-level keys).
@@ -534,7 +562,8 @@ impl Stopping {
         report: &mut FitReport,
         on_progress: &mut dyn FnMut(Progress),
     ) -> Result<bool, NonFinite> {
-        let a = v.mean_auc(&model)?;
+        let aucs = v.aucs(&model)?;
+        let a = mean_of(&aucs);
         report.curve.push((iteration, a));
         let better = self.best.as_ref().is_none_or(|(b, _)| a > *b);
         on_progress(Progress::Validated {
@@ -546,6 +575,7 @@ impl Stopping {
             self.best = Some((a, model));
             report.best_iteration = iteration;
             report.best_auc = Some(a);
+            report.aucs = aucs;
             self.since_best = 0;
         } else {
             self.since_best += 1;
@@ -624,10 +654,8 @@ pub fn fit_resumable(
     let first = match resume {
         Some(c) => {
             let h = &c.header;
-            if let Some(cp) = &checkpointing
-                && cp.run != h.run
-            {
-                return Err(FitError::Checkpoint(differences(&h.run, &cp.run)));
+            if let Some(cp) = &checkpointing {
+                same_run(&h.run, &cp.run)?;
             }
             if h.total != total {
                 return Err(FitError::Checkpoint(format!(
@@ -721,7 +749,11 @@ pub fn fit_resumable(
     if cfg.online_select
         && let Some(v) = validation
     {
-        report.online = Some(choose_online(v, trainer.model(), report.best_auc)?);
+        // A checkpoint written before the per-campaign AUCs were kept has none: validate again.
+        let known = (report.aucs.len() == v.len()).then(|| std::mem::take(&mut report.aucs));
+        let (choice, aucs) = choose_online(v, trainer.model(), known)?;
+        report.online = Some(choice);
+        report.aucs = aucs;
     }
     Ok(report)
 }

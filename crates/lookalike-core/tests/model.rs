@@ -848,24 +848,10 @@ fn validation_chooses_the_online_recipe() {
     let device = Device::flex().autodiff();
     let s = schema();
     let u = users(300, 8);
-    let mut camps = validation_world(&u);
-    // A fifth of the labels flipped, so that the recipes' AUCs differ.
-    for (k, c) in camps.iter_mut().enumerate() {
-        for r in &mut c.stage1 {
-            r.label ^= (r.user as usize * 7 + k).is_multiple_of(5);
-        }
-    }
+    let camps = noisy_validation_world(&u);
     let refs: Vec<&Campaign> = camps.iter().collect();
     let finetune = FineTuneConfig::new().with_batch(32).with_max_steps(10);
-    let meta = MetaConfig::new()
-        .with_support_size(32)
-        .with_query_size(32)
-        .with_val_fraction(0.4)
-        .with_val_every(5)
-        .with_val_patience(1)
-        .with_max_iterations(10)
-        .with_threads(2)
-        .with_online_select(true);
+    let meta = choosing_meta();
     for wide in [true, false] {
         let c = config(&s).with_wide(wide);
         let Setup {
@@ -894,6 +880,15 @@ fn validation_chooses_the_online_recipe() {
         let best = choice.tried.iter().map(|t| t.1).fold(f64::MIN, f64::max);
         let first_best = choice.tried.iter().find(|t| t.1 == best).unwrap().0;
         assert_eq!(choice.recipe, first_best);
+        // The kept weights' AUC on each campaign as deployed: what choosing the number of experts
+        // pairs, kept so that it need not fine-tune again.
+        assert_eq!(report.aucs.len(), validation.len());
+        assert_eq!(
+            report.aucs,
+            validation
+                .aucs_as(trainer.model(), &choice.recipe.apply(finetune.clone()))
+                .unwrap()
+        );
         // The kept weights are the best validation's: choosing changed nothing.
         assert_eq!(
             Some(validation.mean_auc(trainer.model()).unwrap()),
@@ -912,6 +907,71 @@ fn validation_chooses_the_online_recipe() {
         TrainingInfo::default().online_recipe(),
         OnlineRecipe::AsConfigured
     );
+}
+
+/// Choosing the number of experts pairs the fits' own per-campaign validation AUCs (as deployed, each
+/// with its chosen online recipe) and chooses as it would by fine-tuning both models again on the
+/// configured model's validation campaigns: the one-expert model's validation holds the same ones.
+#[test]
+fn the_experts_choice_reads_the_fits_validation() {
+    use lookalike_core::finetune::FineTuneConfig;
+    use lookalike_core::schedule::{self, ExpertsChoice, FitReport, Setup};
+    let device = Device::flex().autodiff();
+    let s = schema();
+    let u = users(300, 8);
+    let camps = noisy_validation_world(&u);
+    let refs: Vec<&Campaign> = camps.iter().collect();
+    let finetune = FineTuneConfig::new().with_batch(32).with_max_steps(10);
+    let meta = choosing_meta();
+    let fit = |experts: usize| {
+        let c = config(&s).with_num_experts(experts);
+        let Setup {
+            mut trainer,
+            validation,
+            ..
+        } = schedule::setup(model(&c, &device, 4), meta.clone(), &finetune, &u, &refs, 5);
+        let report = schedule::fit(&mut trainer, Some(&validation), None, &mut |_| {}).unwrap();
+        (trainer.into_model(), validation, report)
+    };
+    let (three, validation, r3) = fit(3);
+    let (one, _, r1) = fit(1);
+    assert_eq!(r1.aucs.len(), validation.len());
+    let kept =
+        ExpertsChoice::choose(&validation, &[(3, &three, &r3), (1, &one, &r1)], 0.0).unwrap();
+    let forget = |r: &FitReport| FitReport {
+        aucs: Vec::new(),
+        ..r.clone()
+    };
+    let (f3, f1) = (forget(&r3), forget(&r1));
+    let again =
+        ExpertsChoice::choose(&validation, &[(3, &three, &f3), (1, &one, &f1)], 0.0).unwrap();
+    assert_eq!(kept, again);
+    assert_eq!(kept.0.tried[0].1, schedule::mean_of(&r3.aucs));
+    assert_eq!(kept.0.versus[0].campaigns, validation.len());
+}
+
+/// [`validation_world`] with a fifth of the labels flipped, so that online recipes' AUCs differ.
+fn noisy_validation_world(u: &UserTable) -> Vec<Campaign> {
+    let mut camps = validation_world(u);
+    for (k, c) in camps.iter_mut().enumerate() {
+        for r in &mut c.stage1 {
+            r.label ^= (r.user as usize * 7 + k).is_multiple_of(5);
+        }
+    }
+    camps
+}
+
+/// A short validated schedule whose validation chooses the online recipe.
+fn choosing_meta() -> MetaConfig {
+    MetaConfig::new()
+        .with_support_size(32)
+        .with_query_size(32)
+        .with_val_fraction(0.4)
+        .with_val_every(5)
+        .with_val_patience(1)
+        .with_max_iterations(10)
+        .with_threads(2)
+        .with_online_select(true)
 }
 
 /// Eight learnable campaigns for meta-training with validation, spread over the schema's three ad
