@@ -252,8 +252,6 @@ pub fn run(a: Args) -> Result<()> {
         // it chose none).
         let mut recipes = BTreeMap::new();
         let mut reports = BTreeMap::new();
-        // MetaHeac's validation campaigns (the one-expert model's are the same: same split, same seed).
-        let mut metaheac_validation = None;
         for &g in &generals {
             let (mc, mut meta) = g.configure(&base_model, &base_meta);
             // Its validation chooses an online recipe when a method that starts from it uses one (or,
@@ -330,23 +328,16 @@ pub fn run(a: Args) -> Result<()> {
                 });
             models.insert(g, trainer.into_model());
             reports.insert(g, report);
-            if g == General::MetaHeac {
-                metaheac_validation = Some(validation);
-            }
         }
-        if select_experts && let Some(validation) = &metaheac_validation {
+        if select_experts {
+            // Same campaigns, split and seed: the two fits' validation campaigns are the same.
             let (choice, i) = ExpertsChoice::choose(
-                validation,
                 &[
-                    (
-                        base_model.num_experts,
-                        &models[&General::MetaHeac],
-                        &reports[&General::MetaHeac],
-                    ),
-                    (1, &models[&General::WoHe], &reports[&General::WoHe]),
+                    (base_model.num_experts, &reports[&General::MetaHeac]),
+                    (1, &reports[&General::WoHe]),
                 ],
                 base_meta.select_experts_margin,
-            )?;
+            );
             eprintln!(
                 "  seed {seed} MetaHeac: kept {} (validation mean AUC as deployed: {})",
                 if choice.experts == 1 {

@@ -603,10 +603,9 @@ pub fn run(a: Args) -> Result<()> {
                 .map_or(0, |c| c.header.trainer.iteration);
         let alternative = t1.into_model();
         let (choice, i) = ExpertsChoice::choose(
-            &validation,
-            &[(mc.num_experts, &general, &report), (1, &alternative, &r1)],
+            &[(mc.num_experts, &report), (1, &r1)],
             meta.select_experts_margin,
-        )?;
+        );
         println!(
             "experts: {} (validation mean AUC as deployed: {}; one expert is kept only when ahead by more than {} standard error{})",
             choice.experts,

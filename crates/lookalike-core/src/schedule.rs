@@ -307,28 +307,14 @@ impl ExpertsChoice {
     /// Of general models with these numbers of experts (the configured one first), each with its fit,
     /// the configured one unless an alternative is ahead on the validation campaigns by more than
     /// `margin` standard errors of the paired difference (then the one furthest ahead). Each is scored
-    /// as deployed, with the online recipe its fit chose: the fit's per-campaign AUCs
-    /// ([`FitReport::aucs`]) where it kept them, else fine-tuned here. Returns the choice and the
-    /// index chosen.
-    pub fn choose(
-        validation: &Validation,
-        fits: &[(usize, &MetaHeac, &FitReport)],
-        margin: f64,
-    ) -> Result<(ExpertsChoice, usize), NonFinite> {
-        let mut aucs = Vec::with_capacity(fits.len());
-        for (_, model, report) in fits {
-            if report.aucs.len() == validation.len() {
-                aucs.push(report.aucs.clone());
-                continue;
-            }
-            let recipe = report.online.as_ref().map(|o| o.recipe).unwrap_or_default();
-            aucs.push(validation.aucs_as(model, &recipe.apply(validation.finetune.clone()))?);
-        }
+    /// as deployed, by its fit's per-campaign AUCs under the online recipe it chose
+    /// ([`FitReport::aucs`]; the fits must share their validation campaigns, as [`setup`] with the
+    /// same campaigns and seed gives them). Returns the choice and the index chosen.
+    pub fn choose(fits: &[(usize, &FitReport)], margin: f64) -> (ExpertsChoice, usize) {
         let versus: Vec<Ahead> = fits
             .iter()
-            .zip(&aucs)
             .skip(1)
-            .map(|((n, _, _), a)| Ahead::of(*n, a, &aucs[0]))
+            .map(|(n, r)| Ahead::of(*n, &r.aucs, &fits[0].1.aucs))
             .collect();
         let best = versus
             .iter()
@@ -339,18 +325,14 @@ impl ExpertsChoice {
                 _ => Some((i + 1, v.mean_diff)),
             })
             .map_or(0, |(i, _)| i);
-        Ok((
+        (
             ExpertsChoice {
                 experts: fits[best].0,
-                tried: fits
-                    .iter()
-                    .zip(&aucs)
-                    .map(|((n, _, _), a)| (*n, mean_of(a)))
-                    .collect(),
+                tried: fits.iter().map(|(n, r)| (*n, mean_of(&r.aucs))).collect(),
                 versus,
             },
             best,
-        ))
+        )
     }
 
     /// "8 experts 0.7445, 1 expert 0.7524 (+0.0079 ± 0.0040 over 9 campaigns)".
@@ -479,7 +461,8 @@ pub struct FitReport {
     pub online: Option<OnlineChoice>,
     /// Each validation campaign's AUC for the kept weights, fine-tuned with the online recipe in
     /// `online` (as configured until one is chosen): what [`ExpertsChoice::choose`] pairs, so it need
-    /// not fine-tune again. Empty without validation (and in checkpoints written before it was kept).
+    /// not fine-tune again. Empty without validation (and in checkpoints written before it was kept,
+    /// until the fit ends).
     #[serde(default)]
     pub aucs: Vec<Option<f64>>,
 }
@@ -754,6 +737,11 @@ pub fn fit_resumable(
         let (choice, aucs) = choose_online(v, trainer.model(), known)?;
         report.online = Some(choice);
         report.aucs = aucs;
+    } else if let Some(v) = validation
+        && report.aucs.len() != v.len()
+    {
+        // The same for a run resumed from such a checkpoint that validated nothing better since.
+        report.aucs = v.aucs(trainer.model())?;
     }
     Ok(report)
 }

@@ -936,15 +936,19 @@ fn the_experts_choice_reads_the_fits_validation() {
     let (three, validation, r3) = fit(3);
     let (one, _, r1) = fit(1);
     assert_eq!(r1.aucs.len(), validation.len());
-    let kept =
-        ExpertsChoice::choose(&validation, &[(3, &three, &r3), (1, &one, &r1)], 0.0).unwrap();
-    let forget = |r: &FitReport| FitReport {
-        aucs: Vec::new(),
+    let kept = ExpertsChoice::choose(&[(3, &r3), (1, &r1)], 0.0);
+    // Each model fine-tuned again on the configured model's validation campaigns, with its recipe.
+    let again = |m: &MetaHeac, r: &FitReport| FitReport {
+        aucs: validation
+            .aucs_as(
+                m,
+                &r.online.as_ref().unwrap().recipe.apply(finetune.clone()),
+            )
+            .unwrap(),
         ..r.clone()
     };
-    let (f3, f1) = (forget(&r3), forget(&r1));
-    let again =
-        ExpertsChoice::choose(&validation, &[(3, &three, &f3), (1, &one, &f1)], 0.0).unwrap();
+    let (a3, a1) = (again(&three, &r3), again(&one, &r1));
+    let again = ExpertsChoice::choose(&[(3, &a3), (1, &a1)], 0.0);
     assert_eq!(kept, again);
     assert_eq!(kept.0.tried[0].1, schedule::mean_of(&r3.aucs));
     assert_eq!(kept.0.versus[0].campaigns, validation.len());
