@@ -29,9 +29,9 @@ pub struct Args {
     /// Methods, comma-separated, by paper name or id (lr, mlp, mlp-emb, pinterest, hubble, mlp-pre,
     /// shared-bottom, mmoe, metaheac, wo-hc, wo-he, wo-meta; and, only when named, metaheac-dense:
     /// MetaHeac with dense Adam on the embedding tables, metaheac-half: MetaHeac whose offline
-    /// validation scores one half of each validation campaign, and metaheac-fixed: MetaHeac
+    /// validation scores one half of each validation campaign, metaheac-fixed: MetaHeac
     /// fine-tuned with the online rule as configured, not the recipe its validation campaigns
-    /// chose) [default: all but those three].
+    /// chose, and wo-wide: MetaHeac without the wide part) [default: all but those four].
     #[arg(long, value_delimiter = ',')]
     methods: Option<Vec<String>>,
     /// Number of seeds (general models and fine-tuning are redone for each).

@@ -49,6 +49,8 @@ pub enum Method {
     /// MetaHeac fine-tuned with the online rule as configured, whatever its validation campaigns
     /// would choose ([`MetaConfig::online_select`] off); same general model as `MetaHeac`.
     MetaHeacFixed,
+    /// MetaHeac without the wide part (which the paper does not have): what it adds to the network.
+    MetaHeacWoWide,
 }
 
 /// How a method's general model is trained (one per kind and seed, shared between methods).
@@ -62,6 +64,8 @@ pub enum General {
     Dense,
     /// MetaHeac validated on one half of each validation campaign.
     OneHalf,
+    /// MetaHeac without the wide part.
+    WoWide,
     /// One expert, one critic, plain training (MLP+pre-training, Shared-Bottom, MLP+emb, Hubble, Pinterest).
     Mlp,
     /// n experts, one critic, plain training.
@@ -85,10 +89,11 @@ impl Method {
     ];
 
     /// Methods run only when asked for.
-    pub const EXTRA: [Method; 3] = [
+    pub const EXTRA: [Method; 4] = [
         Method::MetaHeacDense,
         Method::MetaHeacOneHalf,
         Method::MetaHeacFixed,
+        Method::MetaHeacWoWide,
     ];
 
     /// The paper's name (the key in `bench`'s JSON).
@@ -109,12 +114,13 @@ impl Method {
             Method::MetaHeacDense => "MetaHeac dense Adam",
             Method::MetaHeacOneHalf => "MetaHeac one validation half",
             Method::MetaHeacFixed => "MetaHeac fixed online rule",
+            Method::MetaHeacWoWide => "MetaHeac w/o wide",
         }
     }
 
     /// Parses a paper name (case-insensitive) or the short id (`lr`, `mlp`, `mlp-emb`, `pinterest`,
     /// `hubble`, `mlp-pre`, `shared-bottom`, `mmoe`, `metaheac`, `wo-hc`, `wo-he`, `wo-meta`,
-    /// `metaheac-dense`, `metaheac-half`, `metaheac-fixed`).
+    /// `metaheac-dense`, `metaheac-half`, `metaheac-fixed`, `wo-wide`).
     pub fn parse(s: &str) -> Option<Method> {
         let s = s.trim().to_ascii_lowercase();
         Method::ALL
@@ -140,6 +146,7 @@ impl Method {
             Method::MetaHeacDense => "metaheac-dense",
             Method::MetaHeacOneHalf => "metaheac-half",
             Method::MetaHeacFixed => "metaheac-fixed",
+            Method::MetaHeacWoWide => "wo-wide",
         }
     }
 
@@ -173,6 +180,7 @@ impl Method {
             Method::MetaHeacDense => Some(General::Dense),
             Method::MetaHeacOneHalf => Some(General::OneHalf),
             Method::MetaHeacFixed => Some(General::MetaHeac),
+            Method::MetaHeacWoWide => Some(General::WoWide),
         }
     }
 }
@@ -192,6 +200,7 @@ impl General {
             General::WoMeta => c.meta_grad = MetaGrad::NoAdaptation,
             General::Dense => c.embedding_update = EmbeddingUpdate::Dense,
             General::OneHalf => c.val_crossfit = false,
+            General::WoWide => m.wide = false,
             General::Mlp => {
                 m = mlp_config(&m);
                 c.meta_grad = MetaGrad::NoAdaptation;
@@ -288,7 +297,8 @@ pub fn start(
         | Method::MetaHeacWoMeta
         | Method::MetaHeacDense
         | Method::MetaHeacOneHalf
-        | Method::MetaHeacFixed => need().clone(),
+        | Method::MetaHeacFixed
+        | Method::MetaHeacWoWide => need().clone(),
     };
     Ok(Start::Model(Box::new(model)))
 }

@@ -954,6 +954,95 @@ fn the_experts_choice_reads_the_fits_validation() {
     assert_eq!(kept.0.versus[0].campaigns, validation.len());
 }
 
+/// A run resumed from a checkpoint written before the fit kept its per-campaign validation AUCs (a
+/// version-2 checkpoint reads with none) ends with the AUCs, online choice and weights of the
+/// uninterrupted run, with and without the online choice: the fit validates its kept weights again
+/// where the resumed part found nothing better.
+#[test]
+fn a_resume_without_the_validation_aucs_finds_them_again() {
+    use lookalike_core::checkpoint::Checkpoint;
+    use lookalike_core::finetune::FineTuneConfig;
+    use lookalike_core::schedule::{self, Checkpointing, Setup};
+    let device = Device::flex().autodiff();
+    let s = schema();
+    let u = users(300, 8);
+    let camps = noisy_validation_world(&u);
+    let refs: Vec<&Campaign> = camps.iter().collect();
+    let finetune = FineTuneConfig::new().with_batch(32).with_max_steps(10);
+    for select in [true, false] {
+        let meta = choosing_meta()
+            .with_val_patience(3)
+            .with_max_iterations(12)
+            .with_val_every(4)
+            .with_online_select(select);
+        let setup = || {
+            schedule::setup(
+                model(&config(&s), &device, 4),
+                meta.clone(),
+                &finetune,
+                &u,
+                &refs,
+                5,
+            )
+        };
+        let Setup {
+            mut trainer,
+            validation,
+            ..
+        } = setup();
+        let whole = schedule::fit(&mut trainer, Some(&validation), None, &mut |_| {}).unwrap();
+        let whole_model = trainer.into_model();
+        assert_eq!(whole.aucs.len(), validation.len());
+        // Halted after iteration 10, past the last validation that kept weights in this run.
+        let halt = 10;
+        assert!(whole.best_iteration < halt, "{whole:?}");
+        let Setup { mut trainer, .. } = setup();
+        let mut saved: Option<Checkpoint> = None;
+        let mut due = |i: usize| i == halt;
+        let mut write = |c: &Checkpoint| {
+            saved = Some(c.clone());
+            Ok(true)
+        };
+        let cut = schedule::fit_resumable(
+            &mut trainer,
+            Some(&validation),
+            None,
+            None,
+            Some(Checkpointing {
+                run: serde_json::Value::Null,
+                due: &mut due,
+                write: &mut write,
+            }),
+            &mut |_| {},
+        )
+        .unwrap();
+        assert!(cut.halted);
+        let mut old = saved.expect("a checkpoint");
+        assert_eq!(old.header.report.aucs.len(), validation.len());
+        old.header.report.aucs.clear();
+        let Setup { mut trainer, .. } = setup();
+        let resumed = schedule::fit_resumable(
+            &mut trainer,
+            Some(&validation),
+            None,
+            Some(&old),
+            None,
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(resumed.aucs, whole.aucs, "online choice {select}");
+        assert_eq!(resumed.online, whole.online);
+        assert_eq!(resumed.online.is_some(), select);
+        assert_eq!(resumed.best_iteration, whole.best_iteration);
+        let h = header(&s, &config(&s), Precision::F32);
+        assert!(
+            record::to_bytes(trainer.model(), &h).unwrap()
+                == record::to_bytes(&whole_model, &h).unwrap(),
+            "the resumed run's weights differ"
+        );
+    }
+}
+
 /// [`validation_world`] with a fifth of the labels flipped, so that online recipes' AUCs differ.
 fn noisy_validation_world(u: &UserTable) -> Vec<Campaign> {
     let mut camps = validation_world(u);
