@@ -31,7 +31,8 @@ pub struct Args {
     /// MetaHeac with dense Adam on the embedding tables, metaheac-half: MetaHeac whose offline
     /// validation scores one half of each validation campaign, metaheac-fixed: MetaHeac
     /// fine-tuned with the online rule as configured, not the recipe its validation campaigns
-    /// chose, and wo-wide: MetaHeac without the wide part) [default: all but those four].
+    /// chose, wo-wide: MetaHeac without the wide part, and metaheac-ens: the log-odds of MetaHeac's
+    /// eight-expert and one-expert models averaged) [default: all but those five].
     #[arg(long, value_delimiter = ',')]
     methods: Option<Vec<String>>,
     /// Number of seeds (general models and fine-tuning are redone for each).
@@ -252,6 +253,8 @@ pub fn run(a: Args) -> Result<()> {
         // it chose none).
         let mut recipes = BTreeMap::new();
         let mut reports = BTreeMap::new();
+        // The configured (eight-expert) model and its recipe, whichever the experts choice keeps.
+        let mut eight = None;
         for &g in &generals {
             let (mc, mut meta) = g.configure(&base_model, &base_meta);
             // Its validation chooses an online recipe when a method that starts from it uses one (or,
@@ -347,6 +350,10 @@ pub fn run(a: Args) -> Result<()> {
                 },
                 choice.tried_summary()
             );
+            eight = Some((
+                models[&General::MetaHeac].clone(),
+                recipes[&General::MetaHeac],
+            ));
             if i == 1 {
                 let one = models[&General::WoHe].clone();
                 models.insert(General::MetaHeac, one);
@@ -382,15 +389,42 @@ pub fn run(a: Args) -> Result<()> {
                     seed: seed.wrapping_mul(1_000_003) ^ i as u64,
                 };
                 let general = m.general().map(|g| &models[&g]);
-                let e = baselines::expand(
-                    m,
-                    general,
-                    &base_model,
-                    &device,
-                    &task,
-                    &online(m, &recipes, &base_meta, &finetune),
-                    &lr_config,
-                )?;
+                let e = if m == Method::MetaHeacEnsemble {
+                    let Some((eight, recipe)) = &eight else {
+                        bail!("metaheac-ens needs the experts choice's two general models");
+                    };
+                    let tune = |method, model, recipe: OnlineRecipe| {
+                        baselines::expand(
+                            method,
+                            Some(model),
+                            &base_model,
+                            &device,
+                            &task,
+                            &recipe.apply(finetune.clone()),
+                            &lr_config,
+                        )
+                    };
+                    let a = tune(Method::MetaHeac, eight, *recipe)?;
+                    let b = tune(
+                        Method::MetaHeacWoHe,
+                        &models[&General::WoHe],
+                        recipes[&General::WoHe],
+                    )?;
+                    baselines::Expansion {
+                        scores: baselines::mean_log_odds(&a.scores, &b.scores),
+                        curve: a.curve,
+                    }
+                } else {
+                    baselines::expand(
+                        m,
+                        general,
+                        &base_model,
+                        &device,
+                        &task,
+                        &online(m, &recipes, &base_meta, &finetune),
+                        &lr_config,
+                    )?
+                };
                 let labels: Vec<bool> = c.stage2.iter().map(|r| r.label).collect();
                 per.push(CampaignMetrics::new(
                     &c.aid,

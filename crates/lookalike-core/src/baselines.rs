@@ -51,6 +51,9 @@ pub enum Method {
     MetaHeacFixed,
     /// MetaHeac without the wide part (which the paper does not have): what it adds to the network.
     MetaHeacWoWide,
+    /// The configured MetaHeac and its one-expert model (the two the experts choice compares), each
+    /// fine-tuned with its own recipe, their log-odds averaged.
+    MetaHeacEnsemble,
 }
 
 /// How a method's general model is trained (one per kind and seed, shared between methods).
@@ -89,11 +92,12 @@ impl Method {
     ];
 
     /// Methods run only when asked for.
-    pub const EXTRA: [Method; 4] = [
+    pub const EXTRA: [Method; 5] = [
         Method::MetaHeacDense,
         Method::MetaHeacOneHalf,
         Method::MetaHeacFixed,
         Method::MetaHeacWoWide,
+        Method::MetaHeacEnsemble,
     ];
 
     /// The paper's name (the key in `bench`'s JSON).
@@ -115,6 +119,7 @@ impl Method {
             Method::MetaHeacOneHalf => "MetaHeac one validation half",
             Method::MetaHeacFixed => "MetaHeac fixed online rule",
             Method::MetaHeacWoWide => "MetaHeac w/o wide",
+            Method::MetaHeacEnsemble => "MetaHeac ensemble",
         }
     }
 
@@ -147,6 +152,7 @@ impl Method {
             Method::MetaHeacOneHalf => "metaheac-half",
             Method::MetaHeacFixed => "metaheac-fixed",
             Method::MetaHeacWoWide => "wo-wide",
+            Method::MetaHeacEnsemble => "metaheac-ens",
         }
     }
 
@@ -181,6 +187,7 @@ impl Method {
             Method::MetaHeacOneHalf => Some(General::OneHalf),
             Method::MetaHeacFixed => Some(General::MetaHeac),
             Method::MetaHeacWoWide => Some(General::WoWide),
+            Method::MetaHeacEnsemble => Some(General::MetaHeac),
         }
     }
 }
@@ -298,7 +305,8 @@ pub fn start(
         | Method::MetaHeacDense
         | Method::MetaHeacOneHalf
         | Method::MetaHeacFixed
-        | Method::MetaHeacWoWide => need().clone(),
+        | Method::MetaHeacWoWide
+        | Method::MetaHeacEnsemble => need().clone(),
     };
     Ok(Start::Model(Box::new(model)))
 }
@@ -331,6 +339,22 @@ pub fn expand(
             Ok(Expansion { scores, curve })
         }
     }
+}
+
+/// Two models' scores of the same candidates combined: the mean of their log-odds (probabilities
+/// clamped away from 0 and 1 so that a saturated score stays finite), mapped back to a probability.
+pub fn mean_log_odds(a: &[f32], b: &[f32]) -> Vec<f32> {
+    let logit = |p: f32| {
+        let p = p.clamp(1e-7, 1.0 - 1e-7) as f64;
+        (p / (1.0 - p)).ln()
+    };
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| {
+            let z = 0.5 * (logit(x) + logit(y));
+            (1.0 / (1.0 + (-z).exp())) as f32
+        })
+        .collect()
 }
 
 /// The paper's MLP: MetaHeac's layers with one expert, one critic and no wide part.
@@ -381,4 +405,32 @@ fn seed_similarity(general: &MetaHeac, task: &Task) -> Vec<f32> {
         .into_data()
         .try_into_vec_as::<f32>()
         .expect("f32 data")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The mean of log-odds: equal scores stay, opposite odds meet at one half, and a saturated
+    /// probability stays finite and keeps the order.
+    #[test]
+    fn log_odds_are_averaged() {
+        let m = mean_log_odds(&[0.2, 0.8, 1.0, 0.0, 0.9], &[0.2, 0.2, 0.5, 0.5, 0.5]);
+        assert!((m[0] - 0.2).abs() < 1e-6);
+        assert!((m[1] - 0.5).abs() < 1e-6);
+        // sqrt of the odds 0.9/0.1 = 9: 3, p = 0.75.
+        assert!((m[4] - 0.75).abs() < 1e-6);
+        assert!(m.iter().all(|p| p.is_finite()));
+        assert!(m[2] > m[4] && m[3] < m[0]);
+    }
+
+    /// Every method's id and paper name parse back to it.
+    #[test]
+    fn every_method_parses_by_id_and_name() {
+        for m in Method::ALL.into_iter().chain(Method::EXTRA) {
+            assert_eq!(Method::parse(m.id()), Some(m));
+            assert_eq!(Method::parse(&m.name().to_uppercase()), Some(m));
+        }
+        assert_eq!(Method::parse("nope"), None);
+    }
 }
