@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""The README's comparison table from `lookalike bench --json` runs: one row per world, MetaHeac against
+LR and MLP+pre-training on the cold group (and the hot group's AUCs), paired per campaign.
+
+usage: bench-table.py NAME=RUN.json[,RUN.json…] [NAME=…]
+
+A world's runs are merged by method: one run may hold MetaHeac and LR, another MLP+pre-training, when
+they ran at different times. They must be of the same prepared file and the same seeds: every method is
+deterministic per seed, so a method of an earlier run repeats in a later one (`bench` on the same build).
+Where two runs hold the same method, the first one's is used.
+
+Cells: mean campaign AUC (± std over seeds for MetaHeac) and P@5%; "vs" columns: MetaHeac − method
+of the per-campaign means over seeds, campaigns MetaHeac wins (ties), two-sided paired t-test p, then the
+same for P@5%.
+"""
+
+import importlib.util
+import json
+import os
+import sys
+
+spec = importlib.util.spec_from_file_location(
+    "compare_bench", os.path.join(os.path.dirname(os.path.abspath(__file__)), "compare-bench.py")
+)
+compare = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(compare)
+
+
+def merged(paths):
+    methods, data, seeds = {}, None, None
+    for p in paths:
+        run = json.load(open(p))
+        if data is None:
+            data, seeds = run["data"], run["seeds"]
+        elif (run["data"], run["seeds"]) != (data, seeds):
+            raise SystemExit(f"{p}: another prepared file or other seeds than {paths[0]}")
+        for name, result in run["methods"].items():
+            methods.setdefault(name, result)
+    return methods
+
+
+def versus(methods, other, group, k):
+    """MetaHeac − other over the campaigns both score: (mean, wins, ties, n, p)."""
+    per = [{c[0]: c for c in methods[n][group]["per_campaign"]} for n in ("MetaHeac", other)]
+    aids = [a for a in per[0] if a in per[1] and per[0][a][k] is not None and per[1][a][k] is not None]
+    return compare.paired([per[0][a][k] for a in aids], [per[1][a][k] for a in aids])
+
+
+def fmt_p(p):
+    return "p < 0.001" if p < 0.001 else f"p {p:.3f}"
+
+
+def cell_vs(methods, other, group):
+    if other not in methods:
+        return "–"
+    m, wins, ties, n, p = versus(methods, other, group, 2)
+    pm, _, _, _, pp = versus(methods, other, group, 3)
+    tied = f" ({ties} tied)" if ties else ""
+    return f"{m:+.4f}, {wins} of {n}{tied}, {fmt_p(p)}; P@5% {pm:+.3f}, {fmt_p(pp)}"
+
+
+def main():
+    if len(sys.argv) < 2 or any("=" not in a for a in sys.argv[1:]):
+        raise SystemExit(__doc__)
+    print(
+        "| world (cold / hot campaigns) | LR cold | MLP+pre cold | **MetaHeac cold** | vs LR | vs MLP+pre "
+        "| LR hot | MLP+pre hot | **MetaHeac hot** |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for arg in sys.argv[1:]:
+        name, paths = arg.split("=", 1)
+        methods = merged(paths.split(","))
+        if "MetaHeac" not in methods:
+            raise SystemExit(f"{name}: no MetaHeac run")
+
+        def plain(method, group):
+            if method not in methods:
+                return "–"
+            r = methods[method][group]
+            return f"{r['mean_auc']['mean']:.4f}, P@5% {r['precision']['mean']:.3f}"
+
+        mh = methods["MetaHeac"]
+        cold = mh["cold"]
+        print(
+            f"| {name} ({mh['cold']['campaigns']} / {mh['hot']['campaigns']}) "
+            f"| {plain('LR', 'cold')} | {plain('MLP+pre-training', 'cold')} "
+            f"| **{cold['mean_auc']['mean']:.4f} ± {cold['mean_auc']['std']:.4f}, P@5% {cold['precision']['mean']:.3f}** "
+            f"| {cell_vs(methods, 'LR', 'cold')} | {cell_vs(methods, 'MLP+pre-training', 'cold')} "
+            f"| {plain('LR', 'hot')} | {plain('MLP+pre-training', 'hot')} "
+            f"| **{plain('MetaHeac', 'hot')}** |"
+        )
+
+
+if __name__ == "__main__":
+    main()
