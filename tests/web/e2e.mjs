@@ -316,10 +316,11 @@ try {
       const points = Number(await page.getAttribute("#loss-chart", "data-points"));
       assert(points >= 2, `loss points: ${points}`);
       measured.webgpu_status = await page.textContent("#run-status");
-      // Resume, then pause again: the running step finishes, then the job waits.
-      await page.click("#btn-pause");
-      await page.waitForSelector("#run-status[data-status='running']");
-      await page.click("#btn-pause");
+      // Resume, then pause again: the running step finishes, then the job waits. A software adapter's
+      // step can hold the page's thread for longer than a click's default 30 s on a loaded machine.
+      await page.click("#btn-pause", { timeout: 300_000 });
+      await page.waitForSelector("#run-status[data-status='running']", { timeout: 300_000 });
+      await page.click("#btn-pause", { timeout: 300_000 });
       await page.waitForSelector("#run-status[data-status='paused']", { timeout: 300_000 });
       await page.click("#btn-reset");
       await page.waitForSelector("#run-status[data-status='idle']");
