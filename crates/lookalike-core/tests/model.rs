@@ -843,14 +843,11 @@ fn records_from_before_the_new_config_fields_load() {
 /// alone, and the record carries the choice.
 #[test]
 fn validation_chooses_the_online_recipe() {
-    use lookalike_core::finetune::{FineTuneConfig, OnlineRecipe};
+    use lookalike_core::finetune::OnlineRecipe;
     use lookalike_core::schedule::{self, Setup, mean_of};
     let device = Device::flex().autodiff();
-    let s = schema();
-    let u = users(300, 8);
-    let camps = noisy_validation_world(&u);
+    let (s, u, camps, finetune) = choosing_world();
     let refs: Vec<&Campaign> = camps.iter().collect();
-    let finetune = FineTuneConfig::new().with_batch(32).with_max_steps(10);
     let meta = choosing_meta();
     for wide in [true, false] {
         let c = config(&s).with_wide(wide);
@@ -914,14 +911,10 @@ fn validation_chooses_the_online_recipe() {
 /// configured model's validation campaigns: the one-expert model's validation holds the same ones.
 #[test]
 fn the_experts_choice_reads_the_fits_validation() {
-    use lookalike_core::finetune::FineTuneConfig;
     use lookalike_core::schedule::{self, ExpertsChoice, FitReport, Setup};
     let device = Device::flex().autodiff();
-    let s = schema();
-    let u = users(300, 8);
-    let camps = noisy_validation_world(&u);
+    let (s, u, camps, finetune) = choosing_world();
     let refs: Vec<&Campaign> = camps.iter().collect();
-    let finetune = FineTuneConfig::new().with_batch(32).with_max_steps(10);
     let meta = choosing_meta();
     let fit = |experts: usize| {
         let c = config(&s).with_num_experts(experts);
@@ -961,14 +954,10 @@ fn the_experts_choice_reads_the_fits_validation() {
 #[test]
 fn a_resume_without_the_validation_aucs_finds_them_again() {
     use lookalike_core::checkpoint::Checkpoint;
-    use lookalike_core::finetune::FineTuneConfig;
     use lookalike_core::schedule::{self, Checkpointing, Setup};
     let device = Device::flex().autodiff();
-    let s = schema();
-    let u = users(300, 8);
-    let camps = noisy_validation_world(&u);
+    let (s, u, camps, finetune) = choosing_world();
     let refs: Vec<&Campaign> = camps.iter().collect();
-    let finetune = FineTuneConfig::new().with_batch(32).with_max_steps(10);
     for select in [true, false] {
         let meta = choosing_meta()
             .with_val_patience(3)
@@ -1052,6 +1041,22 @@ fn noisy_validation_world(u: &UserTable) -> Vec<Campaign> {
         }
     }
     camps
+}
+
+/// The schema, users, [`noisy_validation_world`] and a short fine-tuning: where the online recipes and
+/// the number of experts are chosen.
+fn choosing_world() -> (
+    Schema,
+    UserTable,
+    Vec<Campaign>,
+    lookalike_core::finetune::FineTuneConfig,
+) {
+    let u = users(300, 8);
+    let camps = noisy_validation_world(&u);
+    let finetune = lookalike_core::finetune::FineTuneConfig::new()
+        .with_batch(32)
+        .with_max_steps(10);
+    (schema(), u, camps, finetune)
 }
 
 /// A short validated schedule whose validation chooses the online recipe.
