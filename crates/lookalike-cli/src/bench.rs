@@ -207,6 +207,13 @@ pub fn run(a: Args) -> Result<()> {
         && methods
             .iter()
             .any(|m| m.general() == Some(General::MetaHeac));
+    let ensemble = methods.contains(&Method::MetaHeacEnsemble);
+    if ensemble && !select_experts {
+        bail!(
+            "--methods metaheac-ens averages the two general models of the experts choice, which this \
+             run does not make (--select-experts false, --protocol reference or one expert)"
+        );
+    }
     let generals: Vec<General> = {
         let mut g: Vec<General> = methods.iter().filter_map(|m| m.general()).collect();
         if select_experts {
@@ -253,7 +260,8 @@ pub fn run(a: Args) -> Result<()> {
         // it chose none).
         let mut recipes = BTreeMap::new();
         let mut reports = BTreeMap::new();
-        // The configured (eight-expert) model and its recipe, whichever the experts choice keeps.
+        // The configured (eight-expert) model and its recipe, whichever the experts choice keeps
+        // (for the ensemble only).
         let mut eight = None;
         for &g in &generals {
             let (mc, mut meta) = g.configure(&base_model, &base_meta);
@@ -350,10 +358,12 @@ pub fn run(a: Args) -> Result<()> {
                 },
                 choice.tried_summary()
             );
-            eight = Some((
-                models[&General::MetaHeac].clone(),
-                recipes[&General::MetaHeac],
-            ));
+            if ensemble {
+                eight = Some((
+                    models[&General::MetaHeac].clone(),
+                    recipes[&General::MetaHeac],
+                ));
+            }
             if i == 1 {
                 let one = models[&General::WoHe].clone();
                 models.insert(General::MetaHeac, one);
@@ -390,9 +400,7 @@ pub fn run(a: Args) -> Result<()> {
                 };
                 let general = m.general().map(|g| &models[&g]);
                 let e = if m == Method::MetaHeacEnsemble {
-                    let Some((eight, recipe)) = &eight else {
-                        bail!("metaheac-ens needs the experts choice's two general models");
-                    };
+                    let (eight, recipe) = eight.as_ref().expect("kept when the ensemble runs");
                     let tune = |method, model, recipe: OnlineRecipe| {
                         baselines::expand(
                             method,

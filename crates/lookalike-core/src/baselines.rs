@@ -125,7 +125,7 @@ impl Method {
 
     /// Parses a paper name (case-insensitive) or the short id (`lr`, `mlp`, `mlp-emb`, `pinterest`,
     /// `hubble`, `mlp-pre`, `shared-bottom`, `mmoe`, `metaheac`, `wo-hc`, `wo-he`, `wo-meta`,
-    /// `metaheac-dense`, `metaheac-half`, `metaheac-fixed`, `wo-wide`).
+    /// `metaheac-dense`, `metaheac-half`, `metaheac-fixed`, `wo-wide`, `metaheac-ens`).
     pub fn parse(s: &str) -> Option<Method> {
         let s = s.trim().to_ascii_lowercase();
         Method::ALL
