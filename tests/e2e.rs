@@ -720,6 +720,22 @@ fn bench_reports_every_method_over_seeds() {
             }
         }
     }
+    // What the test campaigns hold: as many as each group's means keep, positives among candidates.
+    assert!(out.contains("Test campaigns in the means: cold "), "{out}");
+    for group in ["cold", "hot"] {
+        let t = &v["test_campaigns"][group];
+        assert_eq!(
+            t["campaigns"], v["methods"]["LR"][group]["campaigns"],
+            "{group}: {t}"
+        );
+        let n = |k: &str, at: &str| t[k][at].as_u64().unwrap();
+        assert!(n("positives", "min") >= 1, "{group}: {t}");
+        assert!(
+            n("positives", "max") < n("candidates", "max"),
+            "{group}: {t}"
+        );
+        assert!(n("top", "max") <= n("candidates", "max"), "{group}: {t}");
+    }
     let e = fails(&[
         "bench",
         "--data",
