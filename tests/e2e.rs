@@ -236,6 +236,14 @@ fn pipeline_end_to_end() {
         "{table}"
     );
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    // The line on what the campaigns in the means hold names as many as the table counts.
+    assert!(
+        table.contains(&format!(
+            "Test campaigns in the means: cold {} campaigns: ",
+            v["groups"]["cold"]["campaigns"]
+        )),
+        "{table}"
+    );
     for g in ["cold", "hot"] {
         let group = &v["groups"][g];
         for key in [

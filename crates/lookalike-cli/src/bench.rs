@@ -7,12 +7,12 @@ use crate::charts;
 use crate::{BackendArg, Protocol, backend, load_prepared, progress};
 use anyhow::{Result, bail};
 use lookalike_core::baselines::{self, General, Method, Task};
-use lookalike_core::data::{Campaign, Role};
+use lookalike_core::data::Role;
 use lookalike_core::data::{Row, UserTable};
 use lookalike_core::finetune::{FineTuneConfig, OnlineRecipe, TracePoint, trace};
 use lookalike_core::lr::{LrConfig, OneHot};
 use lookalike_core::meta::MetaConfig;
-use lookalike_core::metrics::{CampaignMetrics, GroupMetrics, cutoff};
+use lookalike_core::metrics::{CampaignMetrics, GroupMetrics, TestCampaigns};
 use lookalike_core::model::Init;
 use lookalike_core::schedule::{self, ExpertsChoice, Progress};
 use lookalike_core::stats::{Paired, mean_std, paired};
@@ -153,75 +153,6 @@ struct Report {
     pretrain: BTreeMap<String, Vec<PretrainResult>>,
     /// What the test campaigns in the means hold, per group.
     test_campaigns: BTreeMap<&'static str, TestCampaigns>,
-}
-
-/// The smallest, median and largest of a count over campaigns.
-#[derive(Serialize, Debug, PartialEq)]
-struct Spread {
-    min: usize,
-    median: usize,
-    max: usize,
-}
-
-impl Spread {
-    /// `None` for no values; the median of an even count is the lower middle one.
-    fn of(mut v: Vec<usize>) -> Option<Spread> {
-        v.sort_unstable();
-        Some(Spread {
-            min: *v.first()?,
-            median: v[(v.len() - 1) / 2],
-            max: *v.last()?,
-        })
-    }
-}
-
-impl std::fmt::Display for Spread {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        if self.min == self.max {
-            write!(f, "{}", self.min)
-        } else {
-            write!(f, "{}–{} (median {})", self.min, self.max, self.median)
-        }
-    }
-}
-
-/// The test campaigns of one group that the means keep (stage 2 holds both labels): how many
-/// candidates each scores, how many of them are positive and how many the top fraction takes. A
-/// campaign with 3 positive candidates moves its AUC by a third at a time; this says how far to trust
-/// a group's means.
-#[derive(Serialize, Debug, PartialEq)]
-struct TestCampaigns {
-    campaigns: usize,
-    candidates: Option<Spread>,
-    positives: Option<Spread>,
-    top: Option<Spread>,
-}
-
-impl TestCampaigns {
-    fn of(campaigns: &[&Campaign], frac: f64) -> TestCampaigns {
-        let kept: Vec<(usize, usize)> = campaigns
-            .iter()
-            .map(|c| (c.stage2.len(), c.stage2.iter().filter(|r| r.label).count()))
-            .filter(|&(n, pos)| pos > 0 && pos < n)
-            .collect();
-        TestCampaigns {
-            campaigns: kept.len(),
-            candidates: Spread::of(kept.iter().map(|&(n, _)| n).collect()),
-            positives: Spread::of(kept.iter().map(|&(_, pos)| pos).collect()),
-            top: Spread::of(kept.iter().map(|&(n, _)| cutoff(n, frac)).collect()),
-        }
-    }
-
-    fn describe(&self, group: &str, pct: f64) -> String {
-        match (&self.candidates, &self.positives, &self.top) {
-            (Some(n), Some(pos), Some(top)) => format!(
-                "{group} {} campaign{}: {n} candidates, {pos} positive, top {pct}% = {top}",
-                self.campaigns,
-                if self.campaigns == 1 { "" } else { "s" }
-            ),
-            _ => format!("{group}: no campaign with both labels among its candidates"),
-        }
-    }
 }
 
 fn parse_methods(list: &Option<Vec<String>>) -> Result<Vec<Method>> {
@@ -599,20 +530,24 @@ pub fn run(a: Args) -> Result<()> {
         );
     }
     print_tables(&methods, &table, a.top_fraction);
+    // The candidates are the same for every method and seed: read them off the first run.
+    let first = &results[&methods[0]][0];
     let test_campaigns: BTreeMap<&'static str, TestCampaigns> =
         [("cold", Role::Cold), ("hot", Role::Hot)]
             .into_iter()
             .map(|(name, role)| {
-                let of_role: Vec<&Campaign> =
-                    tests.iter().copied().filter(|c| c.role == role).collect();
+                let of_role: Vec<CampaignMetrics> = (0..tests.len())
+                    .filter(|&i| tests[i].role == role)
+                    .map(|i| first[i].clone())
+                    .collect();
                 (name, TestCampaigns::of(&of_role, a.top_fraction))
             })
             .collect();
     println!();
     println!(
         "Test campaigns in the means: {}; {}.",
-        test_campaigns["cold"].describe("cold", a.top_fraction * 100.0),
-        test_campaigns["hot"].describe("hot", a.top_fraction * 100.0)
+        test_campaigns["cold"].describe("cold", a.top_fraction),
+        test_campaigns["hot"].describe("hot", a.top_fraction)
     );
     eprintln!("bench finished in {seconds:.1} s");
     if let Some(dir) = &a.svg {
@@ -865,60 +800,4 @@ fn print_tables(methods: &[Method], table: &BTreeMap<String, MethodResult>, frac
     };
     paired_table("AUC", |g| &g.vs_metaheac);
     paired_table(&format!("P@{pct}%"), |g| &g.vs_metaheac_precision);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn campaign(candidates: usize, positives: usize) -> Campaign {
-        Campaign {
-            aid: format!("{candidates}/{positives}"),
-            ad: vec![],
-            role: Role::Cold,
-            stage1: vec![],
-            stage2: (0..candidates)
-                .map(|i| Row {
-                    user: i as u32,
-                    label: i < positives,
-                })
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn test_campaigns_count_what_the_means_keep() {
-        let cs = [
-            campaign(500, 2),
-            campaign(40, 7),
-            campaign(100, 0),
-            campaign(3, 3),
-            campaign(60, 5),
-            campaign(500, 4),
-        ];
-        let refs: Vec<&Campaign> = cs.iter().collect();
-        let t = TestCampaigns::of(&refs, 0.05);
-        // No positive, or no negative: no AUC, so not in the means.
-        assert_eq!(t.campaigns, 4);
-        let spread = |min, median, max| Some(Spread { min, median, max });
-        assert_eq!(t.candidates, spread(40, 60, 500));
-        assert_eq!(t.positives, spread(2, 4, 7));
-        // floor(5 % of n), at least 1: 40 → 2, 60 → 3, 500 → 25.
-        assert_eq!(t.top, spread(2, 3, 25));
-        assert_eq!(
-            t.describe("cold", 5.0),
-            "cold 4 campaigns: 40–500 (median 60) candidates, 2–7 (median 4) positive, top 5% = 2–25 (median 3)"
-        );
-        let one = TestCampaigns::of(&refs[..1], 0.05);
-        assert_eq!(
-            one.describe("hot", 5.0),
-            "hot 1 campaign: 500 candidates, 2 positive, top 5% = 25"
-        );
-        let none = TestCampaigns::of(&refs[2..4], 0.05);
-        assert_eq!(none.campaigns, 0);
-        assert_eq!(
-            none.describe("hot", 5.0),
-            "hot: no campaign with both labels among its candidates"
-        );
-    }
 }

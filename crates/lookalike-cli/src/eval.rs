@@ -6,7 +6,7 @@ use lookalike_core::data::Role;
 use lookalike_core::finetune::{OnlineRecipe, tune_and_score};
 use lookalike_core::lr::{LrConfig, OneHot};
 use lookalike_core::meta::MetaConfig;
-use lookalike_core::metrics::{CampaignMetrics, GroupMetrics};
+use lookalike_core::metrics::{CampaignMetrics, GroupMetrics, TestCampaigns};
 use lookalike_core::model::{Init, MetaHeacConfig};
 use lookalike_core::record;
 use lookalike_core::schedule::mean_of;
@@ -227,6 +227,12 @@ pub fn run(a: Args) -> Result<()> {
             );
         }
     }
+    println!();
+    println!(
+        "Test campaigns in the means: {}; {}.",
+        TestCampaigns::of(&cold.per_campaign, a.top_fraction).describe("cold", a.top_fraction),
+        TestCampaigns::of(&hot.per_campaign, a.top_fraction).describe("hot", a.top_fraction)
+    );
     eprintln!(
         "evaluated {} test campaigns in {:.1} s",
         tests.len(),

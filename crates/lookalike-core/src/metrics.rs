@@ -89,6 +89,76 @@ impl CampaignMetrics {
     }
 }
 
+/// The smallest, median and largest of a count over campaigns.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Spread {
+    pub min: usize,
+    pub median: usize,
+    pub max: usize,
+}
+
+impl Spread {
+    /// `None` for no values; the median of an even count is the lower middle one.
+    pub fn of(mut v: Vec<usize>) -> Option<Spread> {
+        v.sort_unstable();
+        Some(Spread {
+            min: *v.first()?,
+            median: v[(v.len() - 1) / 2],
+            max: *v.last()?,
+        })
+    }
+}
+
+impl std::fmt::Display for Spread {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        if self.min == self.max {
+            write!(f, "{}", self.min)
+        } else {
+            write!(f, "{}–{} (median {})", self.min, self.max, self.median)
+        }
+    }
+}
+
+/// What a group's campaigns in the means (stage 2 holds both labels) hold: how many candidates each
+/// scores, how many of them are positive and how many the top fraction takes. A campaign with 3
+/// positive candidates moves its AUC by a third at a time, and a top 5 % of one candidate makes its
+/// precision 0 or 1: this says how far to trust a group's means.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TestCampaigns {
+    pub campaigns: usize,
+    pub candidates: Option<Spread>,
+    pub positives: Option<Spread>,
+    pub top: Option<Spread>,
+}
+
+impl TestCampaigns {
+    pub fn of(per_campaign: &[CampaignMetrics], frac: f64) -> TestCampaigns {
+        let kept: Vec<&CampaignMetrics> = per_campaign
+            .iter()
+            .filter(|c| c.positives > 0 && c.positives < c.rows)
+            .collect();
+        TestCampaigns {
+            campaigns: kept.len(),
+            candidates: Spread::of(kept.iter().map(|c| c.rows).collect()),
+            positives: Spread::of(kept.iter().map(|c| c.positives).collect()),
+            top: Spread::of(kept.iter().map(|c| cutoff(c.rows, frac)).collect()),
+        }
+    }
+
+    /// One line for people: "cold 6 campaigns: 23–62 (median 25) candidates, …".
+    pub fn describe(&self, group: &str, frac: f64) -> String {
+        match (&self.candidates, &self.positives, &self.top) {
+            (Some(n), Some(pos), Some(top)) => format!(
+                "{group} {} campaign{}: {n} candidates, {pos} positive, top {}% = {top}",
+                self.campaigns,
+                if self.campaigns == 1 { "" } else { "s" },
+                frac * 100.0
+            ),
+            _ => format!("{group}: no campaign with both labels among its candidates"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct GroupMetrics {
     /// AUC of all the group's rows pooled (the reference's "AUC").
@@ -217,5 +287,45 @@ mod tests {
         assert_eq!(g.precision, Some(1.0));
         // Positive 0.9 vs negatives 0.1, 0.9 (tie: ½), 0.1.
         assert!((g.pooled_auc.unwrap() - 2.5 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn test_campaigns_count_what_the_means_keep() {
+        let campaign = |candidates: usize, positives: usize| {
+            let labels: Vec<bool> = (0..candidates).map(|i| i < positives).collect();
+            let scores = vec![0.5; candidates];
+            CampaignMetrics::new("c", 1, &labels, &scores, 0.05).unwrap()
+        };
+        let cs = [
+            campaign(500, 2),
+            campaign(40, 7),
+            campaign(100, 0),
+            campaign(3, 3),
+            campaign(60, 5),
+            campaign(500, 4),
+        ];
+        let t = TestCampaigns::of(&cs, 0.05);
+        // No positive, or no negative: no AUC, so not in the means.
+        assert_eq!(t.campaigns, 4);
+        let spread = |min, median, max| Some(Spread { min, median, max });
+        assert_eq!(t.candidates, spread(40, 60, 500));
+        assert_eq!(t.positives, spread(2, 4, 7));
+        // floor(5 % of n), at least 1: 40 → 2, 60 → 3, 500 → 25.
+        assert_eq!(t.top, spread(2, 3, 25));
+        assert_eq!(
+            t.describe("cold", 0.05),
+            "cold 4 campaigns: 40–500 (median 60) candidates, 2–7 (median 4) positive, top 5% = 2–25 (median 3)"
+        );
+        let one = TestCampaigns::of(&cs[..1], 0.05);
+        assert_eq!(
+            one.describe("hot", 0.05),
+            "hot 1 campaign: 500 candidates, 2 positive, top 5% = 25"
+        );
+        let none = TestCampaigns::of(&cs[2..4], 0.05);
+        assert_eq!(none.campaigns, 0);
+        assert_eq!(
+            none.describe("hot", 0.05),
+            "hot: no campaign with both labels among its candidates"
+        );
     }
 }
