@@ -36,7 +36,7 @@ that `lookalike prepare --raw` reads:
   neighbourhood: campaign-specific skews, the kind a per-campaign LR is good at.
 
 Two more were added after every product default had been chosen, and are run with those defaults only
-(held out, README "Two worlds nothing was chosen on"):
+(held out, README "Worlds nothing was chosen on"):
 
 * caravan: ISLR's Caravan, the CoIL 2000 insurance customers (5,822 customers of a Dutch insurer). A
   campaign is one of the insurer's products (20 held by ≥ 20 customers, the caravan policy among them); its
@@ -434,7 +434,7 @@ def loans(out, rng, min_loans=60):
 
 
 def wages(out, rng, min_rows=150, cap=600):
-    """Held out: added after the field screen's correction, run once with the defaults (README, "Two worlds
+    """Held out: added after the field screen's correction, run once with the defaults (README, "Worlds
     nothing was chosen on")."""
     d = load("stevedata", "gss_wages")
     d = d[d.realrinc.notna() & d.occrecode.notna()].copy()
