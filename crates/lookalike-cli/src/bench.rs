@@ -545,9 +545,12 @@ pub fn run(a: Args) -> Result<()> {
             .collect();
     println!();
     println!(
-        "Test campaigns in the means: {}; {}.",
-        test_campaigns["cold"].describe("cold", a.top_fraction),
-        test_campaigns["hot"].describe("hot", a.top_fraction)
+        "{}",
+        TestCampaigns::line(
+            &test_campaigns["cold"],
+            &test_campaigns["hot"],
+            a.top_fraction
+        )
     );
     eprintln!("bench finished in {seconds:.1} s");
     if let Some(dir) = &a.svg {

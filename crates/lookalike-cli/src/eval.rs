@@ -229,9 +229,12 @@ pub fn run(a: Args) -> Result<()> {
     }
     println!();
     println!(
-        "Test campaigns in the means: {}; {}.",
-        TestCampaigns::of(&cold.per_campaign, a.top_fraction).describe("cold", a.top_fraction),
-        TestCampaigns::of(&hot.per_campaign, a.top_fraction).describe("hot", a.top_fraction)
+        "{}",
+        TestCampaigns::line(
+            &TestCampaigns::of(&cold.per_campaign, a.top_fraction),
+            &TestCampaigns::of(&hot.per_campaign, a.top_fraction),
+            a.top_fraction
+        )
     );
     eprintln!(
         "evaluated {} test campaigns in {:.1} s",

@@ -133,10 +133,8 @@ pub struct TestCampaigns {
 
 impl TestCampaigns {
     pub fn of(per_campaign: &[CampaignMetrics], frac: f64) -> TestCampaigns {
-        let kept: Vec<&CampaignMetrics> = per_campaign
-            .iter()
-            .filter(|c| c.positives > 0 && c.positives < c.rows)
-            .collect();
+        // The campaigns [`GroupMetrics`] averages: those with an AUC.
+        let kept: Vec<&CampaignMetrics> = per_campaign.iter().filter(|c| c.auc.is_some()).collect();
         TestCampaigns {
             campaigns: kept.len(),
             candidates: Spread::of(kept.iter().map(|c| c.rows).collect()),
@@ -156,6 +154,15 @@ impl TestCampaigns {
             ),
             _ => format!("{group}: no campaign with both labels among its candidates"),
         }
+    }
+
+    /// The line `bench` and `eval` print under their tables.
+    pub fn line(cold: &TestCampaigns, hot: &TestCampaigns, frac: f64) -> String {
+        format!(
+            "Test campaigns in the means: {}; {}.",
+            cold.describe("cold", frac),
+            hot.describe("hot", frac)
+        )
     }
 }
 
