@@ -490,8 +490,13 @@ def main():
     p.add_argument("--seed", type=int, default=2021)
     p.add_argument("--worlds", default=",".join(WORLDS), help="comma-separated, from: " + ", ".join(WORLDS))
     a = p.parse_args()
+    asked = [w.strip() for w in a.worlds.split(",") if w.strip()]
+    unknown = [w for w in asked if w not in WORLDS]
+    if unknown or not asked:
+        what = f"unknown {', '.join(unknown)}" if unknown else "no world named"
+        p.error(f"--worlds: {what}; known: {', '.join(WORLDS)}")
     for k, name in enumerate(WORLDS):
-        if name in a.worlds.split(","):
+        if name in asked:
             globals()[name](os.path.join(a.out, name), random.Random(a.seed + k))
 
 
