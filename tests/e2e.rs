@@ -752,6 +752,38 @@ fn bench_reports_every_method_over_seeds() {
         "lr,gbdt",
     ]);
     assert!(e.contains("unknown method \"gbdt\""), "{e}");
+
+    // A world whose test campaigns are all cold: the empty hot group has no comparison, not a NaN.
+    ok(&[
+        "prepare",
+        "--raw",
+        p(&w.path("raw")),
+        "--out",
+        p(&w.path("cold.lkd")),
+        "--cold-threshold",
+        "1000000",
+    ]);
+    let json = w.path("cold.json");
+    let out = ok(&[
+        "bench",
+        "--data",
+        p(&w.path("cold.lkd")),
+        "--methods",
+        "lr,metaheac",
+        "--seeds",
+        "2",
+        "--max-iterations",
+        "3",
+        "--json",
+        p(&json),
+    ]);
+    assert!(!out.contains("NaN"), "{out}");
+    assert!(out.contains("| LR | +") || out.contains("| LR | -"), "{out}");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let lr = &v["methods"]["LR"];
+    assert_eq!(lr["hot"]["campaigns"], 0, "{lr}");
+    assert!(lr["hot"]["vs_metaheac"].is_null(), "{lr}");
+    assert!(lr["cold"]["vs_metaheac"]["n"].as_u64() > Some(0), "{lr}");
 }
 
 /// Output into a closed pipe (`lookalike inspect R | head`) ends the process quietly, as other Unix

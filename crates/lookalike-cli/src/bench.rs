@@ -498,6 +498,8 @@ pub fn run(a: Args) -> Result<()> {
                 }
                 paired(&x, &y)
             })
+            // A group with no campaign to pair (no hot campaign in a small world) has no comparison.
+            .filter(|p| p.n > 0)
         };
         GroupResult {
             mean_auc: Stat::of(groups.iter().map(|g| g.mean_auc).collect()),
@@ -784,7 +786,11 @@ fn print_tables(methods: &[Method], table: &BTreeMap<String, MethodResult>, frac
                         0 => format!("{} of {}", p.wins, p.n),
                         t => format!("{} of {} ({t} tied)", p.wins, p.n),
                     },
-                    format!("{:.3}", p.p_value),
+                    // One campaign has no spread to test against.
+                    match p.p_value.is_finite() {
+                        true => format!("{:.3}", p.p_value),
+                        false => "-".into(),
+                    },
                 ],
                 None => ["-".into(), "-".into(), "-".into()],
             };
