@@ -303,8 +303,9 @@ fn pipeline_end_to_end() {
         );
     }
 
-    // The validation campaigns chose the online recipe (the default); the record carries it,
-    // `inspect` shows it and `eval` applies it.
+    // The validation campaigns chose the online recipe (the default); the record carries it and
+    // `inspect` shows it. `eval` averages two runs by default, and applies the recipe with `--soup
+    // false`.
     let (h, _) = lookalike_core::record::read_header(&std::fs::read(&rec).unwrap()).unwrap();
     let online = h.training.online.expect("a chosen recipe in the record");
     assert_eq!(
@@ -315,11 +316,26 @@ fn pipeline_end_to_end() {
         info.contains(&format!("online recipe: {}", online.recipe.name())),
         "{info}"
     );
-    assert_eq!(
-        table.contains("online recipe chosen by the model's validation campaigns"),
-        online.recipe != lookalike_core::finetune::OnlineRecipe::AsConfigured,
+    assert!(
+        table.contains("online rule: the average of two runs")
+            && !table.contains("online recipe chosen by"),
         "{table}"
     );
+    let single = ok(&[
+        "eval",
+        "--data",
+        p(&data),
+        "--model",
+        p(&rec),
+        "--soup",
+        "false",
+    ]);
+    assert_eq!(
+        single.contains("online recipe chosen by the model's validation campaigns"),
+        online.recipe != lookalike_core::finetune::OnlineRecipe::AsConfigured,
+        "{single}"
+    );
+    assert!(!single.contains("online rule: the average"), "{single}");
 
     // Expand: seeds = the stage-1 seeds of one campaign.
     let raw = w.path("raw");
@@ -778,7 +794,10 @@ fn bench_reports_every_method_over_seeds() {
         p(&json),
     ]);
     assert!(!out.contains("NaN"), "{out}");
-    assert!(out.contains("| LR | +") || out.contains("| LR | -"), "{out}");
+    assert!(
+        out.contains("| LR | +") || out.contains("| LR | -"),
+        "{out}"
+    );
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let lr = &v["methods"]["LR"];
     assert_eq!(lr["hot"]["campaigns"], 0, "{lr}");

@@ -344,16 +344,16 @@ impl Job {
             assets: state.assets.clone()?,
             plan: state.plan.clone()?,
             ad: state.ad.clone(),
-            // The product's online rule, as `lookalike eval` and `expand` run it (wide part fitted
-            // first, a held-out fifth of the rows decides when to stop); the knobs set the most
-            // epochs and the learning rate.
+            // The product's online rule, as `lookalike eval` and `expand` run it (Adam until a
+            // held-out fifth of the rows stops improving, the wide fit alone, the two averaged); the
+            // knobs set the most epochs and the learning rate.
             config: if paper {
                 // The teaching comparison can isolate the starting point with the paper's rule.
                 FineTuneConfig::reference().with_lr(state.lr)
             } else {
-                // The online recipe the general model's validation campaigns chose, non-seeds sampled
-                // from the pool (as in `expand`), and the knobs, which override the recipe as flags
-                // do in the CLI.
+                // The online rule (the recipe the general model's validation campaigns chose only
+                // where the two runs are not averaged), non-seeds sampled from the pool (as in
+                // `expand`), and the knobs, which override the recipe as flags do in the CLI.
                 recipe
                     .apply(FineTuneConfig::new())
                     .sampled_negatives()
@@ -634,6 +634,7 @@ async fn run_inner(
 /// The online rule's set-up, for the page: the wide part's fit and the hold-out.
 fn describe_rule(ft: &FineTuner, config: &FineTuneConfig, recipe: OnlineRecipe) -> String {
     let chosen = match recipe {
+        _ if ft.soups() => "Two runs from the general model are averaged: this one fine-tunes everything with Adam, leaving the wide part as meta-trained; at the end a second run fits only the wide part (a logistic regression on the users' tokens on top of the general model's score), and the page keeps the average of the two networks' weights, which measured better than either run alone.".to_string(),
         OnlineRecipe::AsConfigured => String::new(),
         r => format!(
             "The general model's validation campaigns chose this online recipe: {} (the knobs still set the epochs and the learning rate).",
@@ -641,6 +642,8 @@ fn describe_rule(ft: &FineTuner, config: &FineTuneConfig, recipe: OnlineRecipe) 
         ),
     };
     let wide = match ft.wide_c() {
+        // The first sentence says what the wide part does in the two runs.
+        _ if ft.soups() => String::new(),
         Some(c) => format!(
             "The wide part was fitted first: a logistic regression on the users' tokens on top of the general model's score (L2, C = {c}, the strength the held-out rows preferred)."
         ),

@@ -424,6 +424,25 @@ pub fn run(a: Args) -> Result<()> {
                         scores: baselines::mean_log_odds(&a.scores, &b.scores),
                         curve: a.curve,
                     }
+                } else if m == Method::MetaHeacBlend {
+                    // The two runs of the default's average, each scored, their log-odds averaged.
+                    let tune = |recipe: OnlineRecipe| {
+                        baselines::expand(
+                            Method::MetaHeac,
+                            general,
+                            &base_model,
+                            &device,
+                            &task,
+                            &recipe.apply(finetune.clone().with_soup(false)),
+                            &lr_config,
+                        )
+                    };
+                    let a = tune(OnlineRecipe::NoWideFit)?;
+                    let b = tune(OnlineRecipe::WideOnly)?;
+                    baselines::Expansion {
+                        scores: baselines::mean_log_odds(&a.scores, &b.scores),
+                        curve: a.curve,
+                    }
                 } else {
                     baselines::expand(
                         m,
@@ -485,21 +504,22 @@ pub fn run(a: Args) -> Result<()> {
             (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
         };
         let against_metaheac = |metric: Metric| {
-            (m != Method::MetaHeac && results.contains_key(&Method::MetaHeac)).then(|| {
-                let (mut x, mut y) = (Vec::new(), Vec::new());
-                for &i in &idx {
-                    if let (Some(p), Some(q)) = (
-                        campaign_mean(m, i, metric),
-                        campaign_mean(Method::MetaHeac, i, metric),
-                    ) {
-                        x.push(p);
-                        y.push(q);
+            (m != Method::MetaHeac && results.contains_key(&Method::MetaHeac))
+                .then(|| {
+                    let (mut x, mut y) = (Vec::new(), Vec::new());
+                    for &i in &idx {
+                        if let (Some(p), Some(q)) = (
+                            campaign_mean(m, i, metric),
+                            campaign_mean(Method::MetaHeac, i, metric),
+                        ) {
+                            x.push(p);
+                            y.push(q);
+                        }
                     }
-                }
-                paired(&x, &y)
-            })
-            // A group with no campaign to pair (no hot campaign in a small world) has no comparison.
-            .filter(|p| p.n > 0)
+                    paired(&x, &y)
+                })
+                // A group with no campaign to pair (no hot campaign in a small world) has no comparison.
+                .filter(|p| p.n > 0)
         };
         GroupResult {
             mean_auc: Stat::of(groups.iter().map(|g| g.mean_auc).collect()),
@@ -593,7 +613,13 @@ fn online(
         Some(g) if method.chooses_online(meta) => recipes[&g],
         _ => OnlineRecipe::AsConfigured,
     };
-    recipe.apply(finetune.clone())
+    match method {
+        // One run: the rule as configured, or the recipe validation chose.
+        Method::MetaHeacFixed | Method::MetaHeacRecipe => {
+            recipe.apply(finetune.clone().with_soup(false))
+        }
+        _ => recipe.apply(finetune.clone()),
+    }
 }
 
 /// Fine-tunes the methods of the paper's Fig. 3 that were run (MLP one-stage, MMoE, Hubble, MetaHeac)

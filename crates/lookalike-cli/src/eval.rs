@@ -112,13 +112,17 @@ pub fn run(a: Args) -> Result<()> {
         Some(t) if !a.no_pretrain => a.finetune.recipe(t.online_recipe()),
         _ => OnlineRecipe::AsConfigured,
     };
-    if recipe != OnlineRecipe::AsConfigured {
+    let ft = a.finetune.config(recipe);
+    if ft.soup && config.wide {
+        eprintln!(
+            "online rule: the average of two runs, without the wide fit and with the wide fit alone"
+        );
+    } else if recipe != OnlineRecipe::AsConfigured {
         eprintln!(
             "online recipe chosen by the model's validation campaigns: {}",
             recipe.name()
         );
     }
-    let ft = a.finetune.config(recipe);
     let start = Instant::now();
     if a.on == On::Validation {
         let info = training.context("--on validation needs --model (a trained record)")?;

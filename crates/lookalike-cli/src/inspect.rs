@@ -125,11 +125,14 @@ pub fn run(a: Args) -> Result<()> {
             c.negatives,
             c.pool
         );
+        let wide = match (c.soup, c.wide_c) {
+            (true, _) => "not fitted, averaged with a run of the wide fit alone".to_string(),
+            (false, Some(c)) => format!("fitted at C = {c}"),
+            (false, None) => "not fitted".into(),
+        };
         println!(
-            "  fine-tuned: {} steps, wide part {}, seed {}; held-out seeds AUC {}",
+            "  fine-tuned: {} steps, wide part {wide}, seed {}; held-out seeds AUC {}",
             c.steps,
-            c.wide_c
-                .map_or("not fitted".into(), |c| format!("fitted at C = {c}")),
             c.seed,
             c.held_out_auc.map_or("-".into(), |a| format!("{a:.4}"))
         );

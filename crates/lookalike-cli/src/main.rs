@@ -257,6 +257,11 @@ pub struct FineTuneArgs {
     /// non-seeds are sampled from the pool].
     #[arg(long)]
     wide_negative_offset: Option<bool>,
+    /// Fine-tune twice, without the wide fit and with the wide fit alone, and average the two
+    /// networks' weights; false: one run, with the online recipe the general model's validation chose
+    /// [default: true; reference: false].
+    #[arg(long)]
+    soup: Option<bool>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -290,16 +295,18 @@ impl FineTuneArgs {
     }
 
     /// The online configuration for a general model whose validation campaigns chose `recipe` (the
-    /// record's): the protocol's defaults, the recipe [`Self::recipe`] lets apply, then the flags
-    /// given.
+    /// record's): the protocol's defaults, the recipe [`Self::recipe`] lets apply (none while the two
+    /// runs are averaged), then the flags given.
     pub fn config(
         &self,
         recipe: lookalike_core::finetune::OnlineRecipe,
     ) -> lookalike_core::finetune::FineTuneConfig {
-        let mut c = self.recipe(recipe).apply(match self.protocol {
+        let mut c = match self.protocol {
             Protocol::Product => lookalike_core::finetune::FineTuneConfig::new(),
             Protocol::Reference => lookalike_core::finetune::FineTuneConfig::reference(),
-        });
+        };
+        c.soup = self.soup.unwrap_or(c.soup);
+        let mut c = self.recipe(recipe).apply(c);
         c.epochs = self.finetune_epochs.unwrap_or(c.epochs);
         c.lr = self.finetune_lr.unwrap_or(c.lr);
         c.batch = self.finetune_batch.unwrap_or(c.batch).max(1);

@@ -54,6 +54,12 @@ pub enum Method {
     /// The configured MetaHeac and its one-expert model (the two the experts choice compares), each
     /// fine-tuned with its own recipe, their log-odds averaged.
     MetaHeacEnsemble,
+    /// MetaHeac's general model fine-tuned twice, without the wide fit (Adam only) and with the wide
+    /// fit alone (no Adam), their log-odds averaged, whatever recipe its validation campaigns chose.
+    MetaHeacBlend,
+    /// MetaHeac fine-tuned once, with the online recipe its validation campaigns chose (the default
+    /// before [`FineTuneConfig::soup`]); same general model as `MetaHeac`.
+    MetaHeacRecipe,
 }
 
 /// How a method's general model is trained (one per kind and seed, shared between methods).
@@ -92,12 +98,14 @@ impl Method {
     ];
 
     /// Methods run only when asked for.
-    pub const EXTRA: [Method; 5] = [
+    pub const EXTRA: [Method; 7] = [
         Method::MetaHeacDense,
         Method::MetaHeacOneHalf,
         Method::MetaHeacFixed,
         Method::MetaHeacWoWide,
         Method::MetaHeacEnsemble,
+        Method::MetaHeacBlend,
+        Method::MetaHeacRecipe,
     ];
 
     /// The paper's name (the key in `bench`'s JSON).
@@ -120,12 +128,14 @@ impl Method {
             Method::MetaHeacFixed => "MetaHeac fixed online rule",
             Method::MetaHeacWoWide => "MetaHeac w/o wide",
             Method::MetaHeacEnsemble => "MetaHeac ensemble",
+            Method::MetaHeacBlend => "MetaHeac recipe blend",
+            Method::MetaHeacRecipe => "MetaHeac chosen recipe",
         }
     }
 
     /// Parses a paper name (case-insensitive) or the short id (`lr`, `mlp`, `mlp-emb`, `pinterest`,
     /// `hubble`, `mlp-pre`, `shared-bottom`, `mmoe`, `metaheac`, `wo-hc`, `wo-he`, `wo-meta`,
-    /// `metaheac-dense`, `metaheac-half`, `metaheac-fixed`, `wo-wide`, `metaheac-ens`).
+    /// `metaheac-dense`, `metaheac-half`, `metaheac-fixed`, `wo-wide`, `metaheac-ens`, `metaheac-blend`, `metaheac-recipe`).
     pub fn parse(s: &str) -> Option<Method> {
         let s = s.trim().to_ascii_lowercase();
         Method::ALL
@@ -153,6 +163,8 @@ impl Method {
             Method::MetaHeacFixed => "metaheac-fixed",
             Method::MetaHeacWoWide => "wo-wide",
             Method::MetaHeacEnsemble => "metaheac-ens",
+            Method::MetaHeacBlend => "metaheac-blend",
+            Method::MetaHeacRecipe => "metaheac-recipe",
         }
     }
 
@@ -187,7 +199,9 @@ impl Method {
             Method::MetaHeacOneHalf => Some(General::OneHalf),
             Method::MetaHeacFixed => Some(General::MetaHeac),
             Method::MetaHeacWoWide => Some(General::WoWide),
-            Method::MetaHeacEnsemble => Some(General::MetaHeac),
+            Method::MetaHeacEnsemble | Method::MetaHeacBlend | Method::MetaHeacRecipe => {
+                Some(General::MetaHeac)
+            }
         }
     }
 }
@@ -306,7 +320,9 @@ pub fn start(
         | Method::MetaHeacOneHalf
         | Method::MetaHeacFixed
         | Method::MetaHeacWoWide
-        | Method::MetaHeacEnsemble => need().clone(),
+        | Method::MetaHeacEnsemble
+        | Method::MetaHeacBlend
+        | Method::MetaHeacRecipe => need().clone(),
     };
     Ok(Start::Model(Box::new(model)))
 }

@@ -75,6 +75,15 @@ pub struct FineTuneConfig {
     /// What the held-out rows judge by, for the wide fit's strength and for when to stop.
     #[config(default = "HoldoutMetric::Loss")]
     pub holdout_metric: HoldoutMetric,
+    /// With a wide part: fine-tune twice from the general model, Adam steps without the wide fit and
+    /// the wide fit alone without Adam steps (each with the hold-out and refit above), and keep the
+    /// average of the two networks' weights (WiSE-FT's weight-space ensemble; one network, so scoring
+    /// costs what it did). The two runs are the two recipes validation chose between most often, by
+    /// margins it could not tell from noise; their average measured above the chosen recipe (README,
+    /// "Online: the two runs, averaged"). A recipe chosen on validation changes nothing while it is
+    /// on ([`OnlineRecipe::apply`]).
+    #[config(default = true)]
+    pub soup: bool,
 }
 
 /// What the held-out rows judge a fine-tuning candidate by (lower is better for both).
@@ -104,6 +113,13 @@ impl FineTuneConfig {
             .with_holdout(0.0)
             .with_max_steps(usize::MAX)
             .with_fit_wide(false)
+            .with_soup(false)
+    }
+
+    /// Whether a run of this configuration averages two runs (see [`Self::soup`]) for a model
+    /// with (or without) a wide part.
+    pub fn soups(&self, wide: bool) -> bool {
+        self.soup && wide && self.fit_wide && self.epochs > 0 && self.max_steps > 0
     }
 }
 
@@ -139,6 +155,10 @@ impl OnlineRecipe {
 
     /// `config` with this recipe's change.
     pub fn apply(self, config: FineTuneConfig) -> FineTuneConfig {
+        // The average of the two runs is the online rule whatever validation chose.
+        if config.soup {
+            return config;
+        }
         match self {
             OnlineRecipe::AsConfigured => config,
             OnlineRecipe::NonNegativeOffset => config.with_wide_negative_offset(false),
@@ -192,6 +212,8 @@ pub struct FineTuner<'a> {
     best: Option<(f32, MetaHeac, usize)>,
     /// The general model and the rows as given, kept to refit from (see [`FineTuneConfig::refit`]).
     refit_from: Option<(MetaHeac, Vec<Row>)>,
+    /// The second run to average with this one (see [`FineTuneConfig::soup`]).
+    soup: Option<Soup<'a>>,
     seed: u64,
     /// The L2 strength the hold-out chose for the wide fit, if one was made.
     wide_c: Option<f64>,
@@ -283,6 +305,21 @@ impl<'a> FineTuner<'a> {
         rows: &[Row],
         seed: u64,
     ) -> Self {
+        // A soup: this run is the one without the wide fit; the wide fit alone runs at the end.
+        let (config, soup) = if config.soups(!model.wide.is_empty()) && !rows.is_empty() {
+            let single = config.clone().with_soup(false);
+            let soup = Soup {
+                general: model.clone(),
+                config: single.clone().with_epochs(0),
+                users,
+                ad,
+                rows: rows.to_vec(),
+                seed,
+            };
+            (single.with_fit_wide(false), Some(soup))
+        } else {
+            (config, None)
+        };
         let optim = AdamConfig::new().with_epsilon(config.adam_epsilon).init();
         let mut rng = StdRng::seed_from_u64(seed);
         let given = rows;
@@ -302,6 +339,7 @@ impl<'a> FineTuner<'a> {
             cursor: 0,
             best: None,
             refit_from,
+            soup,
             seed,
             wide_c: None,
             checks_since_best: 0,
@@ -601,14 +639,20 @@ impl<'a> FineTuner<'a> {
     /// The fine-tuned model: refitted on all rows as the held-out rows chose (see
     /// [`FineTuneConfig::refit`]); without a refit, the best held-out weights when a check ran, else the
     /// current ones.
-    pub fn into_model(self) -> Result<MetaHeac, NonFinite> {
-        match self.refit() {
+    /// With [`FineTuneConfig::soup`], the average of that and the wide fit alone.
+    pub fn into_model(mut self) -> Result<MetaHeac, NonFinite> {
+        let soup = self.soup.take();
+        let model = match self.refit() {
             Ok(r) => {
                 let mut again = FineTuner::new(r.general, r.config, r.users, r.ad, &r.rows, r.seed);
                 while again.step()?.is_some() {}
-                Ok(again.chosen())
+                again.chosen()
             }
-            Err(model) => Ok(*model),
+            Err(model) => *model,
+        };
+        match soup {
+            Some(soup) => soup.mix(model),
+            None => Ok(model),
         }
     }
 
@@ -617,7 +661,12 @@ impl<'a> FineTuner<'a> {
         match self.into_refit_async().await? {
             Ok(mut again) => {
                 while again.step_async().await?.is_some() {}
-                Ok(again.chosen())
+                let soup = again.soup.take();
+                let model = again.chosen();
+                match soup {
+                    Some(soup) => soup.mix_async(model).await,
+                    None => Ok(model),
+                }
             }
             Err(model) => Ok(*model),
         }
@@ -626,14 +675,29 @@ impl<'a> FineTuner<'a> {
     /// The refit as a run of its own (`Ok`: a fresh tuner on every row, to be stepped to the end and
     /// then turned into the model with [`Self::into_model_async`]), or (`Err`) the final model when
     /// there is none. For a caller that gives the browser a turn between the refit's steps.
-    pub async fn into_refit_async(self) -> Result<Result<FineTuner<'a>, Box<MetaHeac>>, String> {
+    pub async fn into_refit_async(
+        mut self,
+    ) -> Result<Result<FineTuner<'a>, Box<MetaHeac>>, String> {
+        let soup = self.soup.take();
         match self.refit() {
-            Ok(r) => Ok(Ok(FineTuner::new_async(
-                r.general, r.config, r.users, r.ad, &r.rows, r.seed,
-            )
-            .await?)),
-            Err(model) => Ok(Err(model)),
+            Ok(r) => {
+                let mut again =
+                    FineTuner::new_async(r.general, r.config, r.users, r.ad, &r.rows, r.seed)
+                        .await?;
+                // The refit, once stepped, ends the run: the second run goes with it.
+                again.soup = soup;
+                Ok(Ok(again))
+            }
+            Err(model) => match soup {
+                Some(soup) => Ok(Err(Box::new(soup.mix_async(*model).await?))),
+                None => Ok(Err(model)),
+            },
         }
+    }
+
+    /// Whether this run ends by averaging with a second one (see [`FineTuneConfig::soup`]).
+    pub fn soups(&self) -> bool {
+        self.soup.is_some()
     }
 
     /// The refit to run, or (`Err`) the final model when there is none.
@@ -671,6 +735,50 @@ impl<'a> FineTuner<'a> {
             Some((_, best, _)) => best,
             None => self.model.expect("model present between steps"),
         }
+    }
+}
+
+/// The second run of a soup (see [`FineTuneConfig::soup`]): the wide fit alone from the general
+/// model, on the rows as given, with the first run's seed.
+struct Soup<'a> {
+    general: MetaHeac,
+    config: FineTuneConfig,
+    users: &'a UserTable,
+    ad: &'a [u32],
+    rows: Vec<Row>,
+    seed: u64,
+}
+
+impl Soup<'_> {
+    /// `model` (the first run's result) averaged with this run's.
+    fn mix(self, model: MetaHeac) -> Result<MetaHeac, NonFinite> {
+        let mut wide = FineTuner::new(
+            self.general,
+            self.config,
+            self.users,
+            self.ad,
+            &self.rows,
+            self.seed,
+        );
+        while wide.step()?.is_some() {}
+        Ok(crate::grads::interpolate(model, &wide.into_model()?, 0.5))
+    }
+
+    /// [`Self::mix`] reading values back asynchronously (WebGPU in a browser).
+    async fn mix_async(self, model: MetaHeac) -> Result<MetaHeac, String> {
+        let mut wide = FineTuner::new_async(
+            self.general,
+            self.config,
+            self.users,
+            self.ad,
+            &self.rows,
+            self.seed,
+        )
+        .await?;
+        while wide.step_async().await?.is_some() {}
+        // The second run holds no soup of its own; the box only breaks the type's recursion.
+        let wide = Box::pin(wide.into_model_async()).await?;
+        Ok(crate::grads::interpolate(model, &wide, 0.5))
     }
 }
 

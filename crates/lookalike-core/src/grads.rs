@@ -127,3 +127,55 @@ pub fn releaf<M: Module>(module: M) -> M {
     let empty = GradientsParams::new();
     shift(module, &empty, 0.0, true)
 }
+
+/// Every float parameter of a module, in visiting order.
+/// Every float parameter of a module, flattened, in visiting order (kept on its device).
+struct Collect(Vec<Tensor<1>>);
+
+impl ModuleVisitor for Collect {
+    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+        let t = p.val().detach();
+        let n = t.shape().num_elements();
+        self.0.push(t.reshape([n]));
+    }
+}
+
+/// `a`'s parameters replaced, one by one in visiting order, by `w · a + (1 − w) · b`.
+struct Interpolate {
+    others: std::vec::IntoIter<Tensor<1>>,
+    w: f32,
+}
+
+impl ModuleMapper for Interpolate {
+    fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let other = self.others.next().expect("the same architecture");
+        let w = self.w;
+        remap(p, |t| {
+            let shape = t.shape();
+            assert_eq!(
+                shape.num_elements(),
+                other.dims()[0],
+                "the same architecture"
+            );
+            let other: Tensor<D> = other.to_device(&t.device()).reshape(shape);
+            t.mul_scalar(w) + other.mul_scalar(1.0 - w)
+        })
+    }
+}
+
+/// The weight-space interpolation `w · a + (1 − w) · b` of two models of one architecture (two
+/// fine-tunings of one general model), parameter by parameter: one network whose output is close to
+/// the mean of the two outputs where the two lie near each other (Wortsman et al., 2022, "Robust
+/// fine-tuning of zero-shot models", WiSE-FT), at the cost of one forward pass.
+pub fn interpolate<M: Module>(a: M, b: &M, w: f32) -> M {
+    let mut c = Collect(Vec::new());
+    b.visit(&mut c);
+    let n = c.0.len();
+    let mut m = Interpolate {
+        others: c.0.into_iter(),
+        w,
+    };
+    let out = a.map(&mut m);
+    assert_eq!(m.others.len(), 0, "the same architecture ({n} parameters)");
+    out
+}

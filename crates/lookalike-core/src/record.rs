@@ -102,6 +102,10 @@ pub struct CampaignInfo {
     /// Fine-tuning steps run, and the L2 strength of the wide part's fit (`None`: not fitted).
     pub steps: usize,
     pub wide_c: Option<f64>,
+    /// Whether those steps (without the wide fit) were averaged with a run of the wide fit alone
+    /// ([`crate::finetune::FineTuneConfig::soup`]; records made before it: false).
+    #[serde(default)]
+    pub soup: bool,
     pub seed: u64,
     /// The pool the non-seeds were drawn from.
     pub pool: String,

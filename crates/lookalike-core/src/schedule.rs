@@ -384,9 +384,13 @@ pub fn setup<'a>(
     seed: u64,
 ) -> Setup<'a> {
     let (train, val) = split_campaigns(campaigns, meta.val_fraction, seed);
+    // Training-time validation scores single runs, the recipe choice included: the kept iteration
+    // and the choices of recipe and experts were measured that way, the online average of two runs
+    // (`FineTuneConfig::soup`) on top of them.
     let val_finetune = finetune
         .clone()
-        .with_max_steps(finetune.max_steps.min(meta.val_max_steps));
+        .with_max_steps(finetune.max_steps.min(meta.val_max_steps))
+        .with_soup(false);
     let validation = validation_of(users, &val, val_finetune, &meta, seed);
     Setup {
         train_campaigns: train.len(),

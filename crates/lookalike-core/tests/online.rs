@@ -207,7 +207,11 @@ fn the_product_rule_runs_the_same_with_async_reads() {
     let u = users(300, 2);
     let camp = &learnable_campaigns(&u, 1)[0];
     let ad = [1u32, 2];
-    let cfg = FineTuneConfig::new().with_batch(32).with_check_every(3);
+    // One run (the two-run average has a test of its own, below).
+    let cfg = FineTuneConfig::new()
+        .with_batch(32)
+        .with_check_every(3)
+        .with_soup(false);
     assert!(cfg.fit_wide && cfg.holdout > 0.0);
     let mut a = FineTuner::new(model(&c, &device, 1), cfg.clone(), &u, &ad, &camp.stage1, 9);
     let mut b = ready(FineTuner::new_async(
@@ -242,6 +246,106 @@ fn the_product_rule_runs_the_same_with_async_reads() {
         predict(&a, &u, &ad, &camp.stage1, 64),
         predict(&b, &u, &ad, &camp.stage1, 64)
     );
+}
+
+/// The product's default averages two runs from the general model, one without the wide fit and
+/// one of the wide fit alone: the result is exactly those two runs' weights averaged, whether it is
+/// read back synchronously or, as the web page does (refit stepped apart), asynchronously.
+#[test]
+fn the_default_averages_two_runs() {
+    let device = Device::flex().autodiff();
+    let s = schema();
+    let c = config(&s);
+    let u = users(300, 2);
+    let camp = &learnable_campaigns(&u, 1)[0];
+    let ad = [1u32, 2];
+    let cfg = FineTuneConfig::new().with_batch(32).with_check_every(3);
+    assert!(cfg.soup && cfg.soups(true) && !cfg.soups(false));
+    let run = |cfg: FineTuneConfig| {
+        let mut ft = FineTuner::new(model(&c, &device, 1), cfg, &u, &ad, &camp.stage1, 9);
+        while ft.step().unwrap().is_some() {}
+        ft
+    };
+    let soup = run(cfg.clone());
+    assert!(soup.soups());
+    assert_eq!(
+        soup.wide_c(),
+        None,
+        "the first run leaves the wide part as meta-trained"
+    );
+    let soup = soup.into_model().unwrap();
+    let one = cfg.clone().with_soup(false);
+    let steps = run(one.clone().with_fit_wide(false));
+    assert!(!steps.soups() && steps.step > 0);
+    let wide = run(one.with_epochs(0));
+    assert!(wide.wide_c().is_some() && wide.step == 0);
+    let by_hand = lookalike_core::grads::interpolate(
+        steps.into_model().unwrap(),
+        &wide.into_model().unwrap(),
+        0.5,
+    );
+    let p = |m| predict(m, &u, &ad, &camp.stage1, 64);
+    assert_eq!(p(&soup), p(&by_hand));
+    // Unlike either run alone.
+    let steps_only = run(cfg.clone().with_soup(false).with_fit_wide(false))
+        .into_model()
+        .unwrap();
+    assert_ne!(p(&soup), p(&steps_only));
+    // Asynchronously: in one go, and with the refit stepped apart as the page steps it.
+    let mut b = ready(FineTuner::new_async(
+        model(&c, &device, 1),
+        cfg.clone(),
+        &u,
+        &ad,
+        &camp.stage1,
+        9,
+    ))
+    .unwrap();
+    while ready(b.step_async()).unwrap().is_some() {}
+    let whole = ready(b.into_model_async()).unwrap();
+    assert_eq!(p(&whole), p(&soup));
+    let mut b = ready(FineTuner::new_async(
+        model(&c, &device, 1),
+        cfg,
+        &u,
+        &ad,
+        &camp.stage1,
+        9,
+    ))
+    .unwrap();
+    while ready(b.step_async()).unwrap().is_some() {}
+    let apart = match ready(b.into_refit_async()).unwrap() {
+        Ok(mut again) => {
+            while ready(again.step_async()).unwrap().is_some() {}
+            ready(again.into_model_async()).unwrap()
+        }
+        Err(model) => *model,
+    };
+    assert_eq!(p(&apart), p(&soup));
+}
+
+/// The weight-space average of two models, parameter by parameter.
+#[test]
+fn interpolation_weighs_each_parameter() {
+    let device = Device::flex();
+    let s = schema();
+    let c = config(&s);
+    let (a, b) = (model(&c, &device, 1), model(&c, &device, 2));
+    let flat = |m: &lookalike_core::model::MetaHeac| -> Vec<f32> {
+        m.experts[0].layers[0]
+            .weight
+            .val()
+            .into_data()
+            .try_into_vec_as::<f32>()
+            .unwrap()
+    };
+    let (fa, fb) = (flat(&a), flat(&b));
+    assert_ne!(fa, fb);
+    let mid = lookalike_core::grads::interpolate(a.clone(), &b, 0.25);
+    for ((x, y), z) in fa.iter().zip(&fb).zip(flat(&mid)) {
+        assert!((0.25 * x + 0.75 * y - z).abs() < 1e-6);
+    }
+    assert_eq!(flat(&lookalike_core::grads::interpolate(a, &b, 1.0)), fa);
 }
 
 #[test]

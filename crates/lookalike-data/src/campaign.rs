@@ -195,7 +195,7 @@ pub fn tune(
         &plan.rows,
         req.seed,
     );
-    let wide_c = ft.wide_c();
+    let (wide_c, soup) = (ft.wide_c(), ft.soups());
     progress(Progress::Steps(ft.total_steps()));
     let start = Instant::now();
     while let Some(loss) = ft.step()? {
@@ -218,6 +218,7 @@ pub fn tune(
         held_out_auc: held_auc,
         steps,
         wide_c,
+        soup,
         seed: req.seed,
         pool: user_path.display().to_string(),
     });
