@@ -344,19 +344,18 @@ impl Job {
             assets: state.assets.clone()?,
             plan: state.plan.clone()?,
             ad: state.ad.clone(),
-            // The product's online rule, as `lookalike eval` and `expand` run it (Adam until a
-            // held-out fifth of the rows stops improving, the wide fit alone, the two averaged); the
-            // knobs set the most epochs and the learning rate.
+            // The product's online rule, as `lookalike expand` runs it (the wide part fitted first,
+            // a held-out fifth of the rows decides when to stop); the knobs set the most epochs and
+            // the learning rate.
             config: if paper {
                 // The teaching comparison can isolate the starting point with the paper's rule.
                 FineTuneConfig::reference().with_lr(state.lr)
             } else {
-                // The online rule (the recipe the general model's validation campaigns chose only
-                // where the two runs are not averaged), non-seeds sampled from the pool (as in
-                // `expand`), and the knobs, which override the recipe as flags do in the CLI.
+                // The online recipe the general model's validation campaigns chose, non-seeds sampled
+                // from the pool (as in `expand`: one run), and the knobs, which override the recipe as
+                // flags do in the CLI.
                 recipe
-                    .apply(FineTuneConfig::new())
-                    .sampled_negatives()
+                    .apply(FineTuneConfig::new().sampled_negatives())
                     .with_epochs(state.epochs)
                     .with_lr(state.lr)
             },

@@ -14,8 +14,7 @@ pub const SEED: u64 = 2021;
 /// How the teaching comparison fine-tunes its three starting points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TeachRule {
-    /// The product's online rule (as the expansion itself): Adam with early stopping and the wide fit
-    /// alone, two runs averaged.
+    /// The product's online rule (as the expansion itself): wide part fitted, early stopping.
     #[default]
     Product,
     /// The paper's (the official code's): 2 epochs of Adam on everything, no fit, no hold-out, so the

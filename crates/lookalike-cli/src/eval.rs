@@ -112,7 +112,7 @@ pub fn run(a: Args) -> Result<()> {
         Some(t) if !a.no_pretrain => a.finetune.recipe(t.online_recipe()),
         _ => OnlineRecipe::AsConfigured,
     };
-    let ft = a.finetune.config(recipe);
+    let ft = a.finetune.config(recipe, false);
     if ft.soup && config.wide {
         eprintln!(
             "online rule: the average of two runs, without the wide fit and with the wide fit alone"

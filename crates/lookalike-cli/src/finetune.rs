@@ -97,11 +97,8 @@ pub fn tune(c: &Campaign) -> Result<Tuned> {
     let device = backend(c.backend)?;
     let (header, general) = load_record(&c.model, &device)?;
     let seeds = read_seeds(&c.seeds)?;
-    let mut finetune = c.finetune.config(header.training.online_recipe());
-    if c.finetune.wide_negative_offset.is_none() {
-        // Non-seeds are sampled from the pool here, not exposed users as offline.
-        finetune = finetune.sampled_negatives();
-    }
+    // Non-seeds are sampled from the pool here, not exposed users as offline.
+    let finetune = c.finetune.config(header.training.online_recipe(), true);
     let request = Request {
         pool: &c.pool,
         seeds: &seeds,

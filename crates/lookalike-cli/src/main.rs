@@ -259,7 +259,8 @@ pub struct FineTuneArgs {
     wide_negative_offset: Option<bool>,
     /// Fine-tune twice, without the wide fit and with the wide fit alone, and average the two
     /// networks' weights; false: one run, with the online recipe the general model's validation chose
-    /// [default: true; reference: false].
+    /// [default: true for `eval`; false for `finetune` and `expand`, whose non-seeds are sampled from
+    /// the pool, and for the reference].
     #[arg(long)]
     soup: Option<bool>,
 }
@@ -295,16 +296,21 @@ impl FineTuneArgs {
     }
 
     /// The online configuration for a general model whose validation campaigns chose `recipe` (the
-    /// record's): the protocol's defaults, the recipe [`Self::recipe`] lets apply (none while the two
+    /// record's): the protocol's defaults (for non-seeds sampled from the pool where `sampled`: see
+    /// `FineTuneConfig::sampled_negatives`), the recipe [`Self::recipe`] lets apply (none while the two
     /// runs are averaged), then the flags given.
     pub fn config(
         &self,
         recipe: lookalike_core::finetune::OnlineRecipe,
+        sampled: bool,
     ) -> lookalike_core::finetune::FineTuneConfig {
         let mut c = match self.protocol {
             Protocol::Product => lookalike_core::finetune::FineTuneConfig::new(),
             Protocol::Reference => lookalike_core::finetune::FineTuneConfig::reference(),
         };
+        if sampled {
+            c = c.sampled_negatives();
+        }
         c.soup = self.soup.unwrap_or(c.soup);
         let mut c = self.recipe(recipe).apply(c);
         c.epochs = self.finetune_epochs.unwrap_or(c.epochs);

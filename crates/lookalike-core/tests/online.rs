@@ -261,6 +261,8 @@ fn the_default_averages_two_runs() {
     let ad = [1u32, 2];
     let cfg = FineTuneConfig::new().with_batch(32).with_check_every(3);
     assert!(cfg.soup && cfg.soups(true) && !cfg.soups(false));
+    // Non-seeds sampled from the pool (`expand`, the page) keep one run.
+    assert!(!cfg.clone().sampled_negatives().soups(true));
     let run = |cfg: FineTuneConfig| {
         let mut ft = FineTuner::new(model(&c, &device, 1), cfg, &u, &ad, &camp.stage1, 9);
         while ft.step().unwrap().is_some() {}

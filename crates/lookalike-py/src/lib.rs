@@ -133,8 +133,7 @@ impl Model {
                 finetune: header
                     .training
                     .online_recipe()
-                    .apply(FineTuneConfig::new())
-                    .sampled_negatives(),
+                    .apply(FineTuneConfig::new().sampled_negatives()),
                 seed,
             };
             let tuned = campaign::tune(header, general, &request, &mut |_| {})

@@ -121,7 +121,7 @@ pub fn compare_panel() -> Html {
         <section id="compare">
             <h2>{"Why meta-learning? The same seeds, three starting points"}</h2>
             <p class="explain">{"Fine-tune three models on exactly the same seeds and sampled non-seeds, with the same settings: the general model meta-trained to adapt quickly (MetaHeac), a model trained on the same past campaigns without meta-learning, and random weights. Watch how fast each one learns to find the held-out seeds."}</p>
-            <p class="explain">{"Two ways to fine-tune. The paper's: two epochs of gradient steps on the whole network, so the starting point is all that differs: that is where meta-learning shows. The product's (what the expansion itself runs): two runs from the starting model, one of gradient steps until held-out rows stop improving, one of a logistic regression on the users' tokens on top of the starting model's score, and the average of the two networks' weights. When the seeds' tokens alone describe the campaign well, that regression carries every start to about the same audience, and the starting point matters little; it matters where they do not, and with fewer seeds."}</p>
+            <p class="explain">{"Two ways to fine-tune. The paper's: two epochs of gradient steps on the whole network, so the starting point is all that differs: that is where meta-learning shows. The product's (what the expansion itself runs): first a logistic regression on the users' tokens on top of the starting model's score, then gradient steps until held-out rows stop improving. When the seeds' tokens alone describe the campaign well, that fit carries every start to about the same audience, and the starting point matters little; it matters where they do not, and with fewer seeds."}</p>
             if !ready {
                 <p class="muted">{"Give a seed list first (tab 1; a demo campaign's real seeds work well)."}</p>
             } else if store.truth_rows().is_none() {
@@ -130,7 +130,7 @@ pub fn compare_panel() -> Html {
             <div class="controls">
                 <label>{"fine-tune with "}
                     <select id="teach-rule" onchange={set_rule} disabled={busy}>
-                        <option value="product" selected={rule == TeachRule::Product}>{"the product's rule (two runs, averaged)"}</option>
+                        <option value="product" selected={rule == TeachRule::Product}>{"the product's rule (wide fit, early stop)"}</option>
                         <option value="paper" selected={rule == TeachRule::Paper}>{"the paper's rule (2 epochs)"}</option>
                     </select>
                 </label>
