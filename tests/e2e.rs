@@ -303,9 +303,8 @@ fn pipeline_end_to_end() {
         );
     }
 
-    // The validation campaigns chose the online recipe (the default); the record carries it and
-    // `inspect` shows it. `eval` averages two runs by default, and applies the recipe with `--soup
-    // false`.
+    // The validation campaigns chose the online recipe (the default); the record carries it,
+    // `inspect` shows it and `eval` applies it; with `--soup true` it averages two runs instead.
     let (h, _) = lookalike_core::record::read_header(&std::fs::read(&rec).unwrap()).unwrap();
     let online = h.training.online.expect("a chosen recipe in the record");
     assert_eq!(
@@ -316,26 +315,26 @@ fn pipeline_end_to_end() {
         info.contains(&format!("online recipe: {}", online.recipe.name())),
         "{info}"
     );
-    assert!(
-        table.contains("online rule: the average of two runs")
-            && !table.contains("online recipe chosen by"),
+    assert_eq!(
+        table.contains("online recipe chosen by the model's validation campaigns"),
+        online.recipe != lookalike_core::finetune::OnlineRecipe::AsConfigured,
         "{table}"
     );
-    let single = ok(&[
+    assert!(!table.contains("online rule: the average"), "{table}");
+    let soup = ok(&[
         "eval",
         "--data",
         p(&data),
         "--model",
         p(&rec),
         "--soup",
-        "false",
+        "true",
     ]);
-    assert_eq!(
-        single.contains("online recipe chosen by the model's validation campaigns"),
-        online.recipe != lookalike_core::finetune::OnlineRecipe::AsConfigured,
-        "{single}"
+    assert!(
+        soup.contains("online rule: the average of two runs")
+            && !soup.contains("online recipe chosen by"),
+        "{soup}"
     );
-    assert!(!single.contains("online rule: the average"), "{single}");
 
     // Expand: seeds = the stage-1 seeds of one campaign.
     let raw = w.path("raw");

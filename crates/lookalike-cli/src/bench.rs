@@ -425,7 +425,7 @@ pub fn run(a: Args) -> Result<()> {
                         curve: a.curve,
                     }
                 } else if m == Method::MetaHeacBlend {
-                    // The two runs of the default's average, each scored, their log-odds averaged.
+                    // The two runs `metaheac-soup` averages, each scored, their log-odds averaged.
                     let tune = |recipe: OnlineRecipe| {
                         baselines::expand(
                             Method::MetaHeac,
@@ -614,10 +614,8 @@ fn online(
         _ => OnlineRecipe::AsConfigured,
     };
     match method {
-        // One run: the rule as configured, or the recipe validation chose.
-        Method::MetaHeacFixed | Method::MetaHeacRecipe => {
-            recipe.apply(finetune.clone().with_soup(false))
-        }
+        // Two runs averaged, whatever was chosen.
+        Method::MetaHeacSoup => finetune.clone().with_soup(true),
         _ => recipe.apply(finetune.clone()),
     }
 }

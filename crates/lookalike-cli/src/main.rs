@@ -258,9 +258,8 @@ pub struct FineTuneArgs {
     #[arg(long)]
     wide_negative_offset: Option<bool>,
     /// Fine-tune twice, without the wide fit and with the wide fit alone, and average the two
-    /// networks' weights; false: one run, with the online recipe the general model's validation chose
-    /// [default: true for `eval`; false for `finetune` and `expand`, whose non-seeds are sampled from
-    /// the pool, and for the reference].
+    /// networks' weights, instead of one run with the online recipe the general model's validation
+    /// chose [default: false].
     #[arg(long)]
     soup: Option<bool>,
 }

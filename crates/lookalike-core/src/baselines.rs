@@ -55,11 +55,12 @@ pub enum Method {
     /// fine-tuned with its own recipe, their log-odds averaged.
     MetaHeacEnsemble,
     /// MetaHeac's general model fine-tuned twice, without the wide fit (Adam only) and with the wide
-    /// fit alone (no Adam), their log-odds averaged, whatever recipe its validation campaigns chose.
+    /// fit alone (no Adam), their log-odds averaged (two networks; [`Method::MetaHeacSoup`] averages
+    /// their weights), whatever recipe its validation campaigns chose.
     MetaHeacBlend,
-    /// MetaHeac fine-tuned once, with the online recipe its validation campaigns chose (the default
-    /// before [`FineTuneConfig::soup`]); same general model as `MetaHeac`.
-    MetaHeacRecipe,
+    /// MetaHeac fine-tuned by two runs averaged ([`FineTuneConfig::soup`]) instead of the recipe its
+    /// validation campaigns chose; same general model as `MetaHeac`.
+    MetaHeacSoup,
 }
 
 /// How a method's general model is trained (one per kind and seed, shared between methods).
@@ -105,7 +106,7 @@ impl Method {
         Method::MetaHeacWoWide,
         Method::MetaHeacEnsemble,
         Method::MetaHeacBlend,
-        Method::MetaHeacRecipe,
+        Method::MetaHeacSoup,
     ];
 
     /// The paper's name (the key in `bench`'s JSON).
@@ -129,13 +130,13 @@ impl Method {
             Method::MetaHeacWoWide => "MetaHeac w/o wide",
             Method::MetaHeacEnsemble => "MetaHeac ensemble",
             Method::MetaHeacBlend => "MetaHeac recipe blend",
-            Method::MetaHeacRecipe => "MetaHeac chosen recipe",
+            Method::MetaHeacSoup => "MetaHeac two runs averaged",
         }
     }
 
     /// Parses a paper name (case-insensitive) or the short id (`lr`, `mlp`, `mlp-emb`, `pinterest`,
     /// `hubble`, `mlp-pre`, `shared-bottom`, `mmoe`, `metaheac`, `wo-hc`, `wo-he`, `wo-meta`,
-    /// `metaheac-dense`, `metaheac-half`, `metaheac-fixed`, `wo-wide`, `metaheac-ens`, `metaheac-blend`, `metaheac-recipe`).
+    /// `metaheac-dense`, `metaheac-half`, `metaheac-fixed`, `wo-wide`, `metaheac-ens`, `metaheac-blend`, `metaheac-soup`).
     pub fn parse(s: &str) -> Option<Method> {
         let s = s.trim().to_ascii_lowercase();
         Method::ALL
@@ -164,7 +165,7 @@ impl Method {
             Method::MetaHeacWoWide => "wo-wide",
             Method::MetaHeacEnsemble => "metaheac-ens",
             Method::MetaHeacBlend => "metaheac-blend",
-            Method::MetaHeacRecipe => "metaheac-recipe",
+            Method::MetaHeacSoup => "metaheac-soup",
         }
     }
 
@@ -199,7 +200,7 @@ impl Method {
             Method::MetaHeacOneHalf => Some(General::OneHalf),
             Method::MetaHeacFixed => Some(General::MetaHeac),
             Method::MetaHeacWoWide => Some(General::WoWide),
-            Method::MetaHeacEnsemble | Method::MetaHeacBlend | Method::MetaHeacRecipe => {
+            Method::MetaHeacEnsemble | Method::MetaHeacBlend | Method::MetaHeacSoup => {
                 Some(General::MetaHeac)
             }
         }
@@ -322,7 +323,7 @@ pub fn start(
         | Method::MetaHeacWoWide
         | Method::MetaHeacEnsemble
         | Method::MetaHeacBlend
-        | Method::MetaHeacRecipe => need().clone(),
+        | Method::MetaHeacSoup => need().clone(),
     };
     Ok(Start::Model(Box::new(model)))
 }

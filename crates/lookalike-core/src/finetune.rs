@@ -78,12 +78,12 @@ pub struct FineTuneConfig {
     /// With a wide part: fine-tune twice from the general model, Adam steps without the wide fit and
     /// the wide fit alone without Adam steps (each with the hold-out and refit above), and keep the
     /// average of the two networks' weights (WiSE-FT's weight-space ensemble; one network, so scoring
-    /// costs what it did). The two runs are the two recipes validation chose between most often, by
-    /// margins it could not tell from noise; their average measured above the chosen recipe (README,
-    /// "Online: two runs from the general model, averaged"). A recipe chosen on validation changes
-    /// nothing while it is on ([`OnlineRecipe::apply`]). Off for non-seeds sampled from the pool
-    /// ([`Self::sampled_negatives`]).
-    #[config(default = true)]
+    /// costs what it does for one run). A recipe chosen on validation changes nothing while it is on
+    /// ([`OnlineRecipe::apply`]). Off by default: over 11 worlds it raised cold mean AUC on 9 (InstEval
+    /// +0.018, p 0.033) but lost on the independent world (−0.012, p 0.032), whose validation campaigns
+    /// had already seen Adam without the wide fit far behind (README, "Online: two runs from the
+    /// general model, averaged").
+    #[config(default = false)]
     pub soup: bool,
 }
 
@@ -104,9 +104,10 @@ impl FineTuneConfig {
     /// the browser (held-out seeds AUC of the general model 0.17): AUC on its real converters 0.14 with
     /// the coefficient free, 0.93 with it held at ≥ 0; on validation campaigns, README.
     ///
-    /// One run, not the average of two ([`Self::soup`]): there the untouched general network can rank
-    /// random users above the seeds, and averaging weights with it measured no better on validation
-    /// campaigns in this setting (demo +0.001, survey +0.011, MovieLens −0.021; README).
+    /// One run, not the average of two ([`Self::soup`]), unless asked for afterwards: there the
+    /// untouched general network can rank random users above the seeds, and averaging weights with it
+    /// measured no better on validation campaigns in this setting (demo +0.001, survey +0.011,
+    /// MovieLens −0.021; README).
     pub fn sampled_negatives(self) -> Self {
         self.with_wide_negative_offset(false).with_soup(false)
     }

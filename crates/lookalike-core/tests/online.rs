@@ -208,10 +208,7 @@ fn the_product_rule_runs_the_same_with_async_reads() {
     let camp = &learnable_campaigns(&u, 1)[0];
     let ad = [1u32, 2];
     // One run (the two-run average has a test of its own, below).
-    let cfg = FineTuneConfig::new()
-        .with_batch(32)
-        .with_check_every(3)
-        .with_soup(false);
+    let cfg = FineTuneConfig::new().with_batch(32).with_check_every(3);
     assert!(cfg.fit_wide && cfg.holdout > 0.0);
     let mut a = FineTuner::new(model(&c, &device, 1), cfg.clone(), &u, &ad, &camp.stage1, 9);
     let mut b = ready(FineTuner::new_async(
@@ -248,19 +245,23 @@ fn the_product_rule_runs_the_same_with_async_reads() {
     );
 }
 
-/// The product's default averages two runs from the general model, one without the wide fit and
+/// `FineTuneConfig::soup` averages two runs from the general model, one without the wide fit and
 /// one of the wide fit alone: the result is exactly those two runs' weights averaged, whether it is
 /// read back synchronously or, as the web page does (refit stepped apart), asynchronously.
 #[test]
-fn the_default_averages_two_runs() {
+fn the_soup_averages_two_runs() {
     let device = Device::flex().autodiff();
     let s = schema();
     let c = config(&s);
     let u = users(300, 2);
     let camp = &learnable_campaigns(&u, 1)[0];
     let ad = [1u32, 2];
-    let cfg = FineTuneConfig::new().with_batch(32).with_check_every(3);
-    assert!(cfg.soup && cfg.soups(true) && !cfg.soups(false));
+    assert!(!FineTuneConfig::new().soup, "one run by default");
+    let cfg = FineTuneConfig::new()
+        .with_batch(32)
+        .with_check_every(3)
+        .with_soup(true);
+    assert!(cfg.soups(true) && !cfg.soups(false));
     // Non-seeds sampled from the pool (`expand`, the page) keep one run.
     assert!(!cfg.clone().sampled_negatives().soups(true));
     let run = |cfg: FineTuneConfig| {
