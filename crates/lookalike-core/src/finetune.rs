@@ -79,9 +79,9 @@ pub struct FineTuneConfig {
     /// the wide fit alone without Adam steps (each with the hold-out and refit above), and keep the
     /// average of the two networks' weights (WiSE-FT's weight-space ensemble; one network, so scoring
     /// costs what it does for one run). A recipe chosen on validation changes nothing while it is on
-    /// ([`OnlineRecipe::apply`]). Off by default: over 11 worlds it raised cold mean AUC on 9 (InstEval
-    /// +0.018, p 0.033) but lost on the independent world (−0.012, p 0.032), whose validation campaigns
-    /// had already seen Adam without the wide fit far behind (README, "Online: two runs from the
+    /// ([`OnlineRecipe::apply`]). Off by default: over 11 worlds it raised cold mean AUC on 8 (InstEval
+    /// +0.018, p 0.033) but lost on the independent world (−0.012, p 0.032) and the small tokens world
+    /// (−0.091), where Adam without the wide fit is far behind (README, "Online: two runs from the
     /// general model, averaged").
     #[config(default = false)]
     pub soup: bool,
@@ -161,7 +161,7 @@ impl OnlineRecipe {
 
     /// `config` with this recipe's change.
     pub fn apply(self, config: FineTuneConfig) -> FineTuneConfig {
-        // The average of the two runs is the online rule whatever validation chose.
+        // Asked for, the average of the two runs replaces whatever validation chose.
         if config.soup {
             return config;
         }
