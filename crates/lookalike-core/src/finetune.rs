@@ -219,7 +219,7 @@ pub struct FineTuner<'a> {
     /// The general model and the rows as given, kept to refit from (see [`FineTuneConfig::refit`]).
     refit_from: Option<(MetaHeac, Vec<Row>)>,
     /// The second run to average with this one (see [`FineTuneConfig::soup`]).
-    soup: Option<Soup<'a>>,
+    soup: Option<Run<'a>>,
     seed: u64,
     /// The L2 strength the hold-out chose for the wide fit, if one was made.
     wide_c: Option<f64>,
@@ -314,7 +314,7 @@ impl<'a> FineTuner<'a> {
         // A soup: this run is the one without the wide fit; the wide fit alone runs at the end.
         let (config, soup) = if config.soups(!model.wide.is_empty()) && !rows.is_empty() {
             let single = config.clone().with_soup(false);
-            let soup = Soup {
+            let soup = Run {
                 general: model.clone(),
                 config: single.clone().with_epochs(0),
                 users,
@@ -707,7 +707,7 @@ impl<'a> FineTuner<'a> {
     }
 
     /// The refit to run, or (`Err`) the final model when there is none.
-    fn refit(mut self) -> Result<Refit<'a>, Box<MetaHeac>> {
+    fn refit(mut self) -> Result<Run<'a>, Box<MetaHeac>> {
         let steps = self.best.as_ref().map_or(self.step, |b| b.2);
         let wide_c = self.wide_c;
         let Some((general, rows)) = self.refit_from.take() else {
@@ -725,7 +725,7 @@ impl<'a> FineTuner<'a> {
                 None => config.fit_wide = false,
             }
         }
-        Ok(Refit {
+        Ok(Run {
             general,
             config,
             users: self.users,
@@ -744,19 +744,8 @@ impl<'a> FineTuner<'a> {
     }
 }
 
-/// The second run of a soup (see [`FineTuneConfig::soup`]): the wide fit alone from the general
-/// model, on the rows as given, with the first run's seed.
-struct Soup<'a> {
-    general: MetaHeac,
-    config: FineTuneConfig,
-    users: &'a UserTable,
-    ad: &'a [u32],
-    rows: Vec<Row>,
-    seed: u64,
-}
-
-impl Soup<'_> {
-    /// `model` (the first run's result) averaged with this run's.
+impl Run<'_> {
+    /// `model` (the first run's result) averaged with this run's (a soup's second run).
     fn mix(self, model: MetaHeac) -> Result<MetaHeac, NonFinite> {
         let mut wide = FineTuner::new(
             self.general,
@@ -788,8 +777,10 @@ impl Soup<'_> {
     }
 }
 
-/// A refit on all rows (see [`FineTuneConfig::refit`]): a fresh run without a hold-out.
-struct Refit<'a> {
+/// A fresh run from the general model: the refit on all rows (see [`FineTuneConfig::refit`]), or a
+/// soup's second run, the wide fit alone on the rows as given with the first run's seed (see
+/// [`FineTuneConfig::soup`]).
+struct Run<'a> {
     general: MetaHeac,
     config: FineTuneConfig,
     users: &'a UserTable,
