@@ -633,7 +633,6 @@ async fn run_inner(
 /// The online rule's set-up, for the page: the wide part's fit and the hold-out.
 fn describe_rule(ft: &FineTuner, config: &FineTuneConfig, recipe: OnlineRecipe) -> String {
     let chosen = match recipe {
-        _ if ft.soups() => "Two runs from the general model are averaged: this one fine-tunes everything with Adam, leaving the wide part as meta-trained; at the end a second run fits only the wide part (a logistic regression on the users' tokens on top of the general model's score), and the page keeps the average of the two networks' weights.".to_string(),
         OnlineRecipe::AsConfigured => String::new(),
         r => format!(
             "The general model's validation campaigns chose this online recipe: {} (the knobs still set the epochs and the learning rate).",
@@ -641,8 +640,6 @@ fn describe_rule(ft: &FineTuner, config: &FineTuneConfig, recipe: OnlineRecipe) 
         ),
     };
     let wide = match ft.wide_c() {
-        // The first sentence says what the wide part does in the two runs.
-        _ if ft.soups() => String::new(),
         Some(c) => format!(
             "The wide part was fitted first: a logistic regression on the users' tokens on top of the general model's score (L2, C = {c}, the strength the held-out rows preferred)."
         ),

@@ -420,10 +420,7 @@ pub fn run(a: Args) -> Result<()> {
                         &models[&General::WoHe],
                         recipes[&General::WoHe],
                     )?;
-                    baselines::Expansion {
-                        scores: baselines::mean_log_odds(&a.scores, &b.scores),
-                        curve: a.curve,
-                    }
+                    baselines::Expansion::averaged(a, &b)
                 } else if m == Method::MetaHeacBlend {
                     // The two runs `metaheac-soup` averages, each scored, their log-odds averaged.
                     let tune = |recipe: OnlineRecipe| {
@@ -439,10 +436,7 @@ pub fn run(a: Args) -> Result<()> {
                     };
                     let a = tune(OnlineRecipe::NoWideFit)?;
                     let b = tune(OnlineRecipe::WideOnly)?;
-                    baselines::Expansion {
-                        scores: baselines::mean_log_odds(&a.scores, &b.scores),
-                        curve: a.curve,
-                    }
+                    baselines::Expansion::averaged(a, &b)
                 } else {
                     baselines::expand(
                         m,

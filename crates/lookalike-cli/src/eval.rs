@@ -113,7 +113,7 @@ pub fn run(a: Args) -> Result<()> {
         _ => OnlineRecipe::AsConfigured,
     };
     let ft = a.finetune.config(recipe, false);
-    if ft.soup && config.wide {
+    if ft.soups(config.wide) {
         eprintln!(
             "online rule: the average of two runs, without the wide fit and with the wide fit alone"
         );

@@ -243,6 +243,16 @@ pub struct Expansion {
     pub curve: Vec<CurvePoint>,
 }
 
+impl Expansion {
+    /// Two expansions of the same candidates combined by [`mean_log_odds`], with the first one's curve.
+    pub fn averaged(a: Expansion, b: &Expansion) -> Expansion {
+        Expansion {
+            scores: mean_log_odds(&a.scores, &b.scores),
+            curve: a.curve,
+        }
+    }
+}
+
 /// What one method needs to expand one campaign.
 pub struct Task<'a> {
     pub users: &'a UserTable,

@@ -650,7 +650,7 @@ impl<'a> FineTuner<'a> {
         let soup = self.soup.take();
         let model = match self.refit() {
             Ok(r) => {
-                let mut again = FineTuner::new(r.general, r.config, r.users, r.ad, &r.rows, r.seed);
+                let mut again = r.tuner();
                 while again.step()?.is_some() {}
                 again.chosen()
             }
@@ -687,9 +687,7 @@ impl<'a> FineTuner<'a> {
         let soup = self.soup.take();
         match self.refit() {
             Ok(r) => {
-                let mut again =
-                    FineTuner::new_async(r.general, r.config, r.users, r.ad, &r.rows, r.seed)
-                        .await?;
+                let mut again = r.tuner_async().await?;
                 // The refit, once stepped, ends the run: the second run goes with it.
                 again.soup = soup;
                 Ok(Ok(again))
@@ -744,24 +742,10 @@ impl<'a> FineTuner<'a> {
     }
 }
 
-impl Run<'_> {
-    /// `model` (the first run's result) averaged with this run's (a soup's second run).
-    fn mix(self, model: MetaHeac) -> Result<MetaHeac, NonFinite> {
-        let mut wide = FineTuner::new(
-            self.general,
-            self.config,
-            self.users,
-            self.ad,
-            &self.rows,
-            self.seed,
-        );
-        while wide.step()?.is_some() {}
-        Ok(crate::grads::interpolate(model, &wide.into_model()?, 0.5))
-    }
-
-    /// [`Self::mix`] reading values back asynchronously (WebGPU in a browser).
-    async fn mix_async(self, model: MetaHeac) -> Result<MetaHeac, String> {
-        let mut wide = FineTuner::new_async(
+impl<'a> Run<'a> {
+    /// The run's tuner, its wide part fitted where the configuration says.
+    fn tuner(self) -> FineTuner<'a> {
+        FineTuner::new(
             self.general,
             self.config,
             self.users,
@@ -769,7 +753,31 @@ impl Run<'_> {
             &self.rows,
             self.seed,
         )
-        .await?;
+    }
+
+    /// [`Self::tuner`] reading values back asynchronously (WebGPU in a browser).
+    async fn tuner_async(self) -> Result<FineTuner<'a>, String> {
+        FineTuner::new_async(
+            self.general,
+            self.config,
+            self.users,
+            self.ad,
+            &self.rows,
+            self.seed,
+        )
+        .await
+    }
+
+    /// `model` (the first run's result) averaged with this run's (a soup's second run).
+    fn mix(self, model: MetaHeac) -> Result<MetaHeac, NonFinite> {
+        let mut wide = self.tuner();
+        while wide.step()?.is_some() {}
+        Ok(crate::grads::interpolate(model, &wide.into_model()?, 0.5))
+    }
+
+    /// [`Self::mix`] reading values back asynchronously (WebGPU in a browser).
+    async fn mix_async(self, model: MetaHeac) -> Result<MetaHeac, String> {
+        let mut wide = self.tuner_async().await?;
         while wide.step_async().await?.is_some() {}
         // The second run holds no soup of its own; the box only breaks the type's recursion.
         let wide = Box::pin(wide.into_model_async()).await?;

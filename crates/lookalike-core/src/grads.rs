@@ -128,7 +128,6 @@ pub fn releaf<M: Module>(module: M) -> M {
     shift(module, &empty, 0.0, true)
 }
 
-/// Every float parameter of a module, in visiting order.
 /// Every float parameter of a module, flattened, in visiting order (kept on its device).
 struct Collect(Vec<Tensor<1>>);
 

@@ -454,7 +454,6 @@ fn fine_tuning_stops_on_the_held_out_loss() {
     let u = users(300, 8);
     let camps = learnable_campaigns(&u, 1);
     let cfg = FineTuneConfig::new()
-        .with_soup(false)
         .with_batch(32)
         .with_epochs(50)
         .with_patience(2)
@@ -500,7 +499,6 @@ fn the_refit_reruns_the_chosen_fit_on_every_row() {
     let t = tuning();
     let (u, rows, ad, general) = (&t.users, &t.rows, t.ad, t.general);
     let cfg = FineTuneConfig::new()
-        .with_soup(false)
         .with_batch(32)
         .with_epochs(50)
         .with_patience(2)
@@ -527,7 +525,6 @@ fn the_refit_reruns_the_chosen_fit_on_every_row() {
     let refit = ft.into_model().unwrap();
 
     let by_hand = FineTuneConfig::new()
-        .with_soup(false)
         .with_batch(32)
         .with_holdout(0.0)
         .with_wide_c(vec![c])
@@ -557,7 +554,6 @@ fn wide_part_is_chosen_by_cross_validation_and_traced() {
     let camps = learnable_campaigns(&u, 1);
     let rows = &camps[0].stage1;
     let cfg = FineTuneConfig::new()
-        .with_soup(false)
         .with_batch(32)
         .with_epochs(3)
         .with_check_every(5)
@@ -626,14 +622,7 @@ fn the_offset_coefficient_is_held_at_zero_for_sampled_negatives() {
         .collect();
     let scale = |m: &MetaHeac| -> f32 { m.wide_scale.as_ref().unwrap().val().into_scalar() };
     assert_eq!(scale(&general), 1.0);
-    let free = FineTuner::new(
-        general.clone(),
-        FineTuneConfig::new().with_soup(false),
-        &u,
-        &ad,
-        &rows,
-        6,
-    );
+    let free = FineTuner::new(general.clone(), FineTuneConfig::new(), &u, &ad, &rows, 6);
     assert!(free.wide_c().is_some());
     assert!(
         scale(free.model()) < 0.0,
@@ -642,7 +631,7 @@ fn the_offset_coefficient_is_held_at_zero_for_sampled_negatives() {
     );
     let held = FineTuner::new(
         general,
-        FineTuneConfig::new().with_soup(false).sampled_negatives(),
+        FineTuneConfig::new().sampled_negatives(),
         &u,
         &ad,
         &rows,
@@ -694,7 +683,6 @@ fn the_wide_fit_is_exact_under_a_critic_mixture() {
     let ft = FineTuner::new(
         general,
         FineTuneConfig::new()
-            .with_soup(false)
             .with_holdout(0.0)
             .with_wide_c(vec![1.0]),
         u,
@@ -1065,11 +1053,9 @@ fn choosing_world() -> (
 ) {
     let u = users(300, 8);
     let camps = noisy_validation_world(&u);
-    // Training-time validation scores single runs (`schedule::setup` turns the soup off).
     let finetune = lookalike_core::finetune::FineTuneConfig::new()
         .with_batch(32)
-        .with_max_steps(10)
-        .with_soup(false);
+        .with_max_steps(10);
     (schema(), u, camps, finetune)
 }
 
@@ -1108,10 +1094,7 @@ fn patience_waits_for_the_minimum_passes() {
     let u = users(300, 8);
     let camps = validation_world(&u);
     let refs: Vec<&Campaign> = camps.iter().collect();
-    let finetune = FineTuneConfig::new()
-        .with_soup(false)
-        .with_batch(32)
-        .with_max_steps(5);
+    let finetune = FineTuneConfig::new().with_batch(32).with_max_steps(5);
     let cap = 60;
     let run = |min_passes: f64| -> (FitReport, usize, usize) {
         let meta = MetaConfig::new()

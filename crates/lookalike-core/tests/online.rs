@@ -295,29 +295,22 @@ fn the_soup_averages_two_runs() {
         .unwrap();
     assert_ne!(p(&soup), p(&steps_only));
     // Asynchronously: in one go, and with the refit stepped apart as the page steps it.
-    let mut b = ready(FineTuner::new_async(
-        model(&c, &device, 1),
-        cfg.clone(),
-        &u,
-        &ad,
-        &camp.stage1,
-        9,
-    ))
-    .unwrap();
-    while ready(b.step_async()).unwrap().is_some() {}
-    let whole = ready(b.into_model_async()).unwrap();
+    let run_async = || {
+        let mut b = ready(FineTuner::new_async(
+            model(&c, &device, 1),
+            cfg.clone(),
+            &u,
+            &ad,
+            &camp.stage1,
+            9,
+        ))
+        .unwrap();
+        while ready(b.step_async()).unwrap().is_some() {}
+        b
+    };
+    let whole = ready(run_async().into_model_async()).unwrap();
     assert_eq!(p(&whole), p(&soup));
-    let mut b = ready(FineTuner::new_async(
-        model(&c, &device, 1),
-        cfg,
-        &u,
-        &ad,
-        &camp.stage1,
-        9,
-    ))
-    .unwrap();
-    while ready(b.step_async()).unwrap().is_some() {}
-    let apart = match ready(b.into_refit_async()).unwrap() {
+    let apart = match ready(run_async().into_refit_async()).unwrap() {
         Ok(mut again) => {
             while ready(again.step_async()).unwrap().is_some() {}
             ready(again.into_model_async()).unwrap()
