@@ -315,12 +315,29 @@ fn pipeline_end_to_end() {
         info.contains(&format!("online recipe: {}", online.recipe.name())),
         "{info}"
     );
+    use lookalike_core::finetune::OnlineRecipe;
+    let averaged = online.recipe == OnlineRecipe::Averaged;
     assert_eq!(
         table.contains("online recipe chosen by the model's validation campaigns"),
-        online.recipe != lookalike_core::finetune::OnlineRecipe::AsConfigured,
+        online.recipe != OnlineRecipe::AsConfigured,
         "{table}"
     );
-    assert!(!table.contains("online rule: the average"), "{table}");
+    assert_eq!(
+        table.contains("online rule: the average of two runs"),
+        averaged,
+        "{table}"
+    );
+    // `--soup false` keeps to one run: the best single run validation tried.
+    let single = ok(&[
+        "eval",
+        "--data",
+        p(&data),
+        "--model",
+        p(&rec),
+        "--soup",
+        "false",
+    ]);
+    assert!(!single.contains("online rule: the average"), "{single}");
     let soup = ok(&[
         "eval",
         "--data",
@@ -332,7 +349,7 @@ fn pipeline_end_to_end() {
     ]);
     assert!(
         soup.contains("online rule: the average of two runs")
-            && !soup.contains("online recipe chosen by"),
+            && soup.contains("online recipe chosen by") == averaged,
         "{soup}"
     );
 

@@ -309,6 +309,9 @@ pub struct Job {
     pub config: FineTuneConfig,
     /// The online recipe in `config` (the general model's choice; none under the paper's rule).
     pub recipe: OnlineRecipe,
+    /// Whether that choice was two runs averaged, which the page does not run (its non-seeds are
+    /// sampled from the pool): `recipe` is then the best single run they tried.
+    pub chose_average: bool,
     pub seed: u64,
     /// Labelled stage-2 rows of a demo campaign: its real converters, for a true AUC at the end.
     pub truth: Option<Rc<Vec<Row>>>,
@@ -330,11 +333,13 @@ impl Job {
         paused: bool,
     ) -> Option<Job> {
         let paper = state.teach_rule == TeachRule::Paper && kind != RunKind::Main;
+        let training = &state.assets.as_ref()?.header.training;
         let recipe = if paper {
             OnlineRecipe::AsConfigured
         } else {
-            state.assets.as_ref()?.header.training.online_recipe()
+            training.online_recipe(false)
         };
+        let chose_average = !paper && training.online_recipe(true) == OnlineRecipe::Averaged;
         Some(Job {
             kind,
             generation,
@@ -360,6 +365,7 @@ impl Job {
                     .with_lr(state.lr)
             },
             recipe,
+            chose_average,
             seed: crate::state::SEED,
             truth: state.truth_rows(),
             score_pool,
@@ -503,7 +509,7 @@ async fn run_inner(
         paused: control.borrow().paused,
         backend,
         total_steps: total,
-        rule: describe_rule(&ft, &job.config, job.recipe),
+        rule: describe_rule(&ft, &job.config, job.recipe, job.chose_average),
     });
     if job.score_pool {
         let g = gate_weights_async(ft.model(), users, &job.ad, &job.plan.gate_rows).await?;
@@ -631,8 +637,17 @@ async fn run_inner(
 }
 
 /// The online rule's set-up, for the page: the wide part's fit and the hold-out.
-fn describe_rule(ft: &FineTuner, config: &FineTuneConfig, recipe: OnlineRecipe) -> String {
+fn describe_rule(
+    ft: &FineTuner,
+    config: &FineTuneConfig,
+    recipe: OnlineRecipe,
+    chose_average: bool,
+) -> String {
     let chosen = match recipe {
+        r if chose_average => format!(
+            "The general model's validation campaigns chose two fine-tuning runs averaged (Adam without the wide fit, the wide fit alone), which is for non-seeds that are users shown the ad; here the non-seeds are sampled from the pool, so the page runs the best single recipe they tried: {} (the knobs still set the epochs and the learning rate).",
+            r.name()
+        ),
         OnlineRecipe::AsConfigured => String::new(),
         r => format!(
             "The general model's validation campaigns chose this online recipe: {} (the knobs still set the epochs and the learning rate).",

@@ -31,8 +31,11 @@ pub struct Args {
     /// MetaHeac with dense Adam on the embedding tables, metaheac-half: MetaHeac whose offline
     /// validation scores one half of each validation campaign, metaheac-fixed: MetaHeac
     /// fine-tuned with the online rule as configured, not the recipe its validation campaigns
-    /// chose, wo-wide: MetaHeac without the wide part, and metaheac-ens: the log-odds of MetaHeac's
-    /// eight-expert and one-expert models averaged) [default: all but those five].
+    /// chose, wo-wide: MetaHeac without the wide part, metaheac-ens: the log-odds of MetaHeac's
+    /// eight-expert and one-expert models averaged, metaheac-blend: the log-odds of its two online
+    /// runs (Adam without the wide fit, the wide fit alone) averaged, metaheac-soup: their weights
+    /// averaged on every campaign, and metaheac-single: the best single-run recipe its validation
+    /// tried, where it chose the average) [default: all but those eight].
     #[arg(long, value_delimiter = ',')]
     methods: Option<Vec<String>>,
     /// Number of seeds (general models and fine-tuning are redone for each).
@@ -323,10 +326,7 @@ pub fn run(a: Args) -> Result<()> {
                 )),
                 t.elapsed().as_secs_f64()
             );
-            recipes.insert(
-                g,
-                report.online.as_ref().map(|o| o.recipe).unwrap_or_default(),
-            );
+            recipes.insert(g, Recipes::of(report.online.as_ref()));
             pretrain
                 .entry(format!("{g:?}"))
                 .or_default()
@@ -363,7 +363,7 @@ pub fn run(a: Args) -> Result<()> {
             if ensemble {
                 eight = Some((
                     models[&General::MetaHeac].clone(),
-                    recipes[&General::MetaHeac],
+                    recipes[&General::MetaHeac].chosen,
                 ));
             }
             if i == 1 {
@@ -418,7 +418,7 @@ pub fn run(a: Args) -> Result<()> {
                     let b = tune(
                         Method::MetaHeacWoHe,
                         &models[&General::WoHe],
-                        recipes[&General::WoHe],
+                        recipes[&General::WoHe].chosen,
                     )?;
                     baselines::Expansion::averaged(a, &b)
                 } else if m == Method::MetaHeacBlend {
@@ -594,23 +594,41 @@ struct Traces {
     runs: Vec<(Method, Vec<TracePoint>)>,
 }
 
+/// The online recipes a general model's validation campaigns chose: the choice, and the best single
+/// run (`metaheac-single`; they differ where the choice averages two runs).
+#[derive(Debug, Clone, Copy, Default)]
+struct Recipes {
+    chosen: OnlineRecipe,
+    single: OnlineRecipe,
+}
+
+impl Recipes {
+    fn of(choice: Option<&lookalike_core::schedule::OnlineChoice>) -> Recipes {
+        choice.map_or_else(Recipes::default, |c| Recipes {
+            chosen: c.applied(true),
+            single: c.applied(false),
+        })
+    }
+}
+
 /// How `method` fine-tunes: `finetune`, with the online recipe its general model's validation chose
 /// where the method uses one (see [`Method::chooses_online`]; `meta`: the offline configuration as
 /// given).
 fn online(
     method: Method,
-    recipes: &BTreeMap<General, OnlineRecipe>,
+    recipes: &BTreeMap<General, Recipes>,
     meta: &MetaConfig,
     finetune: &FineTuneConfig,
 ) -> FineTuneConfig {
     let recipe = match method.general() {
         Some(g) if method.chooses_online(meta) => recipes[&g],
-        _ => OnlineRecipe::AsConfigured,
+        _ => Recipes::default(),
     };
     match method {
         // Two runs averaged, whatever was chosen.
         Method::MetaHeacSoup => finetune.clone().with_soup(true),
-        _ => recipe.apply(finetune.clone()),
+        Method::MetaHeacSingle => recipe.single.apply(finetune.clone()),
+        _ => recipe.chosen.apply(finetune.clone()),
     }
 }
 
@@ -626,7 +644,7 @@ fn trace_campaign(
     tests: &[&lookalike_core::data::Campaign],
     users: &UserTable,
     seed: u64,
-    recipes: &BTreeMap<General, OnlineRecipe>,
+    recipes: &BTreeMap<General, Recipes>,
     meta: &MetaConfig,
     finetune: &FineTuneConfig,
     lr_config: &LrConfig,

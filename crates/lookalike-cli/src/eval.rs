@@ -108,14 +108,18 @@ pub fn run(a: Args) -> Result<()> {
         None => bail!("--model is required (or --no-pretrain)"),
     };
     // A fresh model (--no-pretrain) did not choose a recipe.
-    let recipe = match &training {
-        Some(t) if !a.no_pretrain => a.finetune.recipe(t.online_recipe()),
-        _ => OnlineRecipe::AsConfigured,
-    };
+    let recipe = a
+        .finetune
+        .recipe(training.as_ref().filter(|_| !a.no_pretrain), false);
     let ft = a.finetune.config(recipe, false);
     if ft.soups(config.wide) {
         eprintln!(
-            "online rule: the average of two runs, without the wide fit and with the wide fit alone"
+            "online rule: the average of two runs, without the wide fit and with the wide fit alone{}",
+            if recipe == OnlineRecipe::Averaged {
+                " (online recipe chosen by the model's validation campaigns)"
+            } else {
+                ""
+            }
         );
     } else if recipe != OnlineRecipe::AsConfigured {
         eprintln!(

@@ -98,7 +98,8 @@ pub fn tune(c: &Campaign) -> Result<Tuned> {
     let (header, general) = load_record(&c.model, &device)?;
     let seeds = read_seeds(&c.seeds)?;
     // Non-seeds are sampled from the pool here, not exposed users as offline.
-    let finetune = c.finetune.config(header.training.online_recipe(), true);
+    let recipe = c.finetune.recipe(Some(&header.training), true);
+    let finetune = c.finetune.config(recipe, true);
     let request = Request {
         pool: &c.pool,
         seeds: &seeds,

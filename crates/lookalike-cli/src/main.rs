@@ -258,8 +258,8 @@ pub struct FineTuneArgs {
     #[arg(long)]
     wide_negative_offset: Option<bool>,
     /// Fine-tune twice, without the wide fit and with the wide fit alone, and average the two
-    /// networks' weights, instead of one run with the online recipe the general model's validation
-    /// chose [default: false].
+    /// networks' weights (true), or one run (false), whatever the general model's validation chose
+    /// [default: as it chose; one run where the non-seeds are sampled from the pool].
     #[arg(long)]
     soup: Option<bool>,
 }
@@ -282,22 +282,24 @@ impl From<HoldoutMetricArg> for lookalike_core::finetune::HoldoutMetric {
 }
 
 impl FineTuneArgs {
-    /// The recipe these flags apply for a general model whose validation campaigns chose `chosen`:
-    /// that one, except under the reference protocol, which takes none.
+    /// The recipe these flags apply for a general model trained as `training` says (`None`: a fresh
+    /// model, which chose none): the one its validation campaigns chose, the best single run where
+    /// the two runs' average is not wanted (non-seeds `sampled` from the pool, or `--soup false`),
+    /// and none under the reference protocol.
     pub fn recipe(
         &self,
-        chosen: lookalike_core::finetune::OnlineRecipe,
+        training: Option<&lookalike_core::record::TrainingInfo>,
+        sampled: bool,
     ) -> lookalike_core::finetune::OnlineRecipe {
-        match self.protocol {
-            Protocol::Product => chosen,
-            Protocol::Reference => lookalike_core::finetune::OnlineRecipe::AsConfigured,
+        match (self.protocol, training) {
+            (Protocol::Product, Some(t)) => t.online_recipe(!sampled && self.soup != Some(false)),
+            _ => lookalike_core::finetune::OnlineRecipe::AsConfigured,
         }
     }
 
-    /// The online configuration for a general model whose validation campaigns chose `recipe` (the
-    /// record's): the protocol's defaults (for non-seeds sampled from the pool where `sampled`: see
-    /// `FineTuneConfig::sampled_negatives`), the recipe [`Self::recipe`] lets apply (none while the two
-    /// runs are averaged), then the flags given.
+    /// The online configuration with `recipe` (from [`Self::recipe`]): the protocol's defaults (for
+    /// non-seeds sampled from the pool where `sampled`: see `FineTuneConfig::sampled_negatives`), the
+    /// recipe (none where `--soup true` asks for the two runs' average), then the flags given.
     pub fn config(
         &self,
         recipe: lookalike_core::finetune::OnlineRecipe,
@@ -311,7 +313,7 @@ impl FineTuneArgs {
             c = c.sampled_negatives();
         }
         c.soup = self.soup.unwrap_or(c.soup);
-        let mut c = self.recipe(recipe).apply(c);
+        let mut c = recipe.apply(c);
         c.epochs = self.finetune_epochs.unwrap_or(c.epochs);
         c.lr = self.finetune_lr.unwrap_or(c.lr);
         c.batch = self.finetune_batch.unwrap_or(c.batch).max(1);

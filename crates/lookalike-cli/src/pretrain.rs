@@ -193,6 +193,11 @@ pub struct Args {
     /// reference: false].
     #[arg(long)]
     online_select: Option<bool>,
+    /// ... with the average of two runs (Adam steps without the wide fit, the wide fit alone) among
+    /// the recipes: two more fine-tunes per validation campaign (false: single runs only) [default:
+    /// true].
+    #[arg(long)]
+    online_average: Option<bool>,
     /// After training, let the validation campaigns choose between these experts and one (a second
     /// general model, one expert, trained on the same campaigns in about a third of the time; the
     /// record keeps the better) [default: true, unless --experts is given; reference: false].
@@ -249,6 +254,7 @@ pub fn meta_config(a: &Args, base: MetaConfig) -> MetaConfig {
     m.val_min_passes = a.val_min_passes.unwrap_or(m.val_min_passes);
     m.val_crossfit = a.val_crossfit.unwrap_or(m.val_crossfit);
     m.online_select = a.online_select.unwrap_or(m.online_select);
+    m.online_average = a.online_average.unwrap_or(m.online_average);
     // Experts the user fixed stay fixed unless they ask for the choice too.
     m.select_experts = a
         .select_experts

@@ -61,6 +61,10 @@ pub enum Method {
     /// MetaHeac fine-tuned by two runs averaged ([`FineTuneConfig::soup`]) instead of the recipe its
     /// validation campaigns chose; same general model as `MetaHeac`.
     MetaHeacSoup,
+    /// MetaHeac fine-tuned by the best single run its validation campaigns tried (the recipe it
+    /// would choose without [`crate::finetune::OnlineRecipe::Averaged`], as `expand` applies it);
+    /// same general model as `MetaHeac`.
+    MetaHeacSingle,
 }
 
 /// How a method's general model is trained (one per kind and seed, shared between methods).
@@ -99,7 +103,7 @@ impl Method {
     ];
 
     /// Methods run only when asked for.
-    pub const EXTRA: [Method; 7] = [
+    pub const EXTRA: [Method; 8] = [
         Method::MetaHeacDense,
         Method::MetaHeacOneHalf,
         Method::MetaHeacFixed,
@@ -107,6 +111,7 @@ impl Method {
         Method::MetaHeacEnsemble,
         Method::MetaHeacBlend,
         Method::MetaHeacSoup,
+        Method::MetaHeacSingle,
     ];
 
     /// The paper's name (the key in `bench`'s JSON).
@@ -131,6 +136,7 @@ impl Method {
             Method::MetaHeacEnsemble => "MetaHeac ensemble",
             Method::MetaHeacBlend => "MetaHeac recipe blend",
             Method::MetaHeacSoup => "MetaHeac two runs averaged",
+            Method::MetaHeacSingle => "MetaHeac single run",
         }
     }
 
@@ -166,6 +172,7 @@ impl Method {
             Method::MetaHeacEnsemble => "metaheac-ens",
             Method::MetaHeacBlend => "metaheac-blend",
             Method::MetaHeacSoup => "metaheac-soup",
+            Method::MetaHeacSingle => "metaheac-single",
         }
     }
 
@@ -200,9 +207,10 @@ impl Method {
             Method::MetaHeacOneHalf => Some(General::OneHalf),
             Method::MetaHeacFixed => Some(General::MetaHeac),
             Method::MetaHeacWoWide => Some(General::WoWide),
-            Method::MetaHeacEnsemble | Method::MetaHeacBlend | Method::MetaHeacSoup => {
-                Some(General::MetaHeac)
-            }
+            Method::MetaHeacEnsemble
+            | Method::MetaHeacBlend
+            | Method::MetaHeacSoup
+            | Method::MetaHeacSingle => Some(General::MetaHeac),
         }
     }
 }
@@ -333,7 +341,8 @@ pub fn start(
         | Method::MetaHeacWoWide
         | Method::MetaHeacEnsemble
         | Method::MetaHeacBlend
-        | Method::MetaHeacSoup => need().clone(),
+        | Method::MetaHeacSoup
+        | Method::MetaHeacSingle => need().clone(),
     };
     Ok(Start::Model(Box::new(model)))
 }

@@ -144,6 +144,11 @@ pub struct MetaConfig {
     /// (README, "What the product's defaults are").
     #[config(default = true)]
     pub online_select: bool,
+    /// ... with the average of two runs among them ([`crate::finetune::OnlineRecipe::Averaged`]),
+    /// which costs two fine-tunes per validation campaign. Off: the single-run recipes only, as
+    /// before it was one.
+    #[config(default = true)]
+    pub online_average: bool,
     /// After training, also train a general model with one expert (the "w/o HE" configuration) on the
     /// same campaigns and keep whichever the validation campaigns score higher, each fine-tuned with
     /// the online recipe it chose (the configured experts unless one is clearly ahead: the margin below). The experts pay where

@@ -64,9 +64,13 @@ pub struct TrainingInfo {
 }
 
 impl TrainingInfo {
-    /// The online recipe to apply: the chosen one, or the configuration as given.
-    pub fn online_recipe(&self) -> crate::finetune::OnlineRecipe {
-        self.online.as_ref().map(|c| c.recipe).unwrap_or_default()
+    /// The online recipe to apply: the chosen one (the best single run where `averaging` is false:
+    /// see [`crate::schedule::OnlineChoice::applied`]), or the configuration as given.
+    pub fn online_recipe(&self, averaging: bool) -> crate::finetune::OnlineRecipe {
+        self.online
+            .as_ref()
+            .map(|c| c.applied(averaging))
+            .unwrap_or_default()
     }
 }
 

@@ -206,6 +206,17 @@ pub struct OnlineChoice {
 }
 
 impl OnlineChoice {
+    /// The recipe to apply: the chosen one, unless it averages two runs and that is not wanted
+    /// (`averaging` false: non-seeds sampled from the pool, see
+    /// [`FineTuneConfig::sampled_negatives`], or asked for one run); then the best single run tried.
+    pub fn applied(&self, averaging: bool) -> OnlineRecipe {
+        if averaging || self.recipe != OnlineRecipe::Averaged {
+            return self.recipe;
+        }
+        best_of(&self.tried, |r| r != OnlineRecipe::Averaged)
+            .map_or(OnlineRecipe::AsConfigured, |i| self.tried[i].0)
+    }
+
     /// Each recipe tried and its validation mean AUC, for people: "as configured 0.8240, …".
     pub fn tried_summary(&self) -> String {
         self.tried
@@ -216,20 +227,39 @@ impl OnlineChoice {
     }
 }
 
+/// The index of the highest finite mean AUC among the recipes `keep` lets in, the earliest on a tie.
+fn best_of(tried: &[(OnlineRecipe, f64)], keep: impl Fn(OnlineRecipe) -> bool) -> Option<usize> {
+    tried
+        .iter()
+        .enumerate()
+        .filter(|(_, (r, a))| keep(*r) && a.is_finite())
+        .fold(None::<(usize, f64)>, |best, (i, &(_, a))| match best {
+            Some((_, b)) if b >= a => best,
+            _ => Some((i, a)),
+        })
+        .map(|(i, _)| i)
+}
+
 /// Fine-tunes `general` (an autodiff model) on the validation campaigns with each recipe that applies
 /// to it and keeps the one with the highest mean AUC (the configuration as given on a tie), as the
 /// validation campaigns chose the kept iteration. `as_configured`: that recipe's per-campaign AUCs
 /// where they are known already (the fit's best validation, on these weights: the fine-tunes are
-/// seeded, so they would repeat). Returns the choice and the chosen recipe's per-campaign AUCs.
+/// seeded, so they would repeat). `averaging`: whether [`OnlineRecipe::Averaged`] is among them
+/// ([`crate::meta::MetaConfig::online_average`]). Returns the choice and the chosen recipe's
+/// per-campaign AUCs.
 pub fn choose_online(
     validation: &Validation,
     general: &MetaHeac,
     as_configured: Option<Vec<Option<f64>>>,
+    averaging: bool,
 ) -> Result<(OnlineChoice, Vec<Option<f64>>), NonFinite> {
     let wide = !general.wide.is_empty();
     let mut tried = Vec::new();
     let mut per_campaign = Vec::new();
-    for recipe in OnlineRecipe::ALL.into_iter().filter(|r| r.applies(wide)) {
+    let recipes = OnlineRecipe::ALL
+        .into_iter()
+        .filter(|&r| r.applies(wide) && (averaging || r != OnlineRecipe::Averaged));
+    for recipe in recipes {
         let aucs = match (recipe, &as_configured) {
             (OnlineRecipe::AsConfigured, Some(a)) => a.clone(),
             _ => validation.aucs_as(general, &recipe.apply(validation.finetune.clone()))?,
@@ -237,15 +267,7 @@ pub fn choose_online(
         tried.push((recipe, mean_of(&aucs)));
         per_campaign.push(aucs);
     }
-    let best = tried
-        .iter()
-        .enumerate()
-        .filter(|(_, (_, a))| a.is_finite())
-        .fold(None::<(usize, f64)>, |best, (i, &(_, a))| match best {
-            Some((_, b)) if b >= a => best,
-            _ => Some((i, a)),
-        })
-        .map_or(0, |(i, _)| i);
+    let best = best_of(&tried, |_| true).unwrap_or(0);
     Ok((
         OnlineChoice {
             recipe: tried[best].0,
@@ -738,7 +760,7 @@ pub fn fit_resumable(
     {
         // A checkpoint written before the per-campaign AUCs were kept has none: validate again.
         let known = (report.aucs.len() == v.len()).then(|| std::mem::take(&mut report.aucs));
-        let (choice, aucs) = choose_online(v, trainer.model(), known)?;
+        let (choice, aucs) = choose_online(v, trainer.model(), known, cfg.online_average)?;
         report.online = Some(choice);
         report.aucs = aucs;
     } else if let Some(v) = validation

@@ -862,6 +862,12 @@ fn validation_chooses_the_online_recipe() {
         let tried: Vec<OnlineRecipe> = choice.tried.iter().map(|t| t.0).collect();
         if wide {
             assert_eq!(tried, OnlineRecipe::ALL);
+            // Without the average among them, the single runs only, with the same AUCs.
+            let (single, _) =
+                schedule::choose_online(&validation, trainer.model(), None, false).unwrap();
+            let n = OnlineRecipe::ALL.len() - 1;
+            assert_eq!(single.tried, choice.tried[..n]);
+            assert_eq!(single.recipe, choice.applied(false));
         } else {
             // Every other recipe is about the wide part.
             assert_eq!(tried, [OnlineRecipe::AsConfigured]);
@@ -897,13 +903,55 @@ fn validation_chooses_the_online_recipe() {
         let bytes = record::to_bytes(trainer.model(), &h).unwrap();
         let (back, _) = record::read_header(&bytes).unwrap();
         assert_eq!(back.training.online, report.online);
-        assert_eq!(back.training.online_recipe(), choice.recipe);
+        assert_eq!(back.training.online_recipe(true), choice.recipe);
+        assert_eq!(back.training.online_recipe(false), choice.applied(false));
     }
     // A record without a choice fine-tunes as configured.
-    assert_eq!(
-        TrainingInfo::default().online_recipe(),
-        OnlineRecipe::AsConfigured
+    for averaging in [true, false] {
+        assert_eq!(
+            TrainingInfo::default().online_recipe(averaging),
+            OnlineRecipe::AsConfigured
+        );
+    }
+}
+
+/// Where the two runs' average is not wanted (non-seeds sampled from the pool), a choice of it gives
+/// way to the best single run tried; any other choice stands.
+#[test]
+fn a_chosen_average_gives_way_to_the_best_single_run() {
+    use lookalike_core::finetune::OnlineRecipe as R;
+    use lookalike_core::schedule::OnlineChoice;
+    let choice = |recipe, tried: &[(R, f64)]| OnlineChoice {
+        recipe,
+        tried: tried.to_vec(),
+    };
+    let averaged = choice(
+        R::Averaged,
+        &[
+            (R::AsConfigured, 0.70),
+            (R::NonNegativeOffset, 0.72),
+            (R::UnitOffset, f64::NAN),
+            (R::NoWideFit, 0.60),
+            (R::WideOnly, 0.72),
+            (R::Averaged, 0.75),
+        ],
     );
+    assert_eq!(averaged.applied(true), R::Averaged);
+    // The earliest of the best on a tie, a NaN never.
+    assert_eq!(averaged.applied(false), R::NonNegativeOffset);
+    let single = choice(R::WideOnly, &[(R::AsConfigured, 0.7), (R::WideOnly, 0.8)]);
+    assert_eq!(single.applied(false), R::WideOnly);
+    assert_eq!(single.applied(true), R::WideOnly);
+    // Nothing else finite: the configuration as given.
+    let alone = choice(
+        R::Averaged,
+        &[(R::AsConfigured, f64::NAN), (R::Averaged, 0.7)],
+    );
+    assert_eq!(alone.applied(false), R::AsConfigured);
+    // Applied, the average turns on the two runs; the others leave them off.
+    let ft = lookalike_core::finetune::FineTuneConfig::new();
+    assert!(R::Averaged.apply(ft.clone()).soups(true));
+    assert!(R::ALL[..5].iter().all(|r| !r.apply(ft.clone()).soups(true)));
 }
 
 /// Choosing the number of experts pairs the fits' own per-campaign validation AUCs (as deployed, each

@@ -132,7 +132,7 @@ impl Model {
                 // `lookalike finetune`.
                 finetune: header
                     .training
-                    .online_recipe()
+                    .online_recipe(false)
                     .apply(FineTuneConfig::new().sampled_negatives()),
                 seed,
             };
