@@ -830,6 +830,34 @@ pub fn tune_and_score(
     Ok((scores, curve))
 }
 
+/// The two runs [`FineTuneConfig::soup`] averages and their average, each scored on `candidates`:
+/// what [`tune_and_score`] gives with [`OnlineRecipe::NoWideFit`], [`OnlineRecipe::WideOnly`] and
+/// [`OnlineRecipe::Averaged`] applied to `config` (where the average is of two runs:
+/// [`FineTuneConfig::soups`]), from two fine-tunes instead of four.
+pub fn tune_and_score_both(
+    model: MetaHeac,
+    config: &FineTuneConfig,
+    users: &UserTable,
+    ad: &[u32],
+    train: &[Row],
+    candidates: &[Row],
+    seed: u64,
+) -> Result<[Vec<f32>; 3], NonFinite> {
+    let single = config.clone().with_soup(false);
+    let tune = |recipe: OnlineRecipe| {
+        let config = recipe.apply(single.clone());
+        FineTuner::new(model.clone(), config, users, ad, train, seed).run(&mut |_, _, _| {})
+    };
+    let adam = tune(OnlineRecipe::NoWideFit)?;
+    let wide = tune(OnlineRecipe::WideOnly)?;
+    // As `Run::mix` averages them.
+    let averaged = crate::grads::interpolate(adam.clone(), &wide, 0.5);
+    let score = |m: &MetaHeac| {
+        crate::expansion::score(m, users, ad, candidates, crate::expansion::SCORE_BATCH)
+    };
+    Ok([score(&adam)?, score(&wide)?, score(&averaged)?])
+}
+
 /// A point of a traced fine-tune (see [`trace`]).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TracePoint {

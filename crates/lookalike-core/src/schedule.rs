@@ -165,12 +165,48 @@ impl<'a> Validation<'a> {
         })
     }
 
+    /// [`Self::aucs_as`] for [`OnlineRecipe::NoWideFit`], [`OnlineRecipe::WideOnly`] and
+    /// [`OnlineRecipe::Averaged`] applied to `finetune`, in that order, from two fine-tunes per
+    /// campaign instead of four ([`crate::finetune::tune_and_score_both`]).
+    pub fn aucs_both_and_averaged(
+        &self,
+        general: &MetaHeac,
+        finetune: &FineTuneConfig,
+    ) -> Result<[Vec<Option<f64>>; 3], NonFinite> {
+        let sets = self.per_campaign_sets(3, |i, fold, tune, eval| {
+            let scores = crate::finetune::tune_and_score_both(
+                crate::grads::releaf(general.clone()),
+                finetune,
+                self.users,
+                &self.sets[i].campaign.ad,
+                tune,
+                eval,
+                self.seed ^ i as u64 ^ (fold << 32),
+            )?;
+            Ok(scores.to_vec())
+        })?;
+        Ok(sets.try_into().expect("three sets"))
+    }
+
     /// Per campaign: `score(campaign, fold, tune rows, scored rows)` on its halves (both ways round
     /// with cross-fitting), and the mean AUC of the folds that have both labels.
     fn per_campaign(
         &self,
         score: impl Fn(usize, u64, &[Row], &[Row]) -> Result<Vec<f32>, NonFinite> + Sync,
     ) -> Result<Vec<Option<f64>>, NonFinite> {
+        let mut sets = self.per_campaign_sets(1, |i, fold, tune, eval| {
+            Ok(vec![score(i, fold, tune, eval)?])
+        })?;
+        Ok(sets.swap_remove(0))
+    }
+
+    /// [`Self::per_campaign`] for `k` scorings of the same halves at once (`score` returns `k` score
+    /// vectors): `k` lists of per-campaign AUCs.
+    fn per_campaign_sets(
+        &self,
+        k: usize,
+        score: impl Fn(usize, u64, &[Row], &[Row]) -> Result<Vec<Vec<f32>>, NonFinite> + Sync,
+    ) -> Result<Vec<Vec<Option<f64>>>, NonFinite> {
         let folds = if self.crossfit { 2 } else { 1 };
         let jobs: Vec<(usize, u64)> = (0..self.sets.len())
             .flat_map(|i| (0..folds).map(move |f| (i, f)))
@@ -182,17 +218,24 @@ impl<'a> Validation<'a> {
                 0 => (&v.tune, &v.eval),
                 _ => (&v.eval, &v.tune),
             };
-            let scores = score(i, fold, tune, eval)?;
+            let sets = score(i, fold, tune, eval)?;
+            debug_assert_eq!(sets.len(), k);
             let labels: Vec<bool> = eval.iter().map(|r| r.label).collect();
-            Ok(auc(&labels, &scores))
+            Ok(sets.iter().map(|s| auc(&labels, s)).collect::<Vec<_>>())
         });
-        let mut out = vec![Vec::new(); self.sets.len()];
+        let mut out = vec![vec![Vec::new(); self.sets.len()]; k];
         for ((i, _), a) in jobs.into_iter().zip(aucs) {
-            out[i].extend(a?);
+            for (set, a) in out.iter_mut().zip(a?) {
+                set[i].extend(a);
+            }
         }
         Ok(out
             .into_iter()
-            .map(|a| (!a.is_empty()).then(|| crate::stats::mean_std(&a).0))
+            .map(|set| {
+                set.into_iter()
+                    .map(|a| (!a.is_empty()).then(|| crate::stats::mean_std(&a).0))
+                    .collect()
+            })
             .collect())
     }
 }
@@ -254,15 +297,33 @@ pub fn choose_online(
     averaging: bool,
 ) -> Result<(OnlineChoice, Vec<Option<f64>>), NonFinite> {
     let wide = !general.wide.is_empty();
+    let finetune = &validation.finetune;
     let mut tried = Vec::new();
     let mut per_campaign = Vec::new();
     let recipes = OnlineRecipe::ALL
         .into_iter()
         .filter(|&r| r.applies(wide) && (averaging || r != OnlineRecipe::Averaged));
+    // Where the average is tried and is the average of the two single runs tried, all three come
+    // from the same two fine-tunes.
+    let mut both = None;
+    let shared = averaging && OnlineRecipe::Averaged.apply(finetune.clone()).soups(wide);
     for recipe in recipes {
         let aucs = match (recipe, &as_configured) {
             (OnlineRecipe::AsConfigured, Some(a)) => a.clone(),
-            _ => validation.aucs_as(general, &recipe.apply(validation.finetune.clone()))?,
+            (OnlineRecipe::NoWideFit | OnlineRecipe::WideOnly | OnlineRecipe::Averaged, _)
+                if shared =>
+            {
+                if both.is_none() {
+                    both = Some(validation.aucs_both_and_averaged(general, finetune)?);
+                }
+                let [adam, wide_only, averaged] = both.as_ref().expect("just computed");
+                match recipe {
+                    OnlineRecipe::NoWideFit => adam.clone(),
+                    OnlineRecipe::WideOnly => wide_only.clone(),
+                    _ => averaged.clone(),
+                }
+            }
+            _ => validation.aucs_as(general, &recipe.apply(finetune.clone()))?,
         };
         tried.push((recipe, mean_of(&aucs)));
         per_campaign.push(aucs);

@@ -318,6 +318,25 @@ fn the_soup_averages_two_runs() {
         Err(model) => *model,
     };
     assert_eq!(p(&apart), p(&soup));
+
+    // Validation's shortcut: the two runs and their average from two fine-tunes score as three
+    // separate fine-tunes with those recipes do.
+    use lookalike_core::finetune::{OnlineRecipe, tune_and_score, tune_and_score_both};
+    let one = cfg.clone().with_soup(false);
+    let (tune, scored) = camp.stage1.split_at(camp.stage1.len() / 2);
+    let both = tune_and_score_both(model(&c, &device, 1), &one, &u, &ad, tune, scored, 5).unwrap();
+    let recipes = [
+        OnlineRecipe::NoWideFit,
+        OnlineRecipe::WideOnly,
+        OnlineRecipe::Averaged,
+    ];
+    for (recipe, shared) in recipes.into_iter().zip(&both) {
+        let config = recipe.apply(one.clone());
+        let (alone, _) =
+            tune_and_score(model(&c, &device, 1), &config, &u, &ad, tune, scored, 5).unwrap();
+        assert_eq!(&alone, shared, "{recipe:?}");
+    }
+    assert_ne!(both[0], both[2]);
 }
 
 /// The weight-space average of two models, parameter by parameter.
