@@ -34,8 +34,10 @@ pub struct Args {
     /// chose, wo-wide: MetaHeac without the wide part, metaheac-ens: the log-odds of MetaHeac's
     /// eight-expert and one-expert models averaged, metaheac-blend: the log-odds of its two online
     /// runs (Adam without the wide fit, the wide fit alone) averaged, metaheac-soup: their weights
-    /// averaged on every campaign, and metaheac-single: the best single-run recipe its validation
-    /// tried, where it chose the average) [default: all but those eight].
+    /// averaged on every campaign, metaheac-single: the best single-run recipe its validation
+    /// tried, where it chose the average, and metaheac-margin: the average unless another recipe
+    /// leads it on validation by more than the experts choice's margin) [default: all but those
+    /// nine].
     #[arg(long, value_delimiter = ',')]
     methods: Option<Vec<String>>,
     /// Number of seeds (general models and fine-tuning are redone for each).
@@ -326,7 +328,9 @@ pub fn run(a: Args) -> Result<()> {
                 )),
                 t.elapsed().as_secs_f64()
             );
-            recipes.insert(g, Recipes::of(report.online.as_ref()));
+            // `metaheac-margin`'s margin: the experts choice's.
+            let margin = base_meta.select_experts_margin;
+            recipes.insert(g, Recipes::of(report.online.as_ref(), margin));
             pretrain
                 .entry(format!("{g:?}"))
                 .or_default()
@@ -600,13 +604,16 @@ struct Traces {
 struct Recipes {
     chosen: OnlineRecipe,
     single: OnlineRecipe,
+    /// The one the choice gives with a margin of this many standard errors (`metaheac-margin`).
+    margin: OnlineRecipe,
 }
 
 impl Recipes {
-    fn of(choice: Option<&lookalike_core::schedule::OnlineChoice>) -> Recipes {
+    fn of(choice: Option<&lookalike_core::schedule::OnlineChoice>, margin: f64) -> Recipes {
         choice.map_or_else(Recipes::default, |c| Recipes {
             chosen: c.applied(true),
             single: c.applied(false),
+            margin: c.with_margin(margin),
         })
     }
 }
@@ -628,6 +635,7 @@ fn online(
         // Two runs averaged, whatever was chosen.
         Method::MetaHeacSoup => finetune.clone().with_soup(true),
         Method::MetaHeacSingle => recipe.single.apply(finetune.clone()),
+        Method::MetaHeacMargin => recipe.margin.apply(finetune.clone()),
         _ => recipe.chosen.apply(finetune.clone()),
     }
 }

@@ -198,6 +198,10 @@ pub struct Args {
     /// true].
     #[arg(long)]
     online_average: Option<bool>,
+    /// ... keeping the default recipe (that average, where tried) unless another leads it on the
+    /// validation campaigns by more than this many standard errors (0: the highest mean) [default: 0].
+    #[arg(long)]
+    online_margin: Option<f64>,
     /// After training, let the validation campaigns choose between these experts and one (a second
     /// general model, one expert, trained on the same campaigns in about a third of the time; the
     /// record keeps the better) [default: true, unless --experts is given; reference: false].
@@ -255,6 +259,7 @@ pub fn meta_config(a: &Args, base: MetaConfig) -> MetaConfig {
     m.val_crossfit = a.val_crossfit.unwrap_or(m.val_crossfit);
     m.online_select = a.online_select.unwrap_or(m.online_select);
     m.online_average = a.online_average.unwrap_or(m.online_average);
+    m.online_margin = a.online_margin.unwrap_or(m.online_margin);
     // Experts the user fixed stay fixed unless they ask for the choice too.
     m.select_experts = a
         .select_experts

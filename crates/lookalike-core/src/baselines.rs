@@ -65,6 +65,10 @@ pub enum Method {
     /// would choose without [`crate::finetune::OnlineRecipe::Averaged`], as `expand` applies it);
     /// same general model as `MetaHeac`.
     MetaHeacSingle,
+    /// MetaHeac fine-tuned by the recipe its validation campaigns choose with a margin: the average
+    /// of two runs unless another recipe leads it by more than the experts choice's margin of
+    /// standard errors ([`crate::schedule::OnlineChoice::with_margin`]); same general model.
+    MetaHeacMargin,
 }
 
 /// How a method's general model is trained (one per kind and seed, shared between methods).
@@ -103,7 +107,7 @@ impl Method {
     ];
 
     /// Methods run only when asked for.
-    pub const EXTRA: [Method; 8] = [
+    pub const EXTRA: [Method; 9] = [
         Method::MetaHeacDense,
         Method::MetaHeacOneHalf,
         Method::MetaHeacFixed,
@@ -112,6 +116,7 @@ impl Method {
         Method::MetaHeacBlend,
         Method::MetaHeacSoup,
         Method::MetaHeacSingle,
+        Method::MetaHeacMargin,
     ];
 
     /// The paper's name (the key in `bench`'s JSON).
@@ -137,6 +142,7 @@ impl Method {
             Method::MetaHeacBlend => "MetaHeac recipe blend",
             Method::MetaHeacSoup => "MetaHeac two runs averaged",
             Method::MetaHeacSingle => "MetaHeac single run",
+            Method::MetaHeacMargin => "MetaHeac recipe by margin",
         }
     }
 
@@ -173,6 +179,7 @@ impl Method {
             Method::MetaHeacBlend => "metaheac-blend",
             Method::MetaHeacSoup => "metaheac-soup",
             Method::MetaHeacSingle => "metaheac-single",
+            Method::MetaHeacMargin => "metaheac-margin",
         }
     }
 
@@ -210,7 +217,8 @@ impl Method {
             Method::MetaHeacEnsemble
             | Method::MetaHeacBlend
             | Method::MetaHeacSoup
-            | Method::MetaHeacSingle => Some(General::MetaHeac),
+            | Method::MetaHeacSingle
+            | Method::MetaHeacMargin => Some(General::MetaHeac),
         }
     }
 }
@@ -342,7 +350,8 @@ pub fn start(
         | Method::MetaHeacEnsemble
         | Method::MetaHeacBlend
         | Method::MetaHeacSoup
-        | Method::MetaHeacSingle => need().clone(),
+        | Method::MetaHeacSingle
+        | Method::MetaHeacMargin => need().clone(),
     };
     Ok(Start::Model(Box::new(model)))
 }

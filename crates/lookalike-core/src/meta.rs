@@ -149,6 +149,11 @@ pub struct MetaConfig {
     /// before it was one.
     #[config(default = true)]
     pub online_average: bool,
+    /// ... keeping the default recipe (that average where it is tried) unless another leads it by
+    /// more than this many standard errors of the paired difference over the validation campaigns
+    /// ([`crate::schedule::OnlineChoice::pick`]); 0: the highest mean AUC.
+    #[config(default = 0.0)]
+    pub online_margin: f64,
     /// After training, also train a general model with one expert (the "w/o HE" configuration) on the
     /// same campaigns and keep whichever the validation campaigns score higher, each fine-tuned with
     /// the online recipe it chose (the configured experts unless one is clearly ahead: the margin below). The experts pay where

@@ -246,9 +246,45 @@ pub struct OnlineChoice {
     pub recipe: OnlineRecipe,
     /// Each recipe tried, with its validation mean AUC.
     pub tried: Vec<(OnlineRecipe, f64)>,
+    /// Each recipe's per-campaign validation AUCs, in `tried`'s order (none in records written
+    /// before they were kept).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aucs: Vec<Vec<Option<f64>>>,
 }
 
 impl OnlineChoice {
+    /// The index in `tried` that [`choose_online`]'s rule picks from these validation AUCs (`aucs`
+    /// per recipe, in `tried`'s order): the default recipe (the average of two runs where it was
+    /// tried, else the configuration as given) unless another one leads it by more than `margin`
+    /// standard errors of the paired difference over the validation campaigns, on two at least;
+    /// then the one furthest ahead (the earliest on a tie). With `margin` 0 that is the highest mean.
+    pub fn pick(tried: &[(OnlineRecipe, f64)], aucs: &[Vec<Option<f64>>], margin: f64) -> usize {
+        let default = tried
+            .iter()
+            .position(|t| t.0 == OnlineRecipe::Averaged)
+            .unwrap_or(0);
+        aucs.iter()
+            .enumerate()
+            .filter(|&(i, _)| i != default)
+            // The experts' paired comparison, recipe against recipe (`experts` unused).
+            .map(|(i, a)| (i, Ahead::of(0, a, &aucs[default])))
+            .filter(|(_, v)| v.clears(margin))
+            .fold(None::<(usize, f64)>, |best, (i, v)| match best {
+                Some((_, m)) if m >= v.mean_diff => best,
+                _ => Some((i, v.mean_diff)),
+            })
+            .map_or(default, |(i, _)| i)
+    }
+
+    /// The recipe [`Self::pick`] gives with `margin` (the chosen one where the per-campaign AUCs
+    /// were not kept).
+    pub fn with_margin(&self, margin: f64) -> OnlineRecipe {
+        if self.aucs.len() != self.tried.len() {
+            return self.recipe;
+        }
+        self.tried[Self::pick(&self.tried, &self.aucs, margin)].0
+    }
+
     /// The recipe to apply: the chosen one, unless it averages two runs and that is not wanted
     /// (`averaging` false: non-seeds sampled from the pool, see
     /// [`FineTuneConfig::sampled_negatives`], or asked for one run); then the best single run tried.
@@ -284,7 +320,7 @@ fn best_of(tried: &[(OnlineRecipe, f64)], keep: impl Fn(OnlineRecipe) -> bool) -
 }
 
 /// Fine-tunes `general` (an autodiff model) on the validation campaigns with each recipe that applies
-/// to it and keeps the one with the highest mean AUC (the configuration as given on a tie), as the
+/// to it and keeps one by [`OnlineChoice::pick`] with `margin` (0: the highest mean AUC), as the
 /// validation campaigns chose the kept iteration. `as_configured`: that recipe's per-campaign AUCs
 /// where they are known already (the fit's best validation, on these weights: the fine-tunes are
 /// seeded, so they would repeat). `averaging`: whether [`OnlineRecipe::Averaged`] is among them
@@ -295,6 +331,7 @@ pub fn choose_online(
     general: &MetaHeac,
     as_configured: Option<Vec<Option<f64>>>,
     averaging: bool,
+    margin: f64,
 ) -> Result<(OnlineChoice, Vec<Option<f64>>), NonFinite> {
     let wide = !general.wide.is_empty();
     let finetune = &validation.finetune;
@@ -328,11 +365,12 @@ pub fn choose_online(
         tried.push((recipe, mean_of(&aucs)));
         per_campaign.push(aucs);
     }
-    let best = best_of(&tried, |_| true).unwrap_or(0);
+    let best = OnlineChoice::pick(&tried, &per_campaign, margin);
     Ok((
         OnlineChoice {
             recipe: tried[best].0,
             tried,
+            aucs: per_campaign.clone(),
         },
         per_campaign.swap_remove(best),
     ))
@@ -821,7 +859,13 @@ pub fn fit_resumable(
     {
         // A checkpoint written before the per-campaign AUCs were kept has none: validate again.
         let known = (report.aucs.len() == v.len()).then(|| std::mem::take(&mut report.aucs));
-        let (choice, aucs) = choose_online(v, trainer.model(), known, cfg.online_average)?;
+        let (choice, aucs) = choose_online(
+            v,
+            trainer.model(),
+            known,
+            cfg.online_average,
+            cfg.online_margin,
+        )?;
         report.online = Some(choice);
         report.aucs = aucs;
     } else if let Some(v) = validation

@@ -864,7 +864,7 @@ fn validation_chooses_the_online_recipe() {
             assert_eq!(tried, OnlineRecipe::ALL);
             // Without the average among them, the single runs only, with the same AUCs.
             let (single, _) =
-                schedule::choose_online(&validation, trainer.model(), None, false).unwrap();
+                schedule::choose_online(&validation, trainer.model(), None, false, 0.0).unwrap();
             let n = OnlineRecipe::ALL.len() - 1;
             assert_eq!(single.tried, choice.tried[..n]);
             assert_eq!(single.recipe, choice.applied(false));
@@ -883,6 +883,18 @@ fn validation_chooses_the_online_recipe() {
         let best = choice.tried.iter().map(|t| t.1).fold(f64::MIN, f64::max);
         let first_best = choice.tried.iter().find(|t| t.1 == best).unwrap().0;
         assert_eq!(choice.recipe, first_best);
+        // Each recipe's per-campaign AUCs are kept, so another margin can be applied later.
+        assert_eq!(choice.aucs.len(), choice.tried.len());
+        for (a, t) in choice.aucs.iter().zip(&choice.tried) {
+            assert_eq!(mean_of(a), t.1);
+        }
+        assert_eq!(choice.with_margin(0.0), choice.recipe);
+        let default = if wide {
+            OnlineRecipe::Averaged
+        } else {
+            OnlineRecipe::AsConfigured
+        };
+        assert_eq!(choice.with_margin(1e9), default);
         // The kept weights' AUC on each campaign as deployed: what choosing the number of experts
         // pairs, kept so that it need not fine-tune again.
         assert_eq!(report.aucs.len(), validation.len());
@@ -916,7 +928,8 @@ fn validation_chooses_the_online_recipe() {
 }
 
 /// Where the two runs' average is not wanted (non-seeds sampled from the pool), a choice of it gives
-/// way to the best single run tried; any other choice stands.
+/// way to the best single run tried; any other choice stands. With a margin, the default recipe stays
+/// unless another clearly leads it.
 #[test]
 fn a_chosen_average_gives_way_to_the_best_single_run() {
     use lookalike_core::finetune::OnlineRecipe as R;
@@ -924,6 +937,7 @@ fn a_chosen_average_gives_way_to_the_best_single_run() {
     let choice = |recipe, tried: &[(R, f64)]| OnlineChoice {
         recipe,
         tried: tried.to_vec(),
+        aucs: Vec::new(),
     };
     let averaged = choice(
         R::Averaged,
@@ -948,6 +962,37 @@ fn a_chosen_average_gives_way_to_the_best_single_run() {
         &[(R::AsConfigured, f64::NAN), (R::Averaged, 0.7)],
     );
     assert_eq!(alone.applied(false), R::AsConfigured);
+    // By margin: the average stays unless another recipe leads it by more than `margin` standard
+    // errors of the paired difference, on two campaigns at least.
+    let tried = [
+        (R::AsConfigured, 0.0),
+        (R::WideOnly, 0.0),
+        (R::Averaged, 0.0),
+    ];
+    let aucs = |a: &[f64]| a.iter().map(|&x| Some(x)).collect::<Vec<_>>();
+    let per = [
+        aucs(&[0.70, 0.80, 0.60]),
+        // +0.02 on every campaign: clears any margin.
+        aucs(&[0.72, 0.82, 0.62]),
+        aucs(&[0.70, 0.80, 0.60]),
+    ];
+    assert_eq!(OnlineChoice::pick(&tried, &per, 5.0), 1);
+    let noisy = [
+        aucs(&[0.70, 0.80, 0.60]),
+        // +0.03 on average: ahead, not by one standard error of the difference (0.044).
+        aucs(&[0.80, 0.75, 0.64]),
+        aucs(&[0.70, 0.80, 0.60]),
+    ];
+    assert_eq!(OnlineChoice::pick(&tried, &noisy, 0.0), 1);
+    assert_eq!(OnlineChoice::pick(&tried, &noisy, 1.0), 2);
+    let one = [aucs(&[0.9]), aucs(&[0.9]), aucs(&[0.1])];
+    assert_eq!(OnlineChoice::pick(&tried, &one, 0.0), 2, "one campaign");
+    // Without the average tried, the configuration as given is the default.
+    assert_eq!(OnlineChoice::pick(&tried[..2], &per[..2], 0.0), 1);
+    assert_eq!(OnlineChoice::pick(&tried[..2], &noisy[..2], 1.0), 0);
+    // Without per-campaign AUCs (older records), the choice stands.
+    assert_eq!(averaged.with_margin(1e9), R::Averaged);
+    assert_eq!(single.with_margin(1e9), R::WideOnly);
     // Applied, the average turns on the two runs; the others leave them off.
     let ft = lookalike_core::finetune::FineTuneConfig::new();
     assert!(R::Averaged.apply(ft.clone()).soups(true));
