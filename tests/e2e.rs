@@ -327,26 +327,21 @@ fn pipeline_end_to_end() {
         averaged,
         "{table}"
     );
+    let eval_soup = |soup: &str| {
+        ok(&[
+            "eval",
+            "--data",
+            p(&data),
+            "--model",
+            p(&rec),
+            "--soup",
+            soup,
+        ])
+    };
     // `--soup false` keeps to one run: the best single run validation tried.
-    let single = ok(&[
-        "eval",
-        "--data",
-        p(&data),
-        "--model",
-        p(&rec),
-        "--soup",
-        "false",
-    ]);
+    let single = eval_soup("false");
     assert!(!single.contains("online rule: the average"), "{single}");
-    let soup = ok(&[
-        "eval",
-        "--data",
-        p(&data),
-        "--model",
-        p(&rec),
-        "--soup",
-        "true",
-    ]);
+    let soup = eval_soup("true");
     assert!(
         soup.contains("online rule: the average of two runs")
             && soup.contains("online recipe chosen by") == averaged,

@@ -145,10 +145,15 @@ impl<'a> Validation<'a> {
                 &self.sets[i].campaign.ad,
                 tune,
                 eval,
-                self.seed ^ i as u64 ^ (fold << 32),
+                self.fine_tune_seed(i, fold),
             )?;
             Ok(scores)
         })
+    }
+
+    /// The seed of campaign `i`'s fine-tune on half `fold`.
+    fn fine_tune_seed(&self, i: usize, fold: u64) -> u64 {
+        self.seed ^ i as u64 ^ (fold << 32)
     }
 
     /// Each validation campaign's AUC for the LR baseline fitted on the same rows: the floor the general
@@ -181,7 +186,7 @@ impl<'a> Validation<'a> {
                 &self.sets[i].campaign.ad,
                 tune,
                 eval,
-                self.seed ^ i as u64 ^ (fold << 32),
+                self.fine_tune_seed(i, fold),
             )?;
             Ok(scores.to_vec())
         })?;
