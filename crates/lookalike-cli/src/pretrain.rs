@@ -194,8 +194,8 @@ pub struct Args {
     #[arg(long)]
     online_select: Option<bool>,
     /// ... with the average of two runs (Adam steps without the wide fit, the wide fit alone) among
-    /// the recipes: two more fine-tunes per validation campaign (false: single runs only) [default:
-    /// true].
+    /// the recipes, scored from the fine-tunes those two recipes run anyway (false: single runs only)
+    /// [default: true].
     #[arg(long)]
     online_average: Option<bool>,
     /// ... keeping the default recipe (that average, where tried) unless another leads it on the

@@ -79,10 +79,10 @@ pub struct FineTuneConfig {
     /// the wide fit alone without Adam steps (each with the hold-out and refit above), and keep the
     /// average of the two networks' weights (WiSE-FT's weight-space ensemble; one network, so scoring
     /// costs what it does for one run). A recipe chosen on validation changes nothing while it is on
-    /// ([`OnlineRecipe::apply`]). Off in the configuration, forced on every campaign: over 11 worlds
-    /// it raised cold mean AUC on 8 (InstEval +0.018, p 0.033) but lost on the independent world
+    /// ([`OnlineRecipe::apply`]). Off in the configuration. Forced on every campaign, it raised cold
+    /// mean AUC on 8 of 11 worlds (InstEval +0.018, p 0.033) but lost on the independent world
     /// (−0.012, p 0.032) and the small tokens world (−0.091), where Adam without the wide fit is far
-    /// behind. It is one of the recipes a general model's validation campaigns choose among
+    /// behind; so it is one of the recipes a general model's validation campaigns choose among
     /// ([`OnlineRecipe::Averaged`]; README, "Online: two runs from the general model, averaged").
     #[config(default = false)]
     pub soup: bool,
@@ -155,7 +155,8 @@ pub enum OnlineRecipe {
 }
 
 impl OnlineRecipe {
-    /// Every recipe, the configuration as given first (it wins ties).
+    /// Every recipe, the configuration as given first (it wins ties among the single runs; the
+    /// average, where tried, is the default the others must beat: [`crate::schedule::OnlineChoice::pick`]).
     pub const ALL: [OnlineRecipe; 6] = [
         OnlineRecipe::AsConfigured,
         OnlineRecipe::NonNegativeOffset,

@@ -145,8 +145,8 @@ pub struct MetaConfig {
     #[config(default = true)]
     pub online_select: bool,
     /// ... with the average of two runs among them ([`crate::finetune::OnlineRecipe::Averaged`]),
-    /// which costs two fine-tunes per validation campaign. Off: the single-run recipes only, as
-    /// before it was one.
+    /// scored from the fine-tunes of the two single runs it averages, so it costs no fine-tune more.
+    /// Off: the single-run recipes only, as before it was one.
     #[config(default = true)]
     pub online_average: bool,
     /// ... keeping the default recipe (that average where it is tried) unless another leads it by
