@@ -123,6 +123,13 @@ impl FineTuneConfig {
             .with_soup(false)
     }
 
+    /// The two runs [`Self::soup`] averages: Adam steps without the wide fit, and the wide fit alone
+    /// (each one run, with this configuration's hold-out and refit).
+    pub fn soup_runs(&self) -> (FineTuneConfig, FineTuneConfig) {
+        let single = self.clone().with_soup(false);
+        (single.clone().with_fit_wide(false), single.with_epochs(0))
+    }
+
     /// Whether a run of this configuration averages two runs (see [`Self::soup`]) for a model
     /// with (or without) a wide part.
     pub fn soups(&self, wide: bool) -> bool {
@@ -322,16 +329,16 @@ impl<'a> FineTuner<'a> {
     ) -> Self {
         // A soup: this run is the one without the wide fit; the wide fit alone runs at the end.
         let (config, soup) = if config.soups(!model.wide.is_empty()) && !rows.is_empty() {
-            let single = config.clone().with_soup(false);
+            let (adam, wide) = config.soup_runs();
             let soup = Run {
                 general: model.clone(),
-                config: single.clone().with_epochs(0),
+                config: wide,
                 users,
                 ad,
                 rows: rows.to_vec(),
                 seed,
             };
-            (single.with_fit_wide(false), Some(soup))
+            (adam, Some(soup))
         } else {
             (config, None)
         };
@@ -781,7 +788,7 @@ impl<'a> Run<'a> {
     fn mix(self, model: MetaHeac) -> Result<MetaHeac, NonFinite> {
         let mut wide = self.tuner();
         while wide.step()?.is_some() {}
-        Ok(crate::grads::interpolate(model, &wide.into_model()?, 0.5))
+        Ok(soup_of(model, &wide.into_model()?))
     }
 
     /// [`Self::mix`] reading values back asynchronously (WebGPU in a browser).
@@ -790,8 +797,14 @@ impl<'a> Run<'a> {
         while wide.step_async().await?.is_some() {}
         // The second run holds no soup of its own; the box only breaks the type's recursion.
         let wide = Box::pin(wide.into_model_async()).await?;
-        Ok(crate::grads::interpolate(model, &wide, 0.5))
+        Ok(soup_of(model, &wide))
     }
+}
+
+/// The average of a soup's two fine-tuned networks, parameter by parameter (see
+/// [`FineTuneConfig::soup`]).
+fn soup_of(adam: MetaHeac, wide: &MetaHeac) -> MetaHeac {
+    crate::grads::interpolate(adam, wide, 0.5)
 }
 
 /// A fresh run from the general model: the refit on all rows (see [`FineTuneConfig::refit`]), or a
@@ -844,15 +857,13 @@ pub fn tune_and_score_both(
     candidates: &[Row],
     seed: u64,
 ) -> Result<[Vec<f32>; 3], NonFinite> {
-    let single = config.clone().with_soup(false);
-    let tune = |recipe: OnlineRecipe| {
-        let config = recipe.apply(single.clone());
+    let (adam, wide) = config.soup_runs();
+    let tune = |config: FineTuneConfig| {
         FineTuner::new(model.clone(), config, users, ad, train, seed).run(&mut |_, _, _| {})
     };
-    let adam = tune(OnlineRecipe::NoWideFit)?;
-    let wide = tune(OnlineRecipe::WideOnly)?;
-    // As `Run::mix` averages them.
-    let averaged = crate::grads::interpolate(adam.clone(), &wide, 0.5);
+    let adam = tune(adam)?;
+    let wide = tune(wide)?;
+    let averaged = soup_of(adam.clone(), &wide);
     let score = |m: &MetaHeac| {
         crate::expansion::score(m, users, ad, candidates, crate::expansion::SCORE_BATCH)
     };

@@ -347,24 +347,17 @@ pub fn choose_online(
         .filter(|&r| r.applies(wide) && (averaging || r != OnlineRecipe::Averaged));
     // Where the average is tried and is the average of the two single runs tried, all three come
     // from the same two fine-tunes.
-    let mut both = None;
-    let shared = averaging && OnlineRecipe::Averaged.apply(finetune.clone()).soups(wide);
+    let both = if averaging && OnlineRecipe::Averaged.apply(finetune.clone()).soups(wide) {
+        Some(validation.aucs_both_and_averaged(general, finetune)?)
+    } else {
+        None
+    };
     for recipe in recipes {
-        let aucs = match (recipe, &as_configured) {
-            (OnlineRecipe::AsConfigured, Some(a)) => a.clone(),
-            (OnlineRecipe::NoWideFit | OnlineRecipe::WideOnly | OnlineRecipe::Averaged, _)
-                if shared =>
-            {
-                if both.is_none() {
-                    both = Some(validation.aucs_both_and_averaged(general, finetune)?);
-                }
-                let [adam, wide_only, averaged] = both.as_ref().expect("just computed");
-                match recipe {
-                    OnlineRecipe::NoWideFit => adam.clone(),
-                    OnlineRecipe::WideOnly => wide_only.clone(),
-                    _ => averaged.clone(),
-                }
-            }
+        let aucs = match (recipe, &as_configured, &both) {
+            (OnlineRecipe::AsConfigured, Some(a), _) => a.clone(),
+            (OnlineRecipe::NoWideFit, _, Some([adam, _, _])) => adam.clone(),
+            (OnlineRecipe::WideOnly, _, Some([_, wide_only, _])) => wide_only.clone(),
+            (OnlineRecipe::Averaged, _, Some([_, _, averaged])) => averaged.clone(),
             _ => validation.aucs_as(general, &recipe.apply(finetune.clone()))?,
         };
         tried.push((recipe, mean_of(&aucs)));
