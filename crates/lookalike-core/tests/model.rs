@@ -52,6 +52,74 @@ fn gates_are_distributions_and_output_is_a_probability() {
 }
 
 #[test]
+fn the_experts_run_side_by_side_as_they_would_one_by_one() {
+    use burn::tensor::{Distribution, Tensor};
+    use lookalike_core::model::experts_forward;
+    let device = Device::flex().autodiff();
+    let s = schema();
+    for (experts, dims) in [
+        (3, vec![6, 5]),
+        (4, vec![7]),
+        (2, vec![5, 4, 3]),
+        (1, vec![6, 5]),
+    ] {
+        let m = model(
+            &config(&s)
+                .with_num_experts(experts)
+                .with_expert_dims(dims.clone()),
+            &device,
+            11,
+        );
+        let x: Tensor<2> = Tensor::random(
+            [9, m.experts[0].layers[0].weight.dims()[0]],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        // Weighted sums, so a mix-up of experts or of their outputs' columns shows.
+        let weights: Tensor<3> = Tensor::random(
+            [9, experts, *dims.last().unwrap()],
+            Distribution::Default,
+            &device,
+        );
+        let one_by_one: Tensor<3> =
+            Tensor::stack(m.experts.iter().map(|e| e.forward(x.clone())).collect(), 1);
+        let side_by_side = experts_forward(&m.experts, x.clone());
+        assert_eq!(side_by_side.dims(), one_by_one.dims());
+        let a = values(one_by_one.clone().flatten::<1>(0, 2));
+        let b = values(side_by_side.clone().flatten::<1>(0, 2));
+        for (u, v) in a.iter().zip(&b) {
+            assert!(
+                (u - v).abs() < 1e-5,
+                "{experts} experts {dims:?}: {u} vs {v}"
+            );
+        }
+        // The same gradients for every expert's weights and biases.
+        let leaf = grads::releaf(m.clone());
+        let g1 = GradientsParams::from_grads(
+            (Tensor::stack::<3>(
+                leaf.experts.iter().map(|e| e.forward(x.clone())).collect(),
+                1,
+            ) * weights.clone())
+            .sum()
+            .backward(),
+            &leaf,
+        );
+        let g2 = GradientsParams::from_grads(
+            (experts_forward(&leaf.experts, x.clone()) * weights)
+                .sum()
+                .backward(),
+            &leaf,
+        );
+        let diff = grads::norm(&m, &grads::combine(&m, &[(1.0, &g1), (-1.0, &g2)]));
+        let size = grads::norm(&m, &g1);
+        assert!(
+            size > 0.0 && diff < 1e-5 * size.max(1.0),
+            "{experts} experts {dims:?}: gradients differ by {diff} (norm {size})"
+        );
+    }
+}
+
+#[test]
 fn padding_slots_do_not_matter_and_seeds_reproduce() {
     let device = Device::flex();
     let s = schema();
