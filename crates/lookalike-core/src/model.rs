@@ -118,6 +118,11 @@ impl Expert {
     }
 }
 
+/// Every expert's output E_k(x), shape `[B, n, d]`, one expert at a time.
+pub fn experts_one_by_one(experts: &[Expert], x: Tensor<2>) -> Tensor<3> {
+    Tensor::stack(experts.iter().map(|e| e.forward(x.clone())).collect(), 1)
+}
+
 /// Every expert's output E_k(x), shape `[B, n, d]`: the same sums as `n` separate [`Expert::forward`]s,
 /// run as one matrix product per layer, so the input is packed once for all experts and each product is
 /// `n` times wider (the first layer over `x` with the experts' weights side by side, `[B, in] × [in,
@@ -127,7 +132,7 @@ pub fn experts_forward(experts: &[Expert], x: Tensor<2>) -> Tensor<3> {
     let depth = experts[0].layers.len();
     if n == 1 || depth == 0 {
         // Nothing to put side by side.
-        return Tensor::stack(experts.iter().map(|e| e.forward(x.clone())).collect(), 1);
+        return experts_one_by_one(experts, x);
     }
     let [b, _] = x.dims();
     let layer = |i: usize| experts.iter().map(move |e| &e.layers[i]);
@@ -486,13 +491,7 @@ impl MetaHeac {
         {
             experts_forward(&self.experts, x_u)
         } else {
-            Tensor::stack(
-                self.experts
-                    .iter()
-                    .map(|e| e.forward(x_u.clone()))
-                    .collect(),
-                1,
-            )
+            experts_one_by_one(&self.experts, x_u)
         };
         let h: Tensor<2> = (stacked * g.clone().unsqueeze_dim::<3>(2))
             .sum_dim(1)
