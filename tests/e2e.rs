@@ -221,16 +221,13 @@ fn pipeline_end_to_end() {
     );
 
     // Eval: markdown table and JSON with both groups.
+    let eval = |extra: &[&str]| {
+        let mut args = vec!["eval", "--data", p(&data), "--model", p(&rec)];
+        args.extend_from_slice(extra);
+        ok(&args)
+    };
     let json = w.path("eval.json");
-    let table = ok(&[
-        "eval",
-        "--data",
-        p(&data),
-        "--model",
-        p(&rec),
-        "--json",
-        p(&json),
-    ]);
+    let table = eval(&["--json", p(&json)]);
     assert!(
         table.contains("| cold |") && table.contains("| hot |"),
         "{table}"
@@ -259,14 +256,7 @@ fn pipeline_end_to_end() {
         let auc = group["mean_auc"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&auc));
     }
-    ok(&[
-        "eval",
-        "--data",
-        p(&data),
-        "--model",
-        p(&rec),
-        "--no-pretrain",
-    ]);
+    eval(&["--no-pretrain"]);
 
     // Ablations and the other meta-gradients train and load.
     for extra in [
@@ -327,21 +317,10 @@ fn pipeline_end_to_end() {
         averaged,
         "{table}"
     );
-    let eval_soup = |soup: &str| {
-        ok(&[
-            "eval",
-            "--data",
-            p(&data),
-            "--model",
-            p(&rec),
-            "--soup",
-            soup,
-        ])
-    };
     // `--soup false` keeps to one run: the best single run validation tried.
-    let single = eval_soup("false");
+    let single = eval(&["--soup", "false"]);
     assert!(!single.contains("online rule: the average"), "{single}");
-    let soup = eval_soup("true");
+    let soup = eval(&["--soup", "true"]);
     assert!(
         soup.contains("online rule: the average of two runs")
             && soup.contains("online recipe chosen by") == averaged,
