@@ -39,7 +39,7 @@ struct Config {
 
 const CONFIGS: [Config; 4] = [
     Config {
-        name: "dense Adam, 1 thread (the reference's optimizer)",
+        name: "dense Adam, 1 core (the reference's optimizer)",
         embedding_update: "dense",
         threads: 1,
     },
@@ -49,7 +49,7 @@ const CONFIGS: [Config; 4] = [
         threads: 0,
     },
     Config {
-        name: "lazy Adam, 1 thread",
+        name: "lazy Adam, 1 core",
         embedding_update: "lazy",
         threads: 1,
     },
@@ -176,6 +176,10 @@ fn pretrain(exe: &Path, a: &Args, c: &Config, out: &Path, log: &Path) -> Result<
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log)?);
+    if c.threads == 1 {
+        // One core in all: the products' and element-wise kernels' own threads too.
+        cmd.env("RAYON_NUM_THREADS", "1");
+    }
     let child = cmd.spawn().context("starting `lookalike pretrain`")?;
     let (ok, peak) = wait(child)?;
     if !ok {

@@ -96,19 +96,71 @@ impl Table {
         out
     }
 
-    /// One Adam step on rows `ids` of field `field`, with their gradient `grad` (`[ids, width]`).
-    fn step(&mut self, field: usize, ids: &[u32], grad: &[f32], lr: f32, k: &StepConstants) {
+    /// One Adam step on the rows `ids[f]` of each field f, with their gradient `grads[f]` (`[ids,
+    /// width]`; `None`: the field took none). A step's rows are scattered over tables of millions and
+    /// the loop waits on memory, so the fields (disjoint rows) are stepped side by side on native
+    /// builds, and each field's rows in address order.
+    fn step(&mut self, ids: &[Vec<u32>], grads: Vec<Option<Vec<f32>>>, lr: f32, k: &StepConstants) {
         let w = self.width;
-        for (j, &id) in ids.iter().enumerate() {
-            let r = (self.offsets[field] + id as usize) * w;
-            for i in 0..w {
-                let g = grad[j * w + i];
-                let (m, v) = (&mut self.m[r + i], &mut self.v[r + i]);
+        let (mut values, mut m, mut v) = (&mut self.values[..], &mut self.m[..], &mut self.v[..]);
+        let mut fields = Vec::with_capacity(grads.len());
+        for (f, grad) in grads.into_iter().enumerate() {
+            let len = self
+                .offsets
+                .get(f + 1)
+                .map_or(values.len(), |&o| (o - self.offsets[f]) * w);
+            let (field_values, rest) = std::mem::take(&mut values).split_at_mut(len);
+            values = rest;
+            let (field_m, rest) = std::mem::take(&mut m).split_at_mut(len);
+            m = rest;
+            let (field_v, rest) = std::mem::take(&mut v).split_at_mut(len);
+            v = rest;
+            if let Some(grad) = grad {
+                let rows = FieldRows {
+                    values: field_values,
+                    m: field_m,
+                    v: field_v,
+                };
+                fields.push((rows, &ids[f][..], grad));
+            }
+        }
+        let adam =
+            |(rows, ids, grad): (FieldRows, &[u32], Vec<f32>)| rows.adam(w, ids, &grad, lr, k);
+        #[cfg(feature = "native")]
+        {
+            use rayon::prelude::*;
+            fields.into_par_iter().with_max_len(1).for_each(adam);
+        }
+        #[cfg(not(feature = "native"))]
+        fields.into_iter().for_each(adam);
+    }
+}
+
+/// One field's rows of a [`Table`]: values and both moments.
+struct FieldRows<'t> {
+    values: &'t mut [f32],
+    m: &'t mut [f32],
+    v: &'t mut [f32],
+}
+
+impl FieldRows<'_> {
+    /// Adam on rows `ids` (distinct) with their gradient `grad` (`[ids, width]`).
+    fn adam(self, w: usize, ids: &[u32], grad: &[f32], lr: f32, k: &StepConstants) {
+        let mut order: Vec<(u32, usize)> = ids.iter().copied().zip(0..).collect();
+        order.sort_unstable();
+        for (id, j) in order {
+            let r = id as usize * w..(id as usize + 1) * w;
+            // Whole rows as slices, so the loop has no bounds checks and vectorises.
+            let row = self.values[r.clone()]
+                .iter_mut()
+                .zip(&mut self.m[r.clone()])
+                .zip(&mut self.v[r]);
+            for (((x, m), v), &g) in row.zip(&grad[j * w..(j + 1) * w]) {
                 // The order of burn's Adam, so a row updated every step follows it exactly.
                 *m = *m * k.beta_1 + g * (1.0 - k.beta_1);
                 *v = *v * k.beta_2 + g * g * (1.0 - k.beta_2);
                 let update = *m * k.combined / (v.sqrt() + k.epsilon);
-                self.values[r + i] -= update * lr;
+                *x -= update * lr;
             }
         }
     }
@@ -278,17 +330,11 @@ impl SparseEmbeddings {
                 .remove::<2>(e.weight.id)
                 .map(|g| g.into_data().try_to_vec::<f32>().expect("f32 gradients"))
         };
-        for (f, e) in deep_tables(work).into_iter().enumerate() {
-            if let Some(g) = take(e) {
-                self.deep.step(f, &touched.ids[f], &g, lr, &k);
-            }
-        }
+        let deep: Vec<_> = deep_tables(work).into_iter().map(&mut take).collect();
+        self.deep.step(&touched.ids, deep, lr, &k);
         if let Some(w) = &mut self.wide {
-            for (f, e) in work.wide.iter().enumerate() {
-                if let Some(g) = take(e) {
-                    w.step(f, &touched.ids[f], &g, lr, &k);
-                }
-            }
+            let wide: Vec<_> = work.wide.iter().map(&mut take).collect();
+            w.step(&touched.ids, wide, lr, &k);
         }
     }
 
