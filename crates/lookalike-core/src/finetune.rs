@@ -1176,11 +1176,14 @@ pub fn predict(
     batch: usize,
 ) -> Vec<f32> {
     let model = model.valid();
-    let mut out = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(batch.max(1)) {
-        out.extend(f32s(score_tensor(&model, users, ad, chunk).into_data()));
-    }
-    out
+    let passes: Vec<&[Row]> = rows.chunks(batch.max(1)).collect();
+    // The passes side by side, one per core (one at a time, only the products would use a second
+    // core). Each pass is computed as it would be alone, so the scores do not depend on the threads.
+    let threads = crate::meta::threads(0);
+    crate::meta::per_task(passes.len(), threads, |i| {
+        f32s(score_tensor(&model, users, ad, passes[i]).into_data())
+    })
+    .concat()
 }
 
 /// [`predict`] with asynchronous read-back (required on WebGPU in a browser).

@@ -846,12 +846,14 @@ pub(crate) fn per_task<T: Send>(n: usize, threads: usize, f: impl Fn(usize) -> T
 }
 
 /// Runs `op` on a rayon pool of `threads` workers: the global pool where it has that many, otherwise
-/// one kept for that count (built once; a pool per meta-step would start threads every step).
+/// one kept for that count (built once; a pool per meta-step would start threads every step). Called
+/// from a pool's worker (tasks within tasks: validation's fine-tunes score their rows), `op` runs on
+/// that pool, which is already spread over the cores.
 #[cfg(feature = "native")]
 fn on_pool<R: Send>(threads: usize, op: impl FnOnce() -> R + Send) -> R {
     use std::collections::HashMap;
     use std::sync::{Arc, Mutex, OnceLock};
-    if rayon::current_thread_index().is_none() && rayon::current_num_threads() == threads {
+    if rayon::current_thread_index().is_some() || rayon::current_num_threads() == threads {
         return op();
     }
     static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
