@@ -619,6 +619,9 @@ impl<'a> MetaTrainer<'a> {
 
     fn first_order_step(&mut self) -> StepStats {
         let (rows, batches) = self.meta_batch();
+        if self.sparse.is_some() {
+            return self.first_order_lazy(rows, batches);
+        }
         let n = (batches.len() / 2) as f32;
         let (work, touched, inputs) = self.work(batches);
         let config = &self.config;
@@ -638,6 +641,58 @@ impl<'a> MetaTrainer<'a> {
         let query_loss = tasks.iter().map(|t| t.2).sum();
         let grads = sum(&work, tasks.iter().map(|t| &t.0));
         self.apply(&work, touched.as_ref(), grads);
+        StepStats {
+            support_loss,
+            query_loss,
+            rows,
+        }
+    }
+
+    /// [`Self::first_order_step`] with lazy embedding updates: each task computes on a compact model of
+    /// its own rows (on the paper-scale world a third of the meta-batch's union, so a third of the
+    /// table-sized gradients and fast weights), built on its own thread, and the tables' gradients are
+    /// summed on the host (`SparseEmbeddings::merge`) into the union model's: the same sums in the same
+    /// order, so the same step (tested against the union model).
+    fn first_order_lazy(&mut self, rows: usize, mut batches: Vec<Batch>) -> StepStats {
+        let n = (batches.len() / 2) as f32;
+        let threads = self.threads();
+        let sparse = self.sparse.as_mut().expect("lazy embedding updates");
+        let touched: Vec<Touched> = batches
+            .chunks_mut(2)
+            .map(|pair| sparse.compact(pair))
+            .collect();
+        let inputs: Vec<Inputs> = batches
+            .iter()
+            .map(|b| Inputs::new(b, &self.device))
+            .collect();
+        let (config, general) = (&self.config, self.general());
+        let sparse = self.sparse.as_ref().expect("lazy embedding updates");
+        let tasks = per_task(touched.len(), threads, |i| {
+            let leaf = grads::releaf(sparse.model(general, &touched[i]));
+            let (fast, _, ls) = Self::adapt(config, &leaf, &inputs[2 * i], false);
+            let lq = fast.loss(&inputs[2 * i + 1]).div_scalar(n);
+            let value = lq.clone().into_scalar::<f32>();
+            let mut g = GradientsParams::from_grads(lq.backward(), &leaf);
+            let tables = SparseEmbeddings::take_grads(&leaf, &mut g);
+            (g, tables, ls, value)
+        });
+        if tasks.is_empty() {
+            return StepStats::default();
+        }
+        let support_loss = tasks.iter().map(|t| t.2 / n).sum();
+        let query_loss = tasks.iter().map(|t| t.3).sum();
+        let dense = sum(self.general(), tasks.iter().map(|t| &t.0));
+        let parts = touched
+            .into_iter()
+            .zip(tasks)
+            .map(|(t, task)| (t, task.1))
+            .collect();
+        let sparse = self.sparse.as_mut().expect("lazy embedding updates");
+        let (union, tables) = sparse.merge(parts);
+        sparse.step_rows(self.config.outer_lr, &union, tables);
+        self.stale = true;
+        let model = self.model.take().expect("model present between steps");
+        self.model = Some(self.optim.step(self.config.outer_lr, model, dense));
         StepStats {
             support_loss,
             query_loss,

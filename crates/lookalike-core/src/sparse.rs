@@ -189,6 +189,15 @@ pub struct Touched {
     pub ids: Vec<Vec<u32>>,
 }
 
+/// The tables' gradients of a compact model, on the host: per field (in [`deep_tables`] order, and the
+/// wide part's in its order), `[rows, width]` in the order of the [`Touched`] rows, or `None` where the
+/// field took no gradient.
+#[derive(Debug, Clone, Default)]
+pub struct TableGrads {
+    pub deep: Vec<Option<Vec<f32>>>,
+    pub wide: Vec<Option<Vec<f32>>>,
+}
+
 /// The embedding tables of a model under training with lazy Adam (see the module's notes).
 #[derive(Debug, Clone)]
 pub struct SparseEmbeddings {
@@ -314,6 +323,91 @@ impl SparseEmbeddings {
         touched: &Touched,
         grads: &mut GradientsParams,
     ) {
+        let g = Self::take_grads(work, grads);
+        self.step_rows(lr, touched, g);
+    }
+
+    /// The tables' gradients of `work` (a model of [`Self::model`]), taken out of `grads` to the host;
+    /// what is left is for the dense layers.
+    pub fn take_grads(work: &MetaHeac, grads: &mut GradientsParams) -> TableGrads {
+        let mut take = |e: &Embedding| -> Option<Vec<f32>> {
+            grads
+                .remove::<2>(e.weight.id)
+                .map(|g| g.into_data().try_to_vec::<f32>().expect("f32 gradients"))
+        };
+        TableGrads {
+            deep: deep_tables(work).into_iter().map(&mut take).collect(),
+            wide: work.wide.iter().map(&mut take).collect(),
+        }
+    }
+
+    /// The sum, in the order given, of the gradients of several compact models (one per task of a
+    /// meta-batch), as the gradient of one compact model over the union of their rows: a row's
+    /// gradient is the sum of those of the tasks that touch it, added in task order, as a sum of the
+    /// union model's gradients would add them (the others add an exact zero).
+    pub fn merge(&mut self, parts: Vec<(Touched, TableGrads)>) -> (Touched, TableGrads) {
+        let fields = self.deep.offsets.len();
+        let wide_fields = parts.first().map_or(0, |p| p.1.wide.len());
+        let mut union = Touched {
+            ids: vec![Vec::new(); fields],
+        };
+        let mut deep: Vec<Option<Vec<f32>>> = vec![None; fields];
+        let mut wide: Vec<Option<Vec<f32>>> = vec![None; wide_fields];
+        let (d, total) = (self.deep.width, self.slot.len());
+        for (touched, grads) in &parts {
+            for (f, ids) in touched.ids.iter().enumerate() {
+                let start = self.deep.offsets[f];
+                let end = self.deep.offsets.get(f + 1).copied().unwrap_or(total);
+                let g_deep = grads.deep[f].as_deref();
+                let g_wide = grads.wide.get(f).and_then(|g| g.as_deref());
+                for (j, &id) in ids.iter().enumerate() {
+                    let row = start + id as usize;
+                    debug_assert!(row < end);
+                    let slot = &mut self.slot[row];
+                    if *slot == u32::MAX {
+                        *slot = union.ids[f].len() as u32;
+                        union.ids[f].push(id);
+                    }
+                    let u = *slot as usize;
+                    if let Some(g) = g_deep {
+                        let acc = deep[f].get_or_insert_with(Vec::new);
+                        if acc.len() < (u + 1) * d {
+                            acc.resize((u + 1) * d, 0.0);
+                        }
+                        for (a, &x) in acc[u * d..(u + 1) * d]
+                            .iter_mut()
+                            .zip(&g[j * d..(j + 1) * d])
+                        {
+                            *a += x;
+                        }
+                    }
+                    if let Some(g) = g_wide {
+                        let acc = wide[f].get_or_insert_with(Vec::new);
+                        if acc.len() < u + 1 {
+                            acc.resize(u + 1, 0.0);
+                        }
+                        acc[u] += g[j];
+                    }
+                }
+            }
+        }
+        // Every row of the union, including those only tasks without a gradient touched.
+        for (f, ids) in union.ids.iter().enumerate() {
+            if let Some(acc) = &mut deep[f] {
+                acc.resize(ids.len() * d, 0.0);
+            }
+            if let Some(acc) = wide.get_mut(f).and_then(|g| g.as_mut()) {
+                acc.resize(ids.len(), 0.0);
+            }
+            for &id in ids {
+                self.slot[self.deep.offsets[f] + id as usize] = u32::MAX;
+            }
+        }
+        (union, TableGrads { deep, wide })
+    }
+
+    /// Adam on the `touched` rows with their gradients `grads` (rows in `touched`'s order).
+    pub fn step_rows(&mut self, lr: f64, touched: &Touched, grads: TableGrads) {
         self.time += 1;
         let t = self.time.min(i32::MAX as u64) as i32;
         let a = self.adam;
@@ -325,16 +419,9 @@ impl SparseEmbeddings {
             epsilon: a.epsilon * bias2,
         };
         let lr = lr as f32;
-        let mut take = |e: &Embedding| -> Option<Vec<f32>> {
-            grads
-                .remove::<2>(e.weight.id)
-                .map(|g| g.into_data().try_to_vec::<f32>().expect("f32 gradients"))
-        };
-        let deep: Vec<_> = deep_tables(work).into_iter().map(&mut take).collect();
-        self.deep.step(&touched.ids, deep, lr, &k);
+        self.deep.step(&touched.ids, grads.deep, lr, &k);
         if let Some(w) = &mut self.wide {
-            let wide: Vec<_> = work.wide.iter().map(&mut take).collect();
-            w.step(&touched.ids, wide, lr, &k);
+            w.step(&touched.ids, grads.wide, lr, &k);
         }
     }
 

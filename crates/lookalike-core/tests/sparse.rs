@@ -209,3 +209,70 @@ fn the_thread_count_does_not_change_the_result() {
         assert_eq!(run(1), run(3), "{mode:?}");
     }
 }
+
+/// The tables' gradients of compact models of one task each (its own rows only), merged on the host,
+/// are those of one compact model over the union of their rows summed over the tasks in task order,
+/// bit for bit: the meta-step computes each task on its own rows.
+#[test]
+fn merged_task_gradients_are_the_union_models() {
+    let device = Device::flex().autodiff();
+    let s = schema();
+    let u = users(300, 1);
+    let general = model(&config(&s), &device, 3);
+    let mut sparse = SparseEmbeddings::of(&general, AdamConstants::with_epsilon(1e-8));
+    // Three tasks whose rows and ads overlap in part.
+    let tasks: Vec<Batch> = [([1u32, 2], 1), ([2, 1], 2), ([1, 1], 3)]
+        .iter()
+        .map(|(ad, seed)| Batch::gather(&u, &LENS, ad, &rows(120, *seed)))
+        .collect();
+    let grads = |work: &MetaHeac, b: &Batch| {
+        let loss = work.loss(&Inputs::new(b, &device));
+        GradientsParams::from_grads(loss.backward(), work)
+    };
+
+    // One compact model over the union, each task's gradient on it, summed in task order.
+    let mut union_batches = tasks.clone();
+    let union_touched = sparse.compact(&mut union_batches);
+    let union_work = sparse.model(&general, &union_touched);
+    let mut summed: Option<Vec<Option<Vec<f32>>>> = None;
+    for b in &union_batches {
+        let mut g = grads(&union_work, b);
+        let t = SparseEmbeddings::take_grads(&union_work, &mut g);
+        let fields: Vec<Option<Vec<f32>>> = t.deep.into_iter().chain(t.wide).collect();
+        summed = Some(match summed {
+            None => fields,
+            Some(acc) => acc
+                .into_iter()
+                .zip(fields)
+                .map(|(a, f)| match (a, f) {
+                    (Some(a), Some(f)) => Some(a.iter().zip(&f).map(|(x, y)| x + y).collect()),
+                    (a, f) => a.or(f),
+                })
+                .collect(),
+        });
+    }
+
+    // A compact model per task, merged.
+    let parts: Vec<_> = tasks
+        .iter()
+        .map(|b| {
+            let mut one = vec![b.clone()];
+            let touched = sparse.compact(&mut one);
+            let work = sparse.model(&general, &touched);
+            let mut g = grads(&work, &one[0]);
+            (touched, SparseEmbeddings::take_grads(&work, &mut g))
+        })
+        .collect();
+    assert!(
+        parts[0].0.ids.iter().map(Vec::len).sum::<usize>()
+            < union_touched.ids.iter().map(Vec::len).sum::<usize>(),
+        "a task's rows are fewer than the union's (the test would not tell the two apart)"
+    );
+    let (merged_touched, merged) = sparse.merge(parts);
+    assert_eq!(
+        merged_touched.ids, union_touched.ids,
+        "the union's rows, in its order"
+    );
+    let merged: Vec<Option<Vec<f32>>> = merged.deep.into_iter().chain(merged.wide).collect();
+    assert_eq!(Some(merged), summed);
+}
