@@ -569,8 +569,30 @@ impl<'a> MetaTrainer<'a> {
             sparse.step(self.config.outer_lr, work, t, &mut grads);
             self.stale = true;
         }
+        self.dense_step(grads);
+    }
+
+    /// burn's Adam step on the general model from `grads` (with lazy updates, the dense layers' only).
+    fn dense_step(&mut self, grads: GradientsParams) {
         let model = self.model.take().expect("model present between steps");
         self.model = Some(self.optim.step(self.config.outer_lr, model, grads));
+    }
+
+    /// One task of a first-order meta-step at `work` (a copy of θ, or its compact copy): θ' from the
+    /// support set, then the query loss at θ' (over `n` tasks) differentiated at θ's leaves of the task's
+    /// own, so tasks share no graph. Returns that gradient, the first support loss and the query loss.
+    fn first_order_task(
+        config: &MetaConfig,
+        work: MetaHeac,
+        support: &Inputs,
+        query: &Inputs,
+        n: f32,
+    ) -> (GradientsParams, f32, f32) {
+        let leaf = grads::releaf(work);
+        let (fast, _, ls) = Self::adapt(config, &leaf, support, false);
+        let lq = fast.loss(query).div_scalar(n);
+        let value = lq.clone().into_scalar::<f32>();
+        (GradientsParams::from_grads(lq.backward(), &leaf), ls, value)
     }
 
     /// Inner loop from θ: `inner_steps` SGD steps on the support set. Returns the adapted model, still
@@ -625,14 +647,8 @@ impl<'a> MetaTrainer<'a> {
         let n = (batches.len() / 2) as f32;
         let (work, touched, inputs) = self.work(batches);
         let config = &self.config;
-        // Per task: θ' from the support set, then the query loss at θ' differentiated at θ (a copy of
-        // θ's leaves of its own, so tasks share no graph).
         let tasks = per_task(inputs.len() / 2, self.threads(), |i| {
-            let leaf = grads::releaf(work.clone());
-            let (fast, _, ls) = Self::adapt(config, &leaf, &inputs[2 * i], false);
-            let lq = fast.loss(&inputs[2 * i + 1]).div_scalar(n);
-            let value = lq.clone().into_scalar::<f32>();
-            (GradientsParams::from_grads(lq.backward(), &leaf), ls, value)
+            Self::first_order_task(config, work.clone(), &inputs[2 * i], &inputs[2 * i + 1], n)
         });
         if tasks.is_empty() {
             return StepStats::default();
@@ -668,12 +684,11 @@ impl<'a> MetaTrainer<'a> {
         let (config, general) = (&self.config, self.general());
         let sparse = self.sparse.as_ref().expect("lazy embedding updates");
         let tasks = per_task(touched.len(), threads, |i| {
-            let leaf = grads::releaf(sparse.model(general, &touched[i]));
-            let (fast, _, ls) = Self::adapt(config, &leaf, &inputs[2 * i], false);
-            let lq = fast.loss(&inputs[2 * i + 1]).div_scalar(n);
-            let value = lq.clone().into_scalar::<f32>();
-            let mut g = GradientsParams::from_grads(lq.backward(), &leaf);
-            let tables = SparseEmbeddings::take_grads(&leaf, &mut g);
+            let work = sparse.model(general, &touched[i]);
+            let (mut g, ls, value) =
+                Self::first_order_task(config, work, &inputs[2 * i], &inputs[2 * i + 1], n);
+            // To the host on the task's thread (a compact copy keeps θ's parameter ids).
+            let tables = SparseEmbeddings::take_grads(general, &mut g);
             (g, tables, ls, value)
         });
         if tasks.is_empty() {
@@ -691,8 +706,7 @@ impl<'a> MetaTrainer<'a> {
         let (union, tables) = sparse.merge(parts);
         sparse.step_rows(self.config.outer_lr, &union, tables);
         self.stale = true;
-        let model = self.model.take().expect("model present between steps");
-        self.model = Some(self.optim.step(self.config.outer_lr, model, dense));
+        self.dense_step(dense);
         StepStats {
             support_loss,
             query_loss,

@@ -102,13 +102,10 @@ impl Table {
     /// builds, and each field's rows in address order.
     fn step(&mut self, ids: &[Vec<u32>], grads: Vec<Option<Vec<f32>>>, lr: f32, k: &StepConstants) {
         let w = self.width;
+        let lens: Vec<usize> = (0..grads.len()).map(|f| self.rows_of(f).len()).collect();
         let (mut values, mut m, mut v) = (&mut self.values[..], &mut self.m[..], &mut self.v[..]);
         let mut fields = Vec::with_capacity(grads.len());
-        for (f, grad) in grads.into_iter().enumerate() {
-            let len = self
-                .offsets
-                .get(f + 1)
-                .map_or(values.len(), |&o| (o - self.offsets[f]) * w);
+        for ((grad, len), f) in grads.into_iter().zip(lens).zip(0..) {
             let (field_values, rest) = std::mem::take(&mut values).split_at_mut(len);
             values = rest;
             let (field_m, rest) = std::mem::take(&mut m).split_at_mut(len);
@@ -172,6 +169,16 @@ struct StepConstants {
     beta_2: f32,
     combined: f32,
     epsilon: f32,
+}
+
+/// The compact row of a table row whose slot is `slot`: the one it already has this step, or the next
+/// row of `rows` (the field's touched ids, in compact order), which `id` then joins.
+fn claim(slot: &mut u32, rows: &mut Vec<u32>, id: u32) -> u32 {
+    if *slot == u32::MAX {
+        *slot = rows.len() as u32;
+        rows.push(id);
+    }
+    *slot
 }
 
 fn host(e: &Embedding) -> Vec<f32> {
@@ -266,12 +273,7 @@ impl SparseEmbeddings {
                 "embedding field {field}: id {id} outside its {} rows",
                 end - offsets[field]
             );
-            let c = &mut slot[row];
-            if *c == u32::MAX {
-                *c = touched.ids[field].len() as u32;
-                touched.ids[field].push(*id as u32);
-            }
-            *id = i64::from(*c);
+            *id = i64::from(claim(&mut slot[row], &mut touched.ids[field], *id as u32));
         };
         for b in batches.iter_mut() {
             debug_assert_eq!((b.single_fields, b.multi_fields), (s, mf));
@@ -298,12 +300,17 @@ impl SparseEmbeddings {
                 }
             }
         }
+        self.release(&touched);
+        touched
+    }
+
+    /// Sets the slots of `touched`'s rows back to "not touched", ready for the next step.
+    fn release(&mut self, touched: &Touched) {
         for (f, ids) in touched.ids.iter().enumerate() {
             for &id in ids {
                 self.slot[self.deep.offsets[f] + id as usize] = u32::MAX;
             }
         }
-        touched
     }
 
     /// `general` with its tables cut down to the `touched` rows (current values), each a leaf that
@@ -363,12 +370,7 @@ impl SparseEmbeddings {
                 for (j, &id) in ids.iter().enumerate() {
                     let row = start + id as usize;
                     debug_assert!(row < end);
-                    let slot = &mut self.slot[row];
-                    if *slot == u32::MAX {
-                        *slot = union.ids[f].len() as u32;
-                        union.ids[f].push(id);
-                    }
-                    let u = *slot as usize;
+                    let u = claim(&mut self.slot[row], &mut union.ids[f], id) as usize;
                     if let Some(g) = g_deep {
                         let acc = deep[f].get_or_insert_with(Vec::new);
                         if acc.len() < (u + 1) * d {
@@ -399,10 +401,8 @@ impl SparseEmbeddings {
             if let Some(acc) = wide.get_mut(f).and_then(|g| g.as_mut()) {
                 acc.resize(ids.len(), 0.0);
             }
-            for &id in ids {
-                self.slot[self.deep.offsets[f] + id as usize] = u32::MAX;
-            }
         }
+        self.release(&union);
         (union, TableGrads { deep, wide })
     }
 
