@@ -32,6 +32,10 @@ use std::path::Path;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `mi_option_purge_delay` in mimalloc.h's option enum (the same place in its v2 and v3), which
+/// libmimalloc-sys does not name.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
 #[derive(Parser)]
 #[command(
     name = "lookalike",
@@ -85,6 +89,12 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // mimalloc gives freed pages back to the system a second after their last use, and a training
+    // step frees and reallocates the same tensors' pages, so the kernel faulted in and zeroed them
+    // again each time. Keep them for reuse instead (peak memory is the same; meta-training measured
+    // 3-7 % faster). `MIMALLOC_PURGE_DELAY` in the environment still decides when it is set.
+    // SAFETY: sets a plain option value; mimalloc reads it when it next considers purging.
+    unsafe { libmimalloc_sys::mi_option_set_default(MI_OPTION_PURGE_DELAY, -1) };
     // burn builds a loaded optimizer state on `Device::default()`, which is the GPU when wgpu is
     // compiled in, and moves it to the parameters' device at the next step; make that default the
     // CPU, so that `pretrain --resume` does not wake a GPU driver (or fail without one). Every
