@@ -677,16 +677,14 @@ impl<'a> MetaTrainer<'a> {
             .chunks_mut(2)
             .map(|pair| sparse.compact(pair))
             .collect();
-        let inputs: Vec<Inputs> = batches
-            .iter()
-            .map(|b| Inputs::new(b, &self.device))
-            .collect();
-        let (config, general) = (&self.config, self.general());
+        let (config, general, device) = (&self.config, self.general(), &self.device);
         let sparse = self.sparse.as_ref().expect("lazy embedding updates");
         let tasks = per_task(touched.len(), threads, |i| {
+            // The task's model and inputs are built on its own thread.
             let work = sparse.model(general, &touched[i]);
-            let (mut g, ls, value) =
-                Self::first_order_task(config, work, &inputs[2 * i], &inputs[2 * i + 1], n);
+            let support = Inputs::new(&batches[2 * i], device);
+            let query = Inputs::new(&batches[2 * i + 1], device);
+            let (mut g, ls, value) = Self::first_order_task(config, work, &support, &query, n);
             // To the host on the task's thread (a compact copy keeps θ's parameter ids).
             let tables = SparseEmbeddings::take_grads(general, &mut g);
             (g, tables, ls, value)
@@ -704,9 +702,16 @@ impl<'a> MetaTrainer<'a> {
             .collect();
         let sparse = self.sparse.as_mut().expect("lazy embedding updates");
         let (union, tables) = sparse.merge(parts);
-        sparse.step_rows(self.config.outer_lr, &union, tables);
+        // The tables' lazy step and burn's Adam on the dense layers touch disjoint weights: side by side.
+        let (lr, optim) = (self.config.outer_lr, &mut self.optim);
+        let model = self.model.take().expect("model present between steps");
+        let ((), model) = both(
+            threads,
+            || sparse.step_rows(lr, &union, tables),
+            || optim.step(lr, model, dense),
+        );
+        self.model = Some(model);
         self.stale = true;
-        self.dense_step(dense);
         StepStats {
             support_loss,
             query_loss,
@@ -942,6 +947,20 @@ fn on_pool<R: Send>(threads: usize, op: impl FnOnce() -> R + Send) -> R {
         Arc::clone(pool)
     };
     pool.install(op)
+}
+
+/// `a` and `b` side by side on `threads` threads (native builds), one after the other otherwise.
+fn both<A: Send, B: Send>(
+    threads: usize,
+    a: impl FnOnce() -> A + Send,
+    b: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    #[cfg(feature = "native")]
+    if threads > 1 {
+        return on_pool(threads, || rayon::join(a, b));
+    }
+    let _ = threads;
+    (a(), b())
 }
 
 /// The sum of gradients of `module`'s parameters, added in the order given.

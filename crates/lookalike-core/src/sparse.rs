@@ -355,24 +355,29 @@ impl SparseEmbeddings {
     pub fn merge(&mut self, parts: Vec<(Touched, TableGrads)>) -> (Touched, TableGrads) {
         let fields = self.deep.offsets.len();
         let wide_fields = parts.first().map_or(0, |p| p.1.wide.len());
-        let mut union = Touched {
-            ids: vec![Vec::new(); fields],
-        };
-        let mut deep: Vec<Option<Vec<f32>>> = vec![None; fields];
-        let mut wide: Vec<Option<Vec<f32>>> = vec![None; wide_fields];
         let (d, total) = (self.deep.width, self.slot.len());
-        for (touched, grads) in &parts {
-            for (f, ids) in touched.ids.iter().enumerate() {
-                let start = self.deep.offsets[f];
-                let end = self.deep.offsets.get(f + 1).copied().unwrap_or(total);
+        // Fields own disjoint rows (and slots), so they merge side by side on native builds; within
+        // a field the tasks are added in task order, as before.
+        let mut slots = Vec::with_capacity(fields);
+        let mut rest = &mut self.slot[..];
+        for f in 0..fields {
+            let end = self.deep.offsets.get(f + 1).copied().unwrap_or(total);
+            let (slot, tail) = std::mem::take(&mut rest).split_at_mut(end - self.deep.offsets[f]);
+            slots.push((f, slot));
+            rest = tail;
+        }
+        let parts = &parts;
+        let merge_field = |(f, slot): (usize, &mut [u32])| {
+            let mut ids = Vec::new();
+            let mut deep: Option<Vec<f32>> = None;
+            let mut wide: Option<Vec<f32>> = None;
+            for (touched, grads) in parts {
                 let g_deep = grads.deep[f].as_deref();
                 let g_wide = grads.wide.get(f).and_then(|g| g.as_deref());
-                for (j, &id) in ids.iter().enumerate() {
-                    let row = start + id as usize;
-                    debug_assert!(row < end);
-                    let u = claim(&mut self.slot[row], &mut union.ids[f], id) as usize;
+                for (j, &id) in touched.ids[f].iter().enumerate() {
+                    let u = claim(&mut slot[id as usize], &mut ids, id) as usize;
                     if let Some(g) = g_deep {
-                        let acc = deep[f].get_or_insert_with(Vec::new);
+                        let acc = deep.get_or_insert_with(Vec::new);
                         if acc.len() < (u + 1) * d {
                             acc.resize((u + 1) * d, 0.0);
                         }
@@ -384,7 +389,7 @@ impl SparseEmbeddings {
                         }
                     }
                     if let Some(g) = g_wide {
-                        let acc = wide[f].get_or_insert_with(Vec::new);
+                        let acc = wide.get_or_insert_with(Vec::new);
                         if acc.len() < u + 1 {
                             acc.resize(u + 1, 0.0);
                         }
@@ -392,17 +397,42 @@ impl SparseEmbeddings {
                     }
                 }
             }
-        }
-        // Every row of the union, including those only tasks without a gradient touched.
-        for (f, ids) in union.ids.iter().enumerate() {
-            if let Some(acc) = &mut deep[f] {
+            // Every row of the union, including those only tasks without a gradient touched.
+            if let Some(acc) = &mut deep {
                 acc.resize(ids.len() * d, 0.0);
             }
-            if let Some(acc) = wide.get_mut(f).and_then(|g| g.as_mut()) {
+            if let Some(acc) = &mut wide {
                 acc.resize(ids.len(), 0.0);
             }
+            // Released, ready for the next step.
+            for &id in &ids {
+                slot[id as usize] = u32::MAX;
+            }
+            (ids, deep, wide)
+        };
+        #[cfg(feature = "native")]
+        let merged: Vec<_> = {
+            use rayon::prelude::*;
+            slots
+                .into_par_iter()
+                .with_max_len(1)
+                .map(merge_field)
+                .collect()
+        };
+        #[cfg(not(feature = "native"))]
+        let merged: Vec<_> = slots.into_iter().map(merge_field).collect();
+        let mut union = Touched {
+            ids: Vec::with_capacity(fields),
+        };
+        let mut deep = Vec::with_capacity(fields);
+        let mut wide = Vec::with_capacity(wide_fields);
+        for (f, (ids, d, w)) in merged.into_iter().enumerate() {
+            union.ids.push(ids);
+            deep.push(d);
+            if f < wide_fields {
+                wide.push(w);
+            }
         }
-        self.release(&union);
         (union, TableGrads { deep, wide })
     }
 
