@@ -76,13 +76,16 @@ impl Table {
         }
     }
 
+    /// The rows of field `field`, as row numbers of the whole table.
+    fn rows(&self, field: usize) -> std::ops::Range<usize> {
+        let end = self.offsets.get(field + 1).copied();
+        self.offsets[field]..end.unwrap_or(self.values.len() / self.width.max(1))
+    }
+
+    /// The values of field `field`'s rows, as a range of `values`.
     fn rows_of(&self, field: usize) -> std::ops::Range<usize> {
-        let start = self.offsets[field] * self.width;
-        let end = self
-            .offsets
-            .get(field + 1)
-            .map_or(self.values.len(), |&o| o * self.width);
-        start..end
+        let rows = self.rows(field);
+        rows.start * self.width..rows.end * self.width
     }
 
     /// The rows `ids` of field `field`, as a `[ids, width]` buffer.
@@ -261,17 +264,16 @@ impl SparseEmbeddings {
             ids: vec![Vec::new(); fields],
         };
         let (s, mf) = (self.single_fields, self.multi_fields);
-        let (offsets, slot) = (&self.deep.offsets, &mut self.slot);
-        let total = slot.len();
+        let (deep, slot) = (&self.deep, &mut self.slot);
         let mut renumber = |field: usize, id: &mut i64| {
-            let end = offsets.get(field + 1).copied().unwrap_or(total);
-            let row = offsets[field] + *id as usize;
+            let rows = deep.rows(field);
+            let row = rows.start + *id as usize;
             // What the dense embedding lookup would refuse (an id outside its table), refused here
             // too rather than read from the next field's rows.
             assert!(
-                *id >= 0 && row < end,
+                *id >= 0 && row < rows.end,
                 "embedding field {field}: id {id} outside its {} rows",
-                end - offsets[field]
+                rows.len()
             );
             *id = i64::from(claim(&mut slot[row], &mut touched.ids[field], *id as u32));
         };
@@ -355,14 +357,13 @@ impl SparseEmbeddings {
     pub fn merge(&mut self, parts: Vec<(Touched, TableGrads)>) -> (Touched, TableGrads) {
         let fields = self.deep.offsets.len();
         let wide_fields = parts.first().map_or(0, |p| p.1.wide.len());
-        let (d, total) = (self.deep.width, self.slot.len());
+        let d = self.deep.width;
         // Fields own disjoint rows (and slots), so they merge side by side on native builds; within
         // a field the tasks are added in task order, as before.
         let mut slots = Vec::with_capacity(fields);
         let mut rest = &mut self.slot[..];
         for f in 0..fields {
-            let end = self.deep.offsets.get(f + 1).copied().unwrap_or(total);
-            let (slot, tail) = std::mem::take(&mut rest).split_at_mut(end - self.deep.offsets[f]);
+            let (slot, tail) = std::mem::take(&mut rest).split_at_mut(self.deep.rows(f).len());
             slots.push((f, slot));
             rest = tail;
         }
