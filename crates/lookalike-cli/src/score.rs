@@ -7,7 +7,7 @@ use crate::finetune::read_seeds;
 use crate::{BackendArg, backend, progress};
 use anyhow::{Context, Result, bail};
 use lookalike_core::data::UserTable;
-use lookalike_core::expansion::{Shard, score_into};
+use lookalike_core::expansion::{PoolScorer, Shard, score_into};
 use lookalike_core::model::MetaHeac;
 use lookalike_core::online::{Scored, TopK, audience_size};
 use lookalike_core::record;
@@ -88,6 +88,7 @@ pub fn score_pool(
     k: usize,
 ) -> Result<Scoring> {
     let start = Instant::now();
+    let scorer = PoolScorer::new(model, ad);
     let mut top = TopK::new(k);
     let mut scored = 0;
     let bar = progress::bytes("scoring the pool");
@@ -98,7 +99,7 @@ pub fn score_pool(
         &keep,
         &mut |b| bar.set_position(b),
         &mut |t: UserTable| -> Result<()> {
-            scored += score_into(model, &t, ad, &mut top)?;
+            scored += score_into(&scorer, &t, &mut top)?;
             Ok(())
         },
     )?;

@@ -1,12 +1,13 @@
 //! The steps of one campaign's online stage that every caller runs (`lookalike finetune`, `score`,
 //! `expand` and the web page): how well the fine-tuned model finds held-out seeds, scoring with a
-//! finite check, and the streamed best K of a pool of any size, split into shards when one machine is
+//! finite check, and the streamed best K of a pool of any size (the model folded for it: [`PoolScorer`]), split into shards when one machine is
 //! not enough. Scoring has a synchronous and an asynchronous form over one body, as [`predict`] and
 //! [`predict_async`] do (the web page scores the held-out seeds itself, yielding between chunks).
 
 use crate::data::{Row, UserTable};
 use crate::finetune::{predict, predict_async};
 use crate::finite::{self, NonFinite};
+pub use crate::fold::PoolScorer;
 use crate::metrics::auc;
 use crate::model::MetaHeac;
 use crate::online::{OnlinePlan, Scored, TopK};
@@ -121,16 +122,9 @@ fn splitmix64(x: u64) -> u64 {
 }
 
 /// Every user of `table` (a piece of a pool) with its score, in the table's order, scored as
-/// [`score_blocks`] does.
-pub fn score_table(
-    model: &MetaHeac,
-    table: &UserTable,
-    ad: &[u32],
-) -> Result<Vec<Scored>, NonFinite> {
-    let rows: Vec<Row> = (0..table.len() as u32)
-        .map(|user| Row { user, label: false })
-        .collect();
-    let scores = score_blocks(model, table, ad, &rows)?;
+/// [`PoolScorer::score`] does.
+pub fn score_table(scorer: &PoolScorer, table: &UserTable) -> Result<Vec<Scored>, NonFinite> {
+    let scores = scorer.score(table)?;
     Ok(table
         .uids
         .iter()
@@ -142,12 +136,11 @@ pub fn score_table(
 /// Scores the users of `table` (a piece of a streamed pool) and offers them to `top`; returns how
 /// many were scored.
 pub fn score_into(
-    model: &MetaHeac,
+    scorer: &PoolScorer,
     table: &UserTable,
-    ad: &[u32],
     top: &mut TopK,
 ) -> Result<usize, NonFinite> {
-    let scored = score_table(model, table, ad)?;
+    let scored = score_table(scorer, table)?;
     let n = scored.len();
     scored.into_iter().for_each(|s| top.offer(s));
     Ok(n)

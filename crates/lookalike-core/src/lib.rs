@@ -10,6 +10,7 @@ pub mod data;
 pub mod expansion;
 pub mod finetune;
 pub mod finite;
+pub mod fold;
 mod frame;
 pub mod grads;
 pub mod lr;

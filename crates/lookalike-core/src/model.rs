@@ -146,16 +146,25 @@ pub fn experts_forward(experts: &[Expert], x: Tensor<2>) -> Tensor<3> {
         h = h + Tensor::cat(bs, 0).unsqueeze_dim::<2>(0);
     }
     let width = h.dims()[1] / n;
-    let mut h: Tensor<3> = relu(h).reshape([b, n, width]).swap_dims(0, 1);
-    for i in 1..depth {
+    let h: Tensor<3> = relu(h).reshape([b, n, width]).swap_dims(0, 1);
+    experts_later_layers(experts, h).swap_dims(0, 1)
+}
+
+/// Every expert's layers after the first, batched over experts: `[n, B, h]` (the first layer's
+/// activations, expert-major) → `[n, B, d]`.
+pub(crate) fn experts_later_layers(experts: &[Expert], mut h: Tensor<3>) -> Tensor<3> {
+    for i in 1..experts[0].layers.len() {
+        let layer = || experts.iter().map(|e| &e.layers[i]);
         // [n, B, h] × [n, h, h'] (+ [n, 1, h']).
-        h = h.matmul(Tensor::stack(layer(i).map(|l| l.weight.val()).collect(), 0));
-        if let Some(bs) = biases(i) {
+        h = h.matmul(Tensor::stack(layer().map(|l| l.weight.val()).collect(), 0));
+        let biases: Option<Vec<Tensor<1>>> =
+            layer().map(|l| l.bias.as_ref().map(|b| b.val())).collect();
+        if let Some(bs) = biases {
             h = h + Tensor::stack::<2>(bs, 0).unsqueeze_dim::<3>(1);
         }
         h = relu(h);
     }
-    h.swap_dims(0, 1)
+    h
 }
 
 #[derive(Module, Debug)]
@@ -500,13 +509,7 @@ impl MetaHeac {
         // Hybrid critics: ŷ = Σ_j c_j σ(T_j(h)), with z_j = T_j(h).
         let log_c = self.critic_gate.log_weights(t);
         let c = log_c.clone().exp();
-        let z: Tensor<2> = Tensor::cat(
-            self.critics
-                .iter()
-                .map(|t_j| t_j.forward(h.clone()))
-                .collect(),
-            1,
-        );
+        let z = self.critic_logits(h);
         let (mut prob, mut log_prob, mut log_not_prob) =
             critic_mixture(log_c, c.clone(), z, self.critic_combine);
 
@@ -525,6 +528,17 @@ impl MetaHeac {
             expert_gate: g,
             critic_gate: c,
         }
+    }
+
+    /// The critics' logits z_j = T_j(h), shape `[B, m]`, from the mixed expert output h `[B, d]`.
+    pub(crate) fn critic_logits(&self, h: Tensor<2>) -> Tensor<2> {
+        Tensor::cat(
+            self.critics
+                .iter()
+                .map(|t_j| t_j.forward(h.clone()))
+                .collect(),
+            1,
+        )
     }
 
     /// Mean binary cross-entropy of the model on a batch.

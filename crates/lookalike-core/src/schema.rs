@@ -1,8 +1,8 @@
 //! Feature schema and vocabularies: which user and ad fields the model reads, and how raw tokens map
 //! to embedding ids. Id 0 is reserved for padding and for tokens never seen when the vocabulary was built.
 
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 /// One categorical field with its vocabulary.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -28,7 +28,7 @@ impl Field {
 pub struct Vocabulary {
     tokens: Vec<String>,
     #[serde(skip)]
-    index: HashMap<String, u32>,
+    index: FxHashMap<String, u32>,
 }
 
 impl Vocabulary {
@@ -39,7 +39,7 @@ impl Vocabulary {
         sort_ids(&mut tokens);
         let mut v = Vocabulary {
             tokens,
-            index: HashMap::new(),
+            index: FxHashMap::default(),
         };
         v.rebuild_index();
         v

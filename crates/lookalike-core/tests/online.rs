@@ -515,3 +515,98 @@ fn a_users_pool_score_does_not_depend_on_who_shares_its_pass() {
         assert_eq!(parts, whole[..n], "passes of {size} rows");
     }
 }
+
+/// Users `range` of `users` as a table of their own (a piece of a pool).
+fn piece(users: &UserTable, range: std::ops::Range<usize>) -> UserTable {
+    let mut t = UserTable::new(&schema());
+    for u in range {
+        t.push(
+            users.uids[u],
+            users.single_of(u),
+            users.multi_of(u),
+            users.lens_of(u),
+        );
+    }
+    t
+}
+
+#[test]
+fn the_folded_scorer_gives_the_forward_passes_scores() {
+    use burn::module::Param;
+    use burn::tensor::{Distribution, Tensor};
+    use lookalike_core::expansion::PoolScorer;
+    use lookalike_core::model::{CriticCombine, GateContext};
+    let s = schema();
+    let device = Device::flex();
+    let users = users(700, 3);
+    let rows: Vec<Row> = (0..700u32).map(|user| Row { user, label: false }).collect();
+    for (context, combine, wide) in [
+        (GateContext::FieldMean, CriticCombine::Sum, true),
+        (GateContext::FieldMean, CriticCombine::Mean, false),
+        (GateContext::None, CriticCombine::Sum, true),
+    ] {
+        let c = config(&s)
+            .with_gate_context(context)
+            .with_critic_combine(combine)
+            .with_wide(wide);
+        let mut m = model(&c, &device, 11);
+        // Wide weights away from their zero start, and a scale away from 1, so the wide part counts.
+        for table in &mut m.wide {
+            let [v, _] = table.weight.val().dims();
+            table.weight = Param::from_tensor(Tensor::random(
+                [v, 1],
+                Distribution::Normal(0.0, 0.5),
+                &device,
+            ));
+        }
+        if let Some(scale) = &mut m.wide_scale {
+            *scale = Param::from_tensor(Tensor::from_floats([0.7], &device));
+        }
+        let ad = [2, 1];
+        let forward = predict(&m, &users, &ad, &rows, 256);
+        // Every field folded, none, and a budget that folds the two smallest tables only (a folded
+        // row: 3 experts × 6 + 2 gates × 4 columns).
+        let mut sizes: Vec<usize> = m
+            .user_single
+            .iter()
+            .chain(&m.user_multi)
+            .map(|e| e.weight.val().dims()[0])
+            .collect();
+        sizes.sort();
+        let two_smallest = (sizes[0] + sizes[1]) * (3 * 6 + 2 * 4) * 4;
+        for (budget, folded) in [(usize::MAX, 4), (0, 0), (two_smallest, 2)] {
+            let scorer = PoolScorer::with_budget(&m, &ad, budget);
+            assert_eq!(scorer.folded_fields(), folded, "budget {budget}");
+            let scores = scorer.score(&users).unwrap();
+            assert_eq!(scores.len(), forward.len());
+            for (u, (a, b)) in scores.iter().zip(&forward).enumerate() {
+                assert!(
+                    (a - b).abs() < 1e-5,
+                    "{context:?} {combine:?} wide {wide}, budget {budget}, user {u}: {a} vs {b}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_users_folded_score_does_not_depend_on_who_shares_its_pass() {
+    use lookalike_core::expansion::PoolScorer;
+    let s = schema();
+    let model = lookalike_core::model::MetaHeacConfig::for_schema(&s)
+        .init(lookalike_core::model::Init::Seeded(4), &Device::flex());
+    let users = users(5_000, 8);
+    let scorer = PoolScorer::new(&model, &[1, 2]);
+    let whole = scorer.score(&users).unwrap();
+    // Pieces of 1,500 users cross the passes' boundaries.
+    for size in [1, 7, 300, 1_500] {
+        let parts: Vec<f32> = (0..3)
+            .flat_map(|i| {
+                scorer
+                    .score(&piece(&users, i * size..(i + 1) * size))
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(parts, whole[..3 * size], "pieces of {size} users");
+    }
+}

@@ -8,7 +8,7 @@ use arrow_array::{Float32Array, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema as ArrowSchema};
 use lookalike_core::backend::BackendKind;
 use lookalike_core::burn::tensor::Device;
-use lookalike_core::expansion::{score_into, score_table};
+use lookalike_core::expansion::{PoolScorer, score_into, score_table};
 use lookalike_core::finetune::FineTuneConfig;
 use lookalike_core::model::MetaHeac;
 use lookalike_core::online::{OnlineConfig, Scored, TopK, audience_size};
@@ -22,7 +22,7 @@ use pyo3::types::PyBytes;
 use std::collections::{HashMap, HashSet};
 use std::io::Cursor;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 fn value_error(e: impl std::fmt::Display) -> PyErr {
     PyValueError::new_err(e.to_string())
@@ -39,6 +39,8 @@ struct Model {
     header: RecordHeader,
     /// Decoded on the CPU for scoring.
     model: MetaHeac,
+    /// A campaign's model folded for scoring, made at its first batch and kept for the others.
+    scorer: OnceLock<PoolScorer>,
 }
 
 impl Model {
@@ -49,6 +51,7 @@ impl Model {
             bytes,
             header,
             model,
+            scorer: OnceLock::new(),
         })
     }
 }
@@ -147,11 +150,11 @@ impl Model {
     /// `userFeature.data`) with this campaign's model; returns an IPC stream of (`uid` Int64,
     /// `score` Float32), in the input's order.
     fn score_ipc<'py>(&self, py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
-        let ad = self.campaign_ad()?;
+        let scorer = self.scorer()?;
         let out = py.detach(|| -> Result<Vec<u8>, String> {
             let mut scored = Vec::new();
             for_each_table(&self.header, data, &|_| true, &mut |users| {
-                scored.extend(score_table(&self.model, &users, ad).map_err(|e| e.to_string())?);
+                scored.extend(score_table(scorer, &users).map_err(|e| e.to_string())?);
                 Ok(())
             })?;
             scored_ipc(&scored)
@@ -169,6 +172,12 @@ impl Model {
                 "a general model, not a campaign's: fine-tune it first (Model.finetune)",
             )),
         }
+    }
+
+    /// The campaign's model folded for scoring (made once).
+    fn scorer(&self) -> PyResult<&PoolScorer> {
+        let ad = self.campaign_ad()?;
+        Ok(self.scorer.get_or_init(|| PoolScorer::new(&self.model, ad)))
     }
 }
 
@@ -247,7 +256,7 @@ impl Audience {
     /// Scores the users of an Arrow IPC stream with a campaign's model, as `lookalike score` does
     /// (same batches, same finite check), and keeps the best; returns how many were scored.
     fn score_ipc(&mut self, py: Python<'_>, model: &Model, data: &[u8]) -> PyResult<usize> {
-        let ad = model.campaign_ad()?;
+        let scorer = model.scorer()?;
         let Audience {
             top,
             exclude,
@@ -260,7 +269,7 @@ impl Audience {
                 data,
                 &|uid| !exclude.contains(&uid),
                 &mut |users| {
-                    n += score_into(&model.model, &users, ad, top).map_err(|e| e.to_string())?;
+                    n += score_into(scorer, &users, top).map_err(|e| e.to_string())?;
                     Ok(())
                 },
             )?;
