@@ -10,6 +10,7 @@ use lookalike_core::burn::tensor::Device;
 use lookalike_core::data::Row;
 use lookalike_core::expansion::score_async;
 use lookalike_core::finetune::{FineTuneConfig, FineTuner, OnlineRecipe, gate_weights_async};
+use lookalike_core::fold::{PASS, PoolScorer};
 use lookalike_core::metrics::auc;
 use lookalike_core::model::MetaHeac;
 use lookalike_core::online::OnlinePlan;
@@ -614,16 +615,17 @@ async fn run_inner(
     yield_now().await;
     let t0 = now_ms();
     let candidates = &job.plan.candidates;
+    // The fine-tuned model folded for this campaign, as `lookalike score` ranks a pool.
+    let scorer = PoolScorer::new_async(&model, &job.ad).await?;
     let mut scores = Vec::with_capacity(candidates.len());
     for chunk in candidates.chunks(REPORT_EVERY) {
-        if cancelled() {
-            return Ok(());
+        for pass in chunk.chunks(PASS) {
+            if cancelled() {
+                return Ok(());
+            }
+            yield_now().await;
+            scores.extend(scorer.score_users_async(users, pass).await?);
         }
-        let rows: Vec<Row> = chunk
-            .iter()
-            .map(|&user| Row { user, label: false })
-            .collect();
-        scores.extend(score(&model, job, &rows).await?);
         say(RunEvent::Scoring {
             done: scores.len(),
             total: candidates.len(),

@@ -18,7 +18,7 @@
 //! order of summation (checked in tests to 1e-5).
 
 use crate::data::{Row, UserTable};
-use crate::expansion::score_blocks;
+use crate::expansion::{SCORE_BATCH, score_async, score_blocks};
 use crate::finite::{self, NonFinite};
 use crate::model::{GateContext, MetaHeac, critic_mixture, experts_later_layers};
 use burn::module::Module;
@@ -64,14 +64,36 @@ impl PoolScorer {
 
     /// [`PoolScorer::new`] with another budget for the folded tables (0: every field pooled).
     pub fn with_budget(model: &MetaHeac, ad: &[u32], budget: usize) -> PoolScorer {
-        let how = match Folded::new(model, ad, budget) {
-            Some(f) => How::Folded(Box::new(f)),
+        let how = match Folded::plan(model, ad, budget) {
+            Some((mut f, reads)) => {
+                f.fill(reads.into_iter().map(host).collect());
+                How::Folded(Box::new(f))
+            }
             None => How::Forward(Box::new(model.valid())),
         };
         PoolScorer {
             ad: ad.to_vec(),
             how,
         }
+    }
+
+    /// [`PoolScorer::new`] with asynchronous read-back (required on WebGPU in a browser).
+    pub async fn new_async(model: &MetaHeac, ad: &[u32]) -> Result<PoolScorer, String> {
+        let how = match Folded::plan(model, ad, FOLD_BUDGET) {
+            Some((mut f, reads)) => {
+                let mut back = Vec::with_capacity(reads.len());
+                for t in reads {
+                    back.push(host_async(t).await?);
+                }
+                f.fill(back);
+                How::Folded(Box::new(f))
+            }
+            None => How::Forward(Box::new(model.valid())),
+        };
+        Ok(PoolScorer {
+            ad: ad.to_vec(),
+            how,
+        })
     }
 
     /// How many user fields are folded (the others are pooled and multiplied; none without folding).
@@ -86,32 +108,72 @@ impl PoolScorer {
         }
     }
 
-    /// Scores of every user of `table`, in the table's order, checked finite. Folded: passes of
-    /// exactly [`PASS`] users (the last padded by repeating its last user), side by side on the cores,
-    /// so a user's score does not depend on which users share its pass.
+    /// Scores of every user of `table`, in the table's order, checked finite.
     pub fn score(&self, table: &UserTable) -> Result<Vec<f32>, NonFinite> {
-        let n = table.len() as u32;
+        let users: Vec<u32> = (0..table.len() as u32).collect();
+        self.score_users(table, &users)
+    }
+
+    /// Scores of `users` (indices into `table`), checked finite. Folded: passes of exactly [`PASS`]
+    /// users (the last padded by repeating its last user), side by side on the cores, so a user's score
+    /// does not depend on which users share its pass.
+    pub fn score_users(&self, table: &UserTable, users: &[u32]) -> Result<Vec<f32>, NonFinite> {
         let s = match &self.how {
-            How::Forward(model) => {
-                let rows: Vec<Row> = (0..n).map(|user| Row { user, label: false }).collect();
-                return score_blocks(model, table, &self.ad, &rows);
-            }
-            How::Folded(_) if n == 0 => Vec::new(),
+            How::Forward(model) => return score_blocks(model, table, &self.ad, &rows_of(users)),
             How::Folded(f) => {
-                let whole = (n as usize).div_ceil(PASS) * PASS;
-                let users: Vec<u32> = (0..whole as u32).map(|u| u.min(n - 1)).collect();
-                let passes: Vec<&[u32]> = users.chunks(PASS).collect();
+                let padded = padded(users);
+                let passes: Vec<&[u32]> = padded.chunks(PASS).collect();
                 let threads = crate::meta::threads(0);
-                let mut s =
-                    crate::meta::per_task(passes.len(), threads, |i| f.pass(table, passes[i]))
-                        .concat();
-                s.truncate(n as usize);
+                let mut s = crate::meta::per_task(passes.len(), threads, |i| {
+                    host(f.pass(table, passes[i]))
+                })
+                .concat();
+                s.truncate(users.len());
                 s
             }
         };
         finite::check(&s, "a candidate's score")?;
         Ok(s)
     }
+
+    /// [`PoolScorer::score_users`] with asynchronous read-back, one pass at a time.
+    pub async fn score_users_async(
+        &self,
+        table: &UserTable,
+        users: &[u32],
+    ) -> Result<Vec<f32>, String> {
+        let s = match &self.how {
+            How::Forward(model) => {
+                return score_async(model, table, &self.ad, &rows_of(users), SCORE_BATCH).await;
+            }
+            How::Folded(f) => {
+                let mut s = Vec::with_capacity(users.len());
+                for pass in padded(users).chunks(PASS) {
+                    s.extend(host_async(f.pass(table, pass)).await?);
+                }
+                s.truncate(users.len());
+                s
+            }
+        };
+        finite::check(&s, "a candidate's score").map_err(|e| e.to_string())?;
+        Ok(s)
+    }
+}
+
+fn rows_of(users: &[u32]) -> Vec<Row> {
+    users
+        .iter()
+        .map(|&user| Row { user, label: false })
+        .collect()
+}
+
+/// `users` padded to whole passes by repeating the last.
+fn padded(users: &[u32]) -> Vec<u32> {
+    let mut p = users.to_vec();
+    if let Some(&last) = users.last() {
+        p.resize(users.len().div_ceil(PASS) * PASS, last);
+    }
+    p
 }
 
 /// What the host gathers for a pass of n users.
@@ -152,10 +214,23 @@ fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         .expect("f32 data")
 }
 
+async fn host_async<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, String> {
+    let data = t
+        .into_data_async()
+        .await
+        .map_err(|e| format!("reading back a folded model: {e:?}"))?;
+    Ok(data
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 data"))
+}
+
 impl Folded {
     /// Folds `model` for the campaign `ad` within `budget` bytes of folded tables; `None` where the
-    /// model has no first layer to fold (experts without layers).
-    fn new(model: &MetaHeac, ad: &[u32], budget: usize) -> Option<Folded> {
+    /// model has no first layer to fold (experts without layers). What is to be read back from the
+    /// device comes beside the model, in [`Folded::fill`]'s order, so a synchronous and an
+    /// asynchronous read-back share this body.
+    fn plan(model: &MetaHeac, ad: &[u32], budget: usize) -> Option<(Folded, Vec<Tensor<2>>)> {
         let model = model.valid();
         let first: Vec<_> = model
             .experts
@@ -209,14 +284,17 @@ impl Folded {
         }
         let mut rest = Vec::new();
         let mut fields = Vec::with_capacity(n_fields);
+        let mut reads = Vec::new();
         for (f, table) in tables.into_iter().enumerate() {
             if fold[f] {
-                fields.push(Field::Folded(host(table.matmul(w_of(f)))));
+                fields.push(Field::Folded(Vec::new()));
+                reads.push(table.matmul(w_of(f)));
             } else {
                 fields.push(Field::Pooled {
-                    table: host(table),
+                    table: Vec::new(),
                     column: rest.len() * dim,
                 });
+                reads.push(table);
                 rest.push(w_of(f));
             }
         }
@@ -239,7 +317,7 @@ impl Folded {
                 None => Tensor::zeros([1, l.weight.val().dims()[1]], &device),
             })
             .collect();
-        let base = host(Tensor::cat(
+        reads.push(Tensor::cat(
             vec![
                 Tensor::cat(experts_b, 1),
                 model.expert_gate.hidden.forward(t.clone()),
@@ -247,30 +325,49 @@ impl Folded {
             ],
             1,
         ));
-
-        let wide = model.wide.iter().map(|e| host(e.weight.val())).collect();
-        let wide_scale = model
-            .wide_scale
-            .as_ref()
-            .map_or(1.0, |s| s.val().into_scalar::<f32>());
-        Some(Folded {
+        reads.extend(model.wide.iter().map(|e| e.weight.val()));
+        reads.push(match &model.wide_scale {
+            Some(s) => s.val().unsqueeze_dim::<2>(0),
+            None => Tensor::ones([1, 1], &device),
+        });
+        let wide = vec![Vec::new(); model.wide.len()];
+        let folded = Folded {
             model,
             width,
             experts_width,
             gate_hidden,
             dim,
-            base,
+            base: Vec::new(),
             fields,
             rest,
             pooled_width,
             wide,
-            wide_scale,
-        })
+            wide_scale: 1.0,
+        };
+        Some((folded, reads))
     }
 
-    /// Scores of `users` (indices into `table`), one pass of any size ([`PoolScorer::score`] cuts a
-    /// pool into passes of [`PASS`]).
-    fn pass(&self, table: &UserTable, users: &[u32]) -> Vec<f32> {
+    /// Takes what [`Folded::plan`] asked for, read back to the host, in its order: per user field its
+    /// folded or embedding table, the constant part, the wide tables, the wide scale.
+    fn fill(&mut self, host: Vec<Vec<f32>>) {
+        let mut host = host.into_iter();
+        let mut next = || host.next().expect("one read-back per planned tensor");
+        for field in &mut self.fields {
+            match field {
+                Field::Folded(rows) => *rows = next(),
+                Field::Pooled { table, .. } => *table = next(),
+            }
+        }
+        self.base = next();
+        for weights in &mut self.wide {
+            *weights = next();
+        }
+        self.wide_scale = next()[0];
+    }
+
+    /// Scores of `users` (indices into `table`), one pass of any size, not yet read back
+    /// ([`PoolScorer::score_users`] cuts a pool into passes of [`PASS`]).
+    fn pass(&self, table: &UserTable, users: &[u32]) -> Tensor<1> {
         let n = users.len();
         let mut out = Gathered {
             pre: Vec::with_capacity(n * self.width),
@@ -278,7 +375,7 @@ impl Folded {
             wide: vec![0f32; n],
         };
         self.gather_dispatch(table, users, &mut out);
-        host(self.tail(out, n))
+        self.tail(out, n)
     }
 
     /// [`Folded::gather`] compiled for the widest vectors the CPU has. Every sum is element-wise, so

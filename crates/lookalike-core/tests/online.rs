@@ -609,4 +609,15 @@ fn a_users_folded_score_does_not_depend_on_who_shares_its_pass() {
             .collect();
         assert_eq!(parts, whole[..3 * size], "pieces of {size} users");
     }
+    // Any users of the table, in any order, score as they do in the whole pool.
+    let some: Vec<u32> = (0..2_500u32).rev().step_by(3).collect();
+    let expected: Vec<f32> = some.iter().map(|&u| whole[u as usize]).collect();
+    assert_eq!(scorer.score_users(&users, &some).unwrap(), expected);
+    // The asynchronous read-backs (the web page's) give the same scores.
+    let folded_async = ready(PoolScorer::new_async(&model, &[1, 2])).unwrap();
+    assert_eq!(folded_async.folded_fields(), scorer.folded_fields());
+    assert_eq!(
+        ready(folded_async.score_users_async(&users, &some)).unwrap(),
+        expected
+    );
 }
