@@ -28,7 +28,41 @@ impl Field {
 pub struct Vocabulary {
     tokens: Vec<String>,
     #[serde(skip)]
-    index: FxHashMap<String, u32>,
+    index: Index,
+}
+
+/// A vocabulary's token → id index.
+#[derive(Debug, Clone, PartialEq)]
+enum Index {
+    Text(FxHashMap<String, u32>),
+    /// Every token is a decimal number in its one canonical spelling (the Tencent data): keyed by the
+    /// number, found without hashing or comparing strings (profiles of `score` had a tenth of their
+    /// samples in the string index).
+    Number(FxHashMap<u64, u32>),
+    /// Numbers as above, small enough to index an array (ids by number, 0 where none): one read.
+    Dense(Vec<u32>),
+}
+
+impl Default for Index {
+    fn default() -> Self {
+        Index::Text(FxHashMap::default())
+    }
+}
+
+/// The number a token spells, where it is the number's one canonical spelling (ASCII digits, no sign,
+/// no leading zero, below 2^64): only then do two different tokens never map to one number.
+fn canonical_number(token: &str) -> Option<u64> {
+    let b = token.as_bytes();
+    if b.is_empty() || (b[0] == b'0' && b.len() > 1) {
+        return None;
+    }
+    b.iter().try_fold(0u64, |n, &c| {
+        if c.is_ascii_digit() {
+            n.checked_mul(10)?.checked_add(u64::from(c - b'0'))
+        } else {
+            None
+        }
+    })
 }
 
 impl Vocabulary {
@@ -39,7 +73,7 @@ impl Vocabulary {
         sort_ids(&mut tokens);
         let mut v = Vocabulary {
             tokens,
-            index: FxHashMap::default(),
+            index: Index::default(),
         };
         v.rebuild_index();
         v
@@ -47,12 +81,27 @@ impl Vocabulary {
 
     /// Must be called after deserialising (the index is not stored).
     pub fn rebuild_index(&mut self) {
-        self.index = self
-            .tokens
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.clone(), i as u32 + 1))
+        let ids = || {
+            self.tokens
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t, i as u32 + 1))
+        };
+        let numbers: Option<FxHashMap<u64, u32>> = ids()
+            .map(|(t, id)| canonical_number(t).map(|n| (n, id)))
             .collect();
+        self.index = match numbers {
+            // At most 8 slots a token (plus a little): 32 bytes a token, as the map's own size.
+            Some(n) if n.keys().all(|&k| k < 8 * n.len() as u64 + 1024) => {
+                let mut dense = vec![0; n.keys().max().map_or(0, |&k| k as usize + 1)];
+                for (k, id) in n {
+                    dense[k as usize] = id;
+                }
+                Index::Dense(dense)
+            }
+            Some(n) => Index::Number(n),
+            None => Index::Text(ids().map(|(t, id)| (t.clone(), id)).collect()),
+        };
     }
 
     pub fn len(&self) -> usize {
@@ -65,7 +114,15 @@ impl Vocabulary {
 
     /// Id of a token; 0 when unseen.
     pub fn id(&self, token: &str) -> u32 {
-        self.index.get(token).copied().unwrap_or(0)
+        let id = match &self.index {
+            Index::Text(index) => index.get(token),
+            // A token that is not a canonical number is in no such vocabulary.
+            Index::Number(index) => canonical_number(token).and_then(|n| index.get(&n)),
+            Index::Dense(ids) => canonical_number(token)
+                .and_then(|n| usize::try_from(n).ok())
+                .and_then(|n| ids.get(n)),
+        };
+        id.copied().unwrap_or(0)
     }
 
     /// Token of an id (`None` for 0 and out-of-range ids).
@@ -180,4 +237,55 @@ pub struct TableSizes {
     pub user_single: Vec<usize>,
     pub user_multi: Vec<usize>,
     pub ad: Vec<usize>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vocab(tokens: &[&str]) -> Vocabulary {
+        Vocabulary::from_tokens(tokens.iter().map(|t| t.to_string()))
+    }
+
+    #[test]
+    fn numbers_and_text_find_the_same_ids() {
+        // Numbers far apart (a map) and close together (an array).
+        let far = vocab(&["12", "7", "0", "18446744073709551615"]);
+        assert!(matches!(far.index, Index::Number(_)));
+        let near = vocab(&["12", "7", "0", "1030"]);
+        assert!(matches!(near.index, Index::Dense(_)));
+        for v in [&far, &near] {
+            for (i, t) in v.tokens.iter().enumerate() {
+                assert_eq!(v.id(t), i as u32 + 1, "{t}");
+            }
+            // Other spellings of a number, numbers not in it, and what is no number, are unknown.
+            for t in [
+                "007",
+                "+7",
+                "7 ",
+                " 7",
+                "",
+                "7.0",
+                "8",
+                "2000",
+                "18446744073709551616",
+                "x",
+            ] {
+                assert_eq!(v.id(t), 0, "{t:?}");
+            }
+        }
+        // One token spelled otherwise: the whole vocabulary is indexed by its text.
+        let v = vocab(&["12", "7", "007", "a"]);
+        assert!(matches!(v.index, Index::Text(_)));
+        for (i, t) in v.tokens.iter().enumerate() {
+            assert_eq!(v.id(t), i as u32 + 1, "{t}");
+        }
+        assert_ne!(v.id("7"), v.id("007"));
+        assert_eq!(v.id("8"), 0);
+        // After a round trip through serde the index is rebuilt the same way.
+        let mut back: Vocabulary =
+            serde_json::from_str(&serde_json::to_string(&v).unwrap()).unwrap();
+        back.rebuild_index();
+        assert_eq!(back, v);
+    }
 }
