@@ -15,7 +15,7 @@
 //! centred on 0 for a noise field.
 
 use lookalike_core::data::{Campaign, UserTable};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// A field is kept when its z is above this: about 1 in 1,000 for a noise field's normal score.
 pub const KEEP_Z: f64 = 3.0;
@@ -88,7 +88,9 @@ pub fn field_z(users: &UserTable, col: Column, train: &[&Campaign]) -> f64 {
             continue;
         }
         let p = k as f64 / n as f64;
-        let mut counts: HashMap<u32, (usize, usize)> = HashMap::new();
+        // Ordered, so the sums below add in one order: a hashed map's order changes from run to run
+        // (its seed is random), and with it the last bits of z in `prepare`'s header.
+        let mut counts: BTreeMap<u32, (usize, usize)> = BTreeMap::new();
         for r in &c.stage1 {
             values(users, r.user as usize, col, &mut vals);
             for &v in &vals {
