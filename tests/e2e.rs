@@ -473,6 +473,29 @@ fn pipeline_end_to_end() {
     ok(&["merge", p(&as_parquet), "--out", p(&back)]);
     assert_eq!(std::fs::read_to_string(&back).unwrap(), whole_csv);
 
+    // The scoring speed check runs both ways on the same users and they agree.
+    let out = ok(&[
+        "score-throughput",
+        "--model",
+        p(&campaign),
+        "--pool",
+        p(&raw),
+        "--users",
+        "300",
+        "--rounds",
+        "1",
+        "--ceiling-gflops",
+        "100",
+    ]);
+    assert!(out.contains("scoring 300 users"), "{out}");
+    assert!(out.contains("| folded (what `score` runs) |"), "{out}");
+    let diff: f32 = out
+        .split("scores of a user: ")
+        .nth(1)
+        .and_then(|t| t.trim().trim_end_matches('.').parse().ok())
+        .unwrap_or_else(|| panic!("no score difference in {out}"));
+    assert!(diff < 1e-5, "{out}");
+
     // A general model cannot score, a campaign's model cannot be fine-tuned again.
     let e = fails(&[
         "score",

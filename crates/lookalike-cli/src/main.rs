@@ -17,6 +17,7 @@ mod prepare;
 mod pretrain;
 mod progress;
 mod score;
+mod score_throughput;
 mod synth;
 mod throughput;
 
@@ -66,6 +67,9 @@ enum Command {
     Finetune(finetune::Args),
     /// Rank a pool (or one shard of it) with a campaign's model and write the best users (second half).
     Score(score::Args),
+    /// Scoring speed: the folded model `score` runs against the forward pass, side by side, with the
+    /// FLOPs a user costs each way.
+    ScoreThroughput(score_throughput::Args),
     /// Join the audiences of a pool's shards into the whole pool's.
     Merge(merge::Args),
     /// Expand a seed list: fine-tune on seeds plus sampled non-seeds, score the pool, write the top users.
@@ -112,6 +116,7 @@ fn main() {
         Command::Throughput(a) => throughput::run(a),
         Command::Finetune(a) => finetune::run(a),
         Command::Score(a) => score::run(a),
+        Command::ScoreThroughput(a) => score_throughput::run(a),
         Command::Merge(a) => merge::run(a),
         Command::Expand(a) => expand::run(a),
         Command::ExportPool(a) => export_pool::run(a),

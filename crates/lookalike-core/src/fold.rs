@@ -108,6 +108,32 @@ impl PoolScorer {
         }
     }
 
+    /// Floating-point operations of the products run per user (a multiply-add is two): with the first
+    /// layers folded, the pooled fields' product, the experts' later layers, the gates' output layers
+    /// and the critics ([`MetaHeac::flops_per_user`] counts the model's). The sums of folded rows are
+    /// not counted.
+    pub fn executed_flops_per_user(&self) -> f64 {
+        match &self.how {
+            How::Forward(model) => model.flops_per_user(),
+            How::Folded(f) => {
+                let m = &f.model;
+                let linear = |l: &burn::nn::Linear| {
+                    let [i, o] = l.weight.val().dims();
+                    2.0 * (i * o) as f64
+                };
+                2.0 * (f.pooled_width * f.width) as f64
+                    + m.experts
+                        .iter()
+                        .flat_map(|e| e.layers.iter().skip(1))
+                        .map(linear)
+                        .sum::<f64>()
+                    + linear(&m.expert_gate.out)
+                    + linear(&m.critic_gate.out)
+                    + m.critics.iter().map(linear).sum::<f64>()
+            }
+        }
+    }
+
     /// Scores of every user of `table`, in the table's order, checked finite.
     pub fn score(&self, table: &UserTable) -> Result<Vec<f32>, NonFinite> {
         let users: Vec<u32> = (0..table.len() as u32).collect();

@@ -530,6 +530,25 @@ impl MetaHeac {
         }
     }
 
+    /// Floating-point operations of one user's forward pass through the layers (a multiply-add is two):
+    /// every expert, both gates, every critic. Embedding look-ups, element-wise work and the wide part
+    /// are not counted.
+    pub fn flops_per_user(&self) -> f64 {
+        let linear = |l: &Linear| {
+            let [i, o] = l.weight.val().dims();
+            2.0 * (i * o) as f64
+        };
+        let gate = |g: &Gate| linear(&g.hidden) + linear(&g.out);
+        self.experts
+            .iter()
+            .flat_map(|e| &e.layers)
+            .map(linear)
+            .sum::<f64>()
+            + gate(&self.expert_gate)
+            + gate(&self.critic_gate)
+            + self.critics.iter().map(linear).sum::<f64>()
+    }
+
     /// The critics' logits z_j = T_j(h), shape `[B, m]`, from the mixed expert output h `[B, d]`.
     pub(crate) fn critic_logits(&self, h: Tensor<2>) -> Tensor<2> {
         Tensor::cat(

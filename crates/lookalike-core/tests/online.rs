@@ -621,3 +621,19 @@ fn a_users_folded_score_does_not_depend_on_who_shares_its_pass() {
         expected
     );
 }
+
+#[test]
+fn flops_a_user_are_counted_from_the_layers() {
+    use lookalike_core::expansion::PoolScorer;
+    let s = schema();
+    let m = model(&config(&s), &Device::flex(), 2);
+    // 4 user fields × D 4 = 16 inputs; the gates see the field mean and 2 ad fields (12). Multiply-adds:
+    // experts 3 × (16·6 + 6·5) = 378, gates 12·4 + 4·3 + 12·4 + 4·2 = 116, critics 2 × 5 = 10.
+    assert_eq!(m.flops_per_user(), 2.0 * 504.0);
+    // Folded, every table: the experts' second layers (90), the gates' outputs (20), the critics (10).
+    let all = PoolScorer::with_budget(&m, &[1, 1], usize::MAX);
+    assert_eq!(all.executed_flops_per_user(), 2.0 * 120.0);
+    // None folded: the pooled fields' product (16 × (3·6 + 2·4) = 416) on top.
+    let none = PoolScorer::with_budget(&m, &[1, 1], 0);
+    assert_eq!(none.executed_flops_per_user(), 2.0 * 536.0);
+}
