@@ -6,11 +6,12 @@
 use crate::finetune::read_seeds;
 use crate::{BackendArg, backend, progress};
 use anyhow::{Context, Result, bail};
+use lookalike_core::burn::tensor::Device;
 use lookalike_core::data::UserTable;
 use lookalike_core::expansion::{PoolScorer, Shard, score_into};
 use lookalike_core::model::MetaHeac;
 use lookalike_core::online::{Scored, TopK, audience_size};
-use lookalike_core::record;
+use lookalike_core::record::{self, RecordHeader};
 use lookalike_data::{columnar, pool};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -129,20 +130,25 @@ pub fn write_audience(out: &Path, audience: &[Scored]) -> Result<()> {
     Ok(())
 }
 
+/// A campaign's model record (`lookalike finetune`) on `device`; a general model is refused.
+pub fn load_campaign(path: &Path, device: &Device) -> Result<(RecordHeader, MetaHeac)> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let (header, model) =
+        record::from_bytes(&bytes, device).with_context(|| format!("{}", path.display()))?;
+    if header.campaign.is_none() {
+        bail!(
+            "{}: a general model, not a campaign's; fine-tune it first (`lookalike finetune`)",
+            path.display()
+        );
+    }
+    Ok((header, model))
+}
+
 pub fn run(a: Args) -> Result<()> {
     a.size.check()?;
     let start = Instant::now();
-    let device = backend(a.backend)?;
-    let bytes =
-        std::fs::read(&a.model).with_context(|| format!("{}: cannot read", a.model.display()))?;
-    let (header, model) =
-        record::from_bytes(&bytes, &device).with_context(|| format!("{}", a.model.display()))?;
-    let Some(campaign) = &header.campaign else {
-        bail!(
-            "{}: a general model, not a campaign's; fine-tune it first (`lookalike finetune`)",
-            a.model.display()
-        );
-    };
+    let (header, model) = load_campaign(&a.model, &backend(a.backend)?)?;
+    let campaign = header.campaign.as_ref().expect("a campaign's model");
     let user_path = pool::user_file(&a.pool)?;
     let exclude: HashSet<u64> = match &a.exclude {
         Some(p) => read_seeds(p)?.uids.into_iter().collect(),

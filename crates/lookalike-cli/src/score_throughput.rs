@@ -3,11 +3,11 @@
 //! already in memory (reading and parsing the pool are not timed), with the FLOPs a user costs each way
 //! and, given this CPU's ceiling, the share of it.
 
+use crate::score::load_campaign;
 use crate::{BackendArg, backend};
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use lookalike_core::data::{Row, UserTable};
 use lookalike_core::expansion::{PoolScorer, score_blocks};
-use lookalike_core::record;
 use lookalike_data::pool;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -74,18 +74,8 @@ pub fn run(a: Args) -> Result<()> {
     if a.users == 0 || a.rounds == 0 {
         bail!("--users and --rounds must be at least 1");
     }
-    let device = backend(a.backend)?;
-    let bytes =
-        std::fs::read(&a.model).with_context(|| format!("{}: cannot read", a.model.display()))?;
-    let (header, model) =
-        record::from_bytes(&bytes, &device).with_context(|| format!("{}", a.model.display()))?;
-    let Some(campaign) = &header.campaign else {
-        bail!(
-            "{}: a general model, not a campaign's; fine-tune it first (`lookalike finetune`)",
-            a.model.display()
-        );
-    };
-    let ad = &campaign.ad;
+    let (header, model) = load_campaign(&a.model, &backend(a.backend)?)?;
+    let ad = &header.campaign.as_ref().expect("a campaign's model").ad;
 
     // The head of the pool, in the pieces `score` streams it in.
     let user_path = pool::user_file(&a.pool)?;
