@@ -125,6 +125,17 @@ impl Vocabulary {
         id.copied().unwrap_or(0)
     }
 
+    /// Id of an integer token (a Parquet integer column's value): the id of its decimal spelling,
+    /// found without writing it out where the vocabulary is indexed by number.
+    pub fn id_of_integer(&self, v: i128) -> u32 {
+        let id = match &self.index {
+            Index::Text(_) => return self.id(&v.to_string()),
+            Index::Number(index) => u64::try_from(v).ok().and_then(|n| index.get(&n)),
+            Index::Dense(ids) => usize::try_from(v).ok().and_then(|n| ids.get(n)),
+        };
+        id.copied().unwrap_or(0)
+    }
+
     /// Token of an id (`None` for 0 and out-of-range ids).
     pub fn token(&self, id: u32) -> Option<&str> {
         if id == 0 {
@@ -282,6 +293,22 @@ mod tests {
         }
         assert_ne!(v.id("7"), v.id("007"));
         assert_eq!(v.id("8"), 0);
+        // An integer finds what its decimal spelling finds, in every kind of index.
+        for v in [&far, &near, &vocab(&["12", "7", "-3", "a"])] {
+            for n in [
+                -3i128,
+                -1,
+                0,
+                7,
+                8,
+                12,
+                1030,
+                18446744073709551615,
+                18446744073709551616,
+            ] {
+                assert_eq!(v.id_of_integer(n), v.id(&n.to_string()), "{n}");
+            }
+        }
         // After a round trip through serde the index is rebuilt the same way.
         let mut back: Vocabulary =
             serde_json::from_str(&serde_json::to_string(&v).unwrap()).unwrap();

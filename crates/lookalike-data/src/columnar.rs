@@ -205,7 +205,14 @@ pub fn encode_batch(
     );
     let mut buf = String::new();
     let id = |vocab: &Vocabulary, col: &dyn Array, i: usize, buf: &mut String| -> u32 {
-        token(col, i, buf).map_or(0, |t| vocab.id(&t))
+        if col.is_null(i) {
+            return 0;
+        }
+        if col.data_type().is_integer() {
+            int_at(col, i).map_or(0, |v| vocab.id_of_integer(v))
+        } else {
+            token(col, i, buf).map_or(0, |t| vocab.id(&t))
+        }
     };
     for (i, &uid) in uids.iter().enumerate() {
         if !keep(uid) {
