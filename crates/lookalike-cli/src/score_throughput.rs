@@ -87,10 +87,7 @@ pub fn run(a: Args) -> Result<()> {
         &|_| true,
         &mut |_| {},
         &mut |mut t: UserTable| -> Result<()> {
-            let take = t.len().min(a.users - read);
-            if take < t.len() {
-                t = head(&t, take);
-            }
+            t.truncate(a.users - read);
             read += t.len();
             pieces.push(t);
             if read >= a.users {
@@ -168,20 +165,6 @@ pub fn run(a: Args) -> Result<()> {
         crate::write_json(path, &report)?;
     }
     Ok(())
-}
-
-/// The first `n` users of `t`.
-fn head(t: &UserTable, n: usize) -> UserTable {
-    let mut out = UserTable {
-        single_fields: t.single_fields,
-        multi_width: t.multi_width,
-        multi_fields: t.multi_fields,
-        ..Default::default()
-    };
-    for u in 0..n {
-        out.push(t.uids[u], t.single_of(u), t.multi_of(u), t.lens_of(u));
-    }
-    out
 }
 
 fn print_report(r: &Report) {

@@ -69,6 +69,14 @@ impl UserTable {
     }
 
     /// Appends one user. Slices must have the table's widths.
+    /// Keeps the first `n` users.
+    pub fn truncate(&mut self, n: usize) {
+        self.uids.truncate(n);
+        self.single.truncate(n * self.single_fields);
+        self.multi.truncate(n * self.multi_width);
+        self.lens.truncate(n * self.multi_fields);
+    }
+
     pub fn push(&mut self, uid: u64, single: &[u32], multi: &[u32], lens: &[u8]) {
         debug_assert_eq!(single.len(), self.single_fields);
         debug_assert_eq!(multi.len(), self.multi_width);

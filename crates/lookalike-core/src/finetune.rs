@@ -1163,7 +1163,7 @@ fn score_tensor(model: &MetaHeac, users: &UserTable, ad: &[u32], rows: &[Row]) -
     model.forward(&Inputs::new(&b, &model.device())).prob
 }
 
-fn f32s(data: TensorData) -> Vec<f32> {
+pub(crate) fn f32s(data: TensorData) -> Vec<f32> {
     data.try_into_vec_as::<f32>().expect("f32 data")
 }
 

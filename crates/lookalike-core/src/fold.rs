@@ -19,8 +19,9 @@
 
 use crate::data::{Row, UserTable};
 use crate::expansion::{SCORE_BATCH, score_async, score_blocks};
+use crate::finetune::f32s;
 use crate::finite::{self, NonFinite};
-use crate::model::{GateContext, MetaHeac, critic_mixture, experts_later_layers};
+use crate::model::{GateContext, MetaHeac, critic_mixture, experts_later_layers, linear_flops};
 use burn::module::Module;
 use burn::tensor::activation::{log_softmax, relu, sigmoid};
 use burn::tensor::{Tensor, TensorData};
@@ -117,19 +118,15 @@ impl PoolScorer {
             How::Forward(model) => model.flops_per_user(),
             How::Folded(f) => {
                 let m = &f.model;
-                let linear = |l: &burn::nn::Linear| {
-                    let [i, o] = l.weight.val().dims();
-                    2.0 * (i * o) as f64
-                };
                 2.0 * (f.pooled_width * f.width) as f64
                     + m.experts
                         .iter()
                         .flat_map(|e| e.layers.iter().skip(1))
-                        .map(linear)
+                        .map(linear_flops)
                         .sum::<f64>()
-                    + linear(&m.expert_gate.out)
-                    + linear(&m.critic_gate.out)
-                    + m.critics.iter().map(linear).sum::<f64>()
+                    + linear_flops(&m.expert_gate.out)
+                    + linear_flops(&m.critic_gate.out)
+                    + m.critics.iter().map(linear_flops).sum::<f64>()
             }
         }
     }
@@ -234,10 +231,7 @@ struct Folded {
 }
 
 fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("f32 data")
+    f32s(t.into_data())
 }
 
 async fn host_async<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, String> {
@@ -245,10 +239,7 @@ async fn host_async<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, String> {
         .into_data_async()
         .await
         .map_err(|e| format!("reading back a folded model: {e:?}"))?;
-    Ok(data
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("f32 data"))
+    Ok(f32s(data))
 }
 
 impl Folded {

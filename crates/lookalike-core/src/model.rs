@@ -534,19 +534,15 @@ impl MetaHeac {
     /// every expert, both gates, every critic. Embedding look-ups, element-wise work and the wide part
     /// are not counted.
     pub fn flops_per_user(&self) -> f64 {
-        let linear = |l: &Linear| {
-            let [i, o] = l.weight.val().dims();
-            2.0 * (i * o) as f64
-        };
-        let gate = |g: &Gate| linear(&g.hidden) + linear(&g.out);
+        let gate = |g: &Gate| linear_flops(&g.hidden) + linear_flops(&g.out);
         self.experts
             .iter()
             .flat_map(|e| &e.layers)
-            .map(linear)
+            .map(linear_flops)
             .sum::<f64>()
             + gate(&self.expert_gate)
             + gate(&self.critic_gate)
-            + self.critics.iter().map(linear).sum::<f64>()
+            + self.critics.iter().map(linear_flops).sum::<f64>()
     }
 
     /// The critics' logits z_j = T_j(h), shape `[B, m]`, from the mixed expert output h `[B, d]`.
@@ -564,6 +560,12 @@ impl MetaHeac {
     pub fn loss(&self, x: &Inputs) -> Tensor<1> {
         bce(&self.forward(x), x.labels.clone())
     }
+}
+
+/// FLOPs of one row through a linear layer (its multiply-adds, two FLOPs each; the bias not counted).
+pub(crate) fn linear_flops(l: &Linear) -> f64 {
+    let [i, o] = l.weight.val().dims();
+    2.0 * (i * o) as f64
 }
 
 /// The hybrid critics' mixture ŷ = Σ_j c_j σ(z_j) (or its 1/m-scaled MTReclib form) from the gate's
