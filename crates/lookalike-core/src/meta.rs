@@ -230,6 +230,45 @@ pub struct MetaTrainer<'a> {
     /// order from it rather than storing it).
     plain_shuffled_at: Option<Vec<u8>>,
     pub iteration: usize,
+    /// The next lazy first-order meta-batch, drawn during the last step (see [`Drawn`]).
+    ahead: Option<Drawn>,
+    /// Scratch for renumbering it, beside the tables' own (in use at the same time).
+    ahead_slot: Vec<u32>,
+}
+
+/// A meta-batch drawn ahead of its step, on a copy of the stream, while the step before computes
+/// (its draw reads no weight). It stands for the draw the step would make only if the stream is still
+/// at `before` and the draw's settings are as they were, so a checkpoint (which saves the stream, not
+/// this), a restored state or a changed configuration draws afresh.
+struct Drawn {
+    before: chacha20::SerializedRngState,
+    after: TrainRng,
+    key: DrawKey,
+    rows: usize,
+    batches: Vec<Batch>,
+    touched: Vec<Touched>,
+}
+
+/// The settings a meta-batch's draw reads.
+#[derive(PartialEq)]
+struct DrawKey {
+    task_count: usize,
+    support_size: usize,
+    query_size: usize,
+    disjoint: bool,
+    id_dropout: u64,
+}
+
+impl DrawKey {
+    fn of(c: &MetaConfig) -> Self {
+        DrawKey {
+            task_count: c.task_count,
+            support_size: c.support_size,
+            query_size: c.query_size,
+            disjoint: c.disjoint_support_query,
+            id_dropout: c.id_dropout.to_bits(),
+        }
+    }
 }
 
 /// What a checkpoint needs, beside the weights and Adam's state, to continue a trainer exactly.
@@ -241,6 +280,11 @@ pub struct TrainerState {
     /// `none` mode: the stream's state when the current pass's order was shuffled, and the cursor.
     pub plain_shuffled_at: Option<Vec<u8>>,
     pub plain_cursor: usize,
+}
+
+/// A copy of `rng` at its position (the stream type has no `Clone`).
+fn fork(rng: &TrainRng) -> TrainRng {
+    TrainRng::deserialize_state(&rng.serialize_state())
 }
 
 fn rng_from(state: &[u8]) -> Result<TrainRng, String> {
@@ -297,6 +341,8 @@ impl<'a> MetaTrainer<'a> {
             plain_cursor: 0,
             plain_shuffled_at: None,
             iteration: 0,
+            ahead: None,
+            ahead_slot: Vec::new(),
         }
     }
 
@@ -448,9 +494,9 @@ impl<'a> MetaTrainer<'a> {
     }
 
     /// A task's rows, gathered on the host, with id dropout.
-    fn batch(&mut self, task: &Campaign, rows: &[Row]) -> Batch {
+    fn batch(&self, task: &Campaign, rows: &[Row], rng: &mut TrainRng) -> Batch {
         let mut b = Batch::gather(self.users, &self.multi_lens, &task.ad, rows);
-        b.drop_ids(self.config.id_dropout, &mut self.rng);
+        b.drop_ids(self.config.id_dropout, rng);
         b
     }
 
@@ -476,14 +522,14 @@ impl<'a> MetaTrainer<'a> {
     }
 
     /// Distinct tasks drawn with probability ∝ weight (Efraimidis–Spirakis keys u^(1/w)).
-    fn sample_tasks(&mut self) -> Vec<usize> {
+    fn sample_tasks(&self, rng: &mut TrainRng) -> Vec<usize> {
         let k = self.config.task_count.min(self.tasks.len());
         let mut keys: Vec<(f64, usize)> = self
             .weights
             .iter()
             .enumerate()
             .map(|(i, &w)| {
-                let u: f64 = self.rng.random::<f64>().max(f64::MIN_POSITIVE);
+                let u: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
                 (u.ln() / w.max(f64::MIN_POSITIVE), i)
             })
             .collect();
@@ -493,7 +539,7 @@ impl<'a> MetaTrainer<'a> {
 
     /// Support and query rows of a task: independent samples without replacement (or disjoint halves).
     /// A campaign with fewer rows than asked gives all its rows (the reference would crash).
-    fn support_query(&mut self, task: usize) -> (Vec<Row>, Vec<Row>) {
+    fn support_query(&self, task: usize, rng: &mut TrainRng) -> (Vec<Row>, Vec<Row>) {
         let rows = &self.tasks[task].stage1;
         let (s, q) = (self.config.support_size, self.config.query_size);
         let draw = |n: usize, rng: &mut TrainRng| -> Vec<Row> {
@@ -502,13 +548,13 @@ impl<'a> MetaTrainer<'a> {
             idx
         };
         if self.config.disjoint_support_query {
-            let mut all = draw(s + q, &mut self.rng);
+            let mut all = draw(s + q, rng);
             let split = if all.len() >= s + q { s } else { all.len() / 2 };
             let query = all.split_off(split);
             (all, query)
         } else {
-            let support = draw(s, &mut self.rng);
-            let query = draw(q, &mut self.rng);
+            let support = draw(s, rng);
+            let query = draw(q, rng);
             (support, query)
         }
     }
@@ -526,17 +572,19 @@ impl<'a> MetaTrainer<'a> {
 
     /// The "w/o Meta" step: tasks and rows drawn exactly as a meta-step, one loss at θ on support ∪ query.
     fn no_adaptation_step(&mut self) -> StepStats {
-        let picked = self.sample_tasks();
+        let mut rng = fork(&self.rng);
+        let picked = self.sample_tasks(&mut rng);
         let n = picked.len() as f32;
         let mut batches = Vec::with_capacity(picked.len());
         let mut rows = 0;
         for t in picked {
-            let (mut s, q) = self.support_query(t);
+            let (mut s, q) = self.support_query(t, &mut rng);
             s.extend_from_slice(&q);
             rows += s.len();
             let task = self.tasks[t];
-            batches.push(self.batch(task, &s));
+            batches.push(self.batch(task, &s, &mut rng));
         }
+        self.rng = rng;
         let (work, touched, inputs) = self.work(batches);
         let tasks = per_task(inputs.len(), self.threads(), |i| {
             let leaf = grads::releaf(work.clone());
@@ -578,21 +626,34 @@ impl<'a> MetaTrainer<'a> {
         self.model = Some(self.optim.step(self.config.outer_lr, model, grads));
     }
 
-    /// One task of a first-order meta-step at `work` (a copy of θ, or its compact copy): θ' from the
-    /// support set, then the query loss at θ' (over `n` tasks) differentiated at θ's leaves of the task's
-    /// own, so tasks share no graph. Returns that gradient, the first support loss and the query loss.
-    fn first_order_task(
-        config: &MetaConfig,
-        work: MetaHeac,
-        support: &Inputs,
-        query: &Inputs,
-        n: f32,
-    ) -> (GradientsParams, f32, f32) {
+    /// One task of a first-order meta-step at `work` (a copy of θ, or its compact copy), in two stages
+    /// (see [`per_task_staged`]). This first one: θ' from the support set, still attached to the task's
+    /// own leaves of θ, so tasks share no graph.
+    fn first_order_support(config: &MetaConfig, work: MetaHeac, support: &Inputs) -> Adapted {
         let leaf = grads::releaf(work);
-        let (fast, _, ls) = Self::adapt(config, &leaf, support, false);
+        let (fast, _, support_loss) = Self::adapt(config, &leaf, support, false);
+        Adapted {
+            leaf,
+            fast,
+            support_loss,
+        }
+    }
+
+    /// The second stage of a first-order task: the query loss at θ' (over `n` tasks), differentiated at
+    /// the task's leaves of θ. Returns that gradient, the first support loss and the query loss.
+    fn first_order_query(adapted: Adapted, query: &Inputs, n: f32) -> (GradientsParams, f32, f32) {
+        let Adapted {
+            leaf,
+            fast,
+            support_loss,
+        } = adapted;
         let lq = fast.loss(query).div_scalar(n);
         let value = lq.clone().into_scalar::<f32>();
-        (GradientsParams::from_grads(lq.backward(), &leaf), ls, value)
+        (
+            GradientsParams::from_grads(lq.backward(), &leaf),
+            support_loss,
+            value,
+        )
     }
 
     /// Inner loop from θ: `inner_steps` SGD steps on the support set. Returns the adapted model, still
@@ -626,30 +687,81 @@ impl<'a> MetaTrainer<'a> {
 
     /// The sampled tasks' support and query batches, in pairs, and the rows they hold.
     fn meta_batch(&mut self) -> (usize, Vec<Batch>) {
-        let picked = self.sample_tasks();
+        let mut rng = fork(&self.rng);
+        let drawn = self.draw_meta_batch(&mut rng);
+        self.rng = rng;
+        drawn
+    }
+
+    /// [`Self::meta_batch`] from the stream `rng`.
+    fn draw_meta_batch(&self, rng: &mut TrainRng) -> (usize, Vec<Batch>) {
+        let picked = self.sample_tasks(rng);
         let mut batches = Vec::with_capacity(2 * picked.len());
         let mut rows = 0;
         for t in picked {
-            let (s, q) = self.support_query(t);
+            let (s, q) = self.support_query(t, rng);
             rows += s.len() + q.len();
             let task = self.tasks[t];
-            batches.push(self.batch(task, &s));
-            batches.push(self.batch(task, &q));
+            batches.push(self.batch(task, &s, rng));
+            batches.push(self.batch(task, &q, rng));
         }
         (rows, batches)
     }
 
-    fn first_order_step(&mut self) -> StepStats {
-        let (rows, batches) = self.meta_batch();
-        if self.sparse.is_some() {
-            return self.first_order_lazy(rows, batches);
+    /// The next lazy first-order meta-batch drawn ahead from the current stream (see
+    /// [`Drawn`]), with its rows renumbered into `slot`, a scratch of [`SparseEmbeddings::compact_into`].
+    fn draw_ahead(&self, slot: &mut Vec<u32>) -> Drawn {
+        let before = self.rng.serialize_state();
+        let mut after = fork(&self.rng);
+        let (rows, mut batches) = self.draw_meta_batch(&mut after);
+        let sparse = self.sparse.as_ref().expect("lazy embedding updates");
+        let touched = batches
+            .chunks_mut(2)
+            .map(|pair| sparse.compact_into(slot, pair))
+            .collect();
+        Drawn {
+            before,
+            after,
+            key: DrawKey::of(&self.config),
+            rows,
+            batches,
+            touched,
         }
+    }
+
+    /// The lazy first-order meta-batch to compute: the one drawn ahead if it was drawn from this
+    /// stream position under this configuration, otherwise drawn now.
+    fn lazy_meta_batch(&mut self) -> (usize, Vec<Batch>, Vec<Touched>) {
+        if let Some(d) = self.ahead.take()
+            && d.before == self.rng.serialize_state()
+            && d.key == DrawKey::of(&self.config)
+        {
+            self.rng = d.after;
+            return (d.rows, d.batches, d.touched);
+        }
+        let (rows, mut batches) = self.meta_batch();
+        let sparse = self.sparse.as_mut().expect("lazy embedding updates");
+        let touched = batches
+            .chunks_mut(2)
+            .map(|pair| sparse.compact(pair))
+            .collect();
+        (rows, batches, touched)
+    }
+
+    fn first_order_step(&mut self) -> StepStats {
+        if self.sparse.is_some() {
+            return self.first_order_lazy();
+        }
+        let (rows, batches) = self.meta_batch();
         let n = (batches.len() / 2) as f32;
         let (work, touched, inputs) = self.work(batches);
         let config = &self.config;
-        let tasks = per_task(inputs.len() / 2, self.threads(), |i| {
-            Self::first_order_task(config, work.clone(), &inputs[2 * i], &inputs[2 * i + 1], n)
-        });
+        let tasks = per_task_staged(
+            inputs.len() / 2,
+            self.threads(),
+            |i| Self::first_order_support(config, work.clone(), &inputs[2 * i]),
+            |i, adapted| Self::first_order_query(adapted, &inputs[2 * i + 1], n),
+        );
         if tasks.is_empty() {
             return StepStats::default();
         }
@@ -669,26 +781,38 @@ impl<'a> MetaTrainer<'a> {
     /// table-sized gradients and fast weights), built on its own thread, and the tables' gradients are
     /// summed on the host (`SparseEmbeddings::merge`) into the union model's: the same sums in the same
     /// order, so the same step (tested against the union model).
-    fn first_order_lazy(&mut self, rows: usize, mut batches: Vec<Batch>) -> StepStats {
+    ///
+    /// The next meta-batch is drawn meanwhile, by the first worker left without a stage to run
+    /// ([`per_task_staged`]'s `idle`): drawing does not depend on the weights, and it is used only if
+    /// the stream is where it was drawn from (see [`Drawn`]), so the step is the same either way.
+    fn first_order_lazy(&mut self) -> StepStats {
+        let (rows, batches, touched) = self.lazy_meta_batch();
         let n = (batches.len() / 2) as f32;
         let threads = self.threads();
-        let sparse = self.sparse.as_mut().expect("lazy embedding updates");
-        let touched: Vec<Touched> = batches
-            .chunks_mut(2)
-            .map(|pair| sparse.compact(pair))
-            .collect();
-        let (config, general, device) = (&self.config, self.general(), &self.device);
-        let sparse = self.sparse.as_ref().expect("lazy embedding updates");
-        let tasks = per_task(touched.len(), threads, |i| {
-            // The task's model and inputs are built on its own thread.
-            let work = sparse.model(general, &touched[i]);
-            let support = Inputs::new(&batches[2 * i], device);
-            let query = Inputs::new(&batches[2 * i + 1], device);
-            let (mut g, ls, value) = Self::first_order_task(config, work, &support, &query, n);
-            // To the host on the task's thread (a compact copy keeps θ's parameter ids).
-            let tables = SparseEmbeddings::take_grads(general, &mut g);
-            (g, tables, ls, value)
-        });
+        let mut slot = std::mem::take(&mut self.ahead_slot);
+        let this = &*self;
+        let (config, general, device) = (&this.config, this.general(), &this.device);
+        let sparse = this.sparse.as_ref().expect("lazy embedding updates");
+        let (tasks, ahead) = per_task_staged_idle(
+            touched.len(),
+            threads,
+            |i| {
+                // The task's model and inputs are built on the thread that runs its stage.
+                let work = sparse.model(general, &touched[i]);
+                let support = Inputs::new(&batches[2 * i], device);
+                Self::first_order_support(config, work, &support)
+            },
+            |i, adapted| {
+                let query = Inputs::new(&batches[2 * i + 1], device);
+                let (mut g, ls, value) = Self::first_order_query(adapted, &query, n);
+                // To the host on the task's thread (a compact copy keeps θ's parameter ids).
+                let tables = SparseEmbeddings::take_grads(general, &mut g);
+                (g, tables, ls, value)
+            },
+            || this.draw_ahead(&mut slot),
+        );
+        self.ahead = ahead;
+        self.ahead_slot = slot;
         if tasks.is_empty() {
             return StepStats::default();
         }
@@ -719,9 +843,14 @@ impl<'a> MetaTrainer<'a> {
     /// weights take the Adam step on that query loss. Reads losses synchronously (CPU devices).
     pub fn walkthrough(&mut self, task: usize) -> Walkthrough {
         let task = task.min(self.tasks.len().saturating_sub(1));
-        let (s, q) = self.support_query(task);
+        let mut rng = fork(&self.rng);
+        let (s, q) = self.support_query(task, &mut rng);
         let campaign = self.tasks[task];
-        let batches = vec![self.batch(campaign, &s), self.batch(campaign, &q)];
+        let batches = vec![
+            self.batch(campaign, &s, &mut rng),
+            self.batch(campaign, &q, &mut rng),
+        ];
+        self.rng = rng;
         let (work, touched, inputs) = self.work(batches);
         let (support, query) = (&inputs[0], &inputs[1]);
         let loss = |m: &MetaHeac, x: &Inputs| m.loss(x).into_scalar::<f32>();
@@ -857,6 +986,16 @@ impl<'a> MetaTrainer<'a> {
     }
 }
 
+/// A task after its support stage (see [`MetaTrainer::first_order_support`]).
+struct Adapted {
+    /// The task's own leaves of θ.
+    leaf: MetaHeac,
+    /// θ', attached to `leaf`.
+    fast: MetaHeac,
+    /// The mean support loss of the first inner step.
+    support_loss: f32,
+}
+
 /// [`MetaConfig::threads`] resolved: 0 is one per core (1 on wasm).
 pub(crate) fn threads(configured: usize) -> usize {
     match configured {
@@ -914,6 +1053,90 @@ pub(crate) fn per_task<T: Send>(n: usize, threads: usize, f: impl Fn(usize) -> T
     }
 }
 
+/// `second(i, first(i))` for `i` in `0..n`, in order, on up to `threads` threads: [`per_task`] for
+/// work done in two stages, where the second needs the first's result.
+///
+/// Native builds start every first stage before any second one, and a second stage as soon as its
+/// first is done, so the work is spread evenly: five first-order tasks on two cores ran as three
+/// rounds of whole tasks, the third with one core idle; as ten half-tasks they fill both cores to
+/// the end. Each item's stages compute what they computed together, so the results do not change.
+pub(crate) fn per_task_staged<A: Send, T: Send>(
+    n: usize,
+    threads: usize,
+    first: impl Fn(usize) -> A + Sync,
+    second: impl Fn(usize, A) -> T + Sync,
+) -> Vec<T> {
+    per_task_staged_idle(n, threads, first, second, || ()).0
+}
+
+/// [`per_task_staged`], and `idle()` run by the first worker left with no stage to start (on native
+/// builds with more than one thread; elsewhere not at all, `None`), while the others finish theirs.
+pub(crate) fn per_task_staged_idle<A: Send, T: Send, I: Send>(
+    n: usize,
+    threads: usize,
+    first: impl Fn(usize) -> A + Sync,
+    second: impl Fn(usize, A) -> T + Sync,
+    idle: impl FnOnce() -> I + Send,
+) -> (Vec<T>, Option<I>) {
+    let threads = threads.clamp(1, n.max(1));
+    #[cfg(feature = "native")]
+    if threads > 1 {
+        use std::collections::VecDeque;
+        use std::sync::Mutex;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let started = AtomicUsize::new(0);
+        let ready: Mutex<VecDeque<(usize, A)>> = Mutex::new(VecDeque::with_capacity(n));
+        let done: Vec<Mutex<Option<T>>> = (0..n).map(|_| Mutex::new(None)).collect();
+        let idle = Mutex::new(Some(idle));
+        let idled: Mutex<Option<I>> = Mutex::new(None);
+        // A worker takes the next first stage while any is left, then the oldest second stage whose
+        // first is done; it stops when neither is there. Nobody waits for a first stage: the worker
+        // that finishes one finds its second stage queued on its next turn, so none is left behind.
+        let work = || {
+            loop {
+                let i = started.fetch_add(1, Ordering::Relaxed);
+                if i < n {
+                    let a = first(i);
+                    ready
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push_back((i, a));
+                    continue;
+                }
+                let next = ready.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+                let Some((i, a)) = next else {
+                    let job = idle.lock().unwrap_or_else(|e| e.into_inner()).take();
+                    if let Some(job) = job {
+                        *idled.lock().unwrap_or_else(|e| e.into_inner()) = Some(job());
+                    }
+                    break;
+                };
+                let t = second(i, a);
+                *done[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(t);
+            }
+        };
+        on_pool(threads, || {
+            rayon::scope(|s| {
+                for _ in 1..threads {
+                    s.spawn(|_| work());
+                }
+                work();
+            })
+        });
+        let done = done
+            .into_iter()
+            .map(|t| {
+                t.into_inner()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .expect("every item computed")
+            })
+            .collect();
+        return (done, idled.into_inner().unwrap_or_else(|e| e.into_inner()));
+    }
+    let _ = idle;
+    (per_task(n, threads, |i| second(i, first(i))), None)
+}
+
 /// Runs `op` on a rayon pool of `threads` workers: the global pool where it has that many, otherwise
 /// one kept for that count (built once; a pool per meta-step would start threads every step). Called
 /// from a pool's worker (tasks within tasks: validation's fine-tunes score their rows), `op` runs on
@@ -948,4 +1171,39 @@ fn on_pool<R: Send>(threads: usize, op: impl FnOnce() -> R + Send) -> R {
 fn sum<'g>(module: &MetaHeac, grads: impl Iterator<Item = &'g GradientsParams>) -> GradientsParams {
     let terms: Vec<(f32, &GradientsParams)> = grads.map(|g| (1.0, g)).collect();
     grads::combine(module, &terms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Every item's second stage gets its own first stage's result, each stage runs once, and the
+    /// results come back in item order, whatever the thread count.
+    #[test]
+    fn staged_items_come_back_in_order() {
+        for n in [0, 1, 2, 5, 9] {
+            for threads in [1, 2, 3, 8] {
+                let (firsts, seconds) = (AtomicUsize::new(0), AtomicUsize::new(0));
+                let out = per_task_staged(
+                    n,
+                    threads,
+                    |i| {
+                        firsts.fetch_add(1, Ordering::Relaxed);
+                        // Uneven stages, so the order in which they finish varies.
+                        std::thread::sleep(std::time::Duration::from_micros(200 * (i % 3) as u64));
+                        10 * i
+                    },
+                    |i, a| {
+                        seconds.fetch_add(1, Ordering::Relaxed);
+                        (i, a + 1)
+                    },
+                );
+                let want: Vec<(usize, usize)> = (0..n).map(|i| (i, 10 * i + 1)).collect();
+                assert_eq!(out, want, "n {n}, threads {threads}");
+                assert_eq!(firsts.into_inner(), n);
+                assert_eq!(seconds.into_inner(), n);
+            }
+        }
+    }
 }

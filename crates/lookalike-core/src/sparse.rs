@@ -259,12 +259,25 @@ impl SparseEmbeddings {
 
     /// Renumbers the ids of `batches` to rows of the compact tables and says which rows they are.
     pub fn compact(&mut self, batches: &mut [Batch]) -> Touched {
+        let mut slot = std::mem::take(&mut self.slot);
+        let touched = self.compact_into(&mut slot, batches);
+        self.slot = slot;
+        touched
+    }
+
+    /// [`Self::compact`] with a scratch of its own (empty at first; left ready for the next call), so
+    /// that a batch can be renumbered while the tables are read elsewhere.
+    pub fn compact_into(&self, slot: &mut Vec<u32>, batches: &mut [Batch]) -> Touched {
+        let rows = self.deep.values.len() / self.deep.width.max(1);
+        if slot.len() != rows {
+            *slot = vec![u32::MAX; rows];
+        }
         let fields = self.deep.offsets.len();
         let mut touched = Touched {
             ids: vec![Vec::new(); fields],
         };
         let (s, mf) = (self.single_fields, self.multi_fields);
-        let (deep, slot) = (&self.deep, &mut self.slot);
+        let deep = &self.deep;
         let mut renumber = |field: usize, id: &mut i64| {
             let rows = deep.rows(field);
             let row = rows.start + *id as usize;
@@ -302,17 +315,13 @@ impl SparseEmbeddings {
                 }
             }
         }
-        self.release(&touched);
-        touched
-    }
-
-    /// Sets the slots of `touched`'s rows back to "not touched", ready for the next step.
-    fn release(&mut self, touched: &Touched) {
+        // Every slot back to "not touched", ready for the next call.
         for (f, ids) in touched.ids.iter().enumerate() {
             for &id in ids {
-                self.slot[self.deep.offsets[f] + id as usize] = u32::MAX;
+                slot[self.deep.offsets[f] + id as usize] = u32::MAX;
             }
         }
+        touched
     }
 
     /// `general` with its tables cut down to the `touched` rows (current values), each a leaf that

@@ -198,15 +198,23 @@ fn the_thread_count_does_not_change_the_result() {
     let (u, camps) = world();
     let refs: Vec<&Campaign> = camps.iter().collect();
     for mode in [MetaGrad::FirstOrder, MetaGrad::NoAdaptation] {
-        let run = |threads: usize| {
-            let cfg = small(3).with_meta_grad(mode).with_threads(threads);
-            let mut t = trainer(cfg, &u, &refs);
-            for _ in 0..3 {
-                t.step();
-            }
-            flat(t.model())
-        };
-        assert_eq!(run(1), run(3), "{mode:?}");
+        for update in [EmbeddingUpdate::Lazy, EmbeddingUpdate::Dense] {
+            let run = |threads: usize| {
+                let cfg = small(3)
+                    .with_meta_grad(mode)
+                    .with_embedding_update(update)
+                    .with_threads(threads);
+                let mut t = trainer(cfg, &u, &refs);
+                for _ in 0..3 {
+                    t.step();
+                }
+                flat(t.model())
+            };
+            // Two threads for three tasks: the first-order step runs them as six half-tasks.
+            let one = run(1);
+            assert_eq!(one, run(2), "{mode:?} {update:?}");
+            assert_eq!(one, run(3), "{mode:?} {update:?}");
+        }
     }
 }
 
