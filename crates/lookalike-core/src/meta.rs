@@ -906,12 +906,45 @@ impl<'a> MetaTrainer<'a> {
         support: &Inputs,
         query: &Inputs,
     ) -> (GradientsParams, f32, f32) {
-        let alpha = config.inner_lr as f32;
-        let (fast, points, ls) = Self::adapt(config, model, support, true);
+        let forward = Self::second_order_forward(config, model, support, query);
+        Self::second_order_back(config, forward, support)
+    }
+
+    /// The first half of [`Self::task_gradient`]: the inner steps from `model` and the query
+    /// gradient at θ_K.
+    fn second_order_forward(
+        config: &MetaConfig,
+        model: &MetaHeac,
+        support: &Inputs,
+        query: &Inputs,
+    ) -> Unrolled {
+        let (fast, points, support_loss) = Self::adapt(config, model, support, true);
         let fast = grads::releaf(fast);
         let lq = fast.loss(query);
-        let lq_value = lq.clone().into_scalar::<f32>();
-        let mut v = GradientsParams::from_grads(lq.backward(), &fast);
+        let query_loss = lq.clone().into_scalar::<f32>();
+        let v = GradientsParams::from_grads(lq.backward(), &fast);
+        Unrolled {
+            points,
+            v,
+            support_loss,
+            query_loss,
+        }
+    }
+
+    /// The second half: `v` back through the inner steps (two support gradients each). Returns the
+    /// meta-gradient, the first support loss and the query loss.
+    fn second_order_back(
+        config: &MetaConfig,
+        unrolled: Unrolled,
+        support: &Inputs,
+    ) -> (GradientsParams, f32, f32) {
+        let alpha = config.inner_lr as f32;
+        let Unrolled {
+            points,
+            mut v,
+            support_loss: ls,
+            query_loss: lq_value,
+        } = unrolled;
         for point in points.iter().rev() {
             let vnorm = grads::norm(point, &v);
             if vnorm == 0.0 {
@@ -931,9 +964,13 @@ impl<'a> MetaTrainer<'a> {
         let n = (batches.len() / 2) as f32;
         let (work, touched, inputs) = self.work(batches);
         let config = &self.config;
-        let tasks = per_task(inputs.len() / 2, self.threads(), |i| {
-            Self::task_gradient(config, &work, &inputs[2 * i], &inputs[2 * i + 1])
-        });
+        // In halves of about equal cost for one inner step (two passes each), as the first-order step.
+        let tasks = per_task_staged(
+            inputs.len() / 2,
+            self.threads(),
+            |i| Self::second_order_forward(config, &work, &inputs[2 * i], &inputs[2 * i + 1]),
+            |i, unrolled| Self::second_order_back(config, unrolled, &inputs[2 * i]),
+        );
         let support_loss = tasks.iter().map(|t| t.1 / n).sum();
         let query_loss = tasks.iter().map(|t| t.2 / n).sum();
         if !tasks.is_empty() {
@@ -994,6 +1031,17 @@ struct Adapted {
     fast: MetaHeac,
     /// The mean support loss of the first inner step.
     support_loss: f32,
+}
+
+/// A task of an exact second-order step after its forward half (see
+/// [`MetaTrainer::second_order_forward`]).
+struct Unrolled {
+    /// The detached points θ_0..θ_{K−1} of the inner steps.
+    points: Vec<MetaHeac>,
+    /// ∇L_Q(θ_K).
+    v: GradientsParams,
+    support_loss: f32,
+    query_loss: f32,
 }
 
 /// [`MetaConfig::threads`] resolved: 0 is one per core (1 on wasm).

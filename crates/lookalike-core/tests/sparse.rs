@@ -197,7 +197,11 @@ fn lazy_state_restores_exactly() {
 fn the_thread_count_does_not_change_the_result() {
     let (u, camps) = world();
     let refs: Vec<&Campaign> = camps.iter().collect();
-    for mode in [MetaGrad::FirstOrder, MetaGrad::NoAdaptation] {
+    for mode in [
+        MetaGrad::FirstOrder,
+        MetaGrad::SecondOrder,
+        MetaGrad::NoAdaptation,
+    ] {
         for update in [EmbeddingUpdate::Lazy, EmbeddingUpdate::Dense] {
             let run = |threads: usize| {
                 let cfg = small(3)
@@ -210,7 +214,7 @@ fn the_thread_count_does_not_change_the_result() {
                 }
                 flat(t.model())
             };
-            // Two threads for three tasks: the first-order step runs them as six half-tasks.
+            // Two threads for three tasks: a first- or second-order step runs them as six halves.
             let one = run(1);
             assert_eq!(one, run(2), "{mode:?} {update:?}");
             assert_eq!(one, run(3), "{mode:?} {update:?}");
