@@ -572,19 +572,18 @@ impl<'a> MetaTrainer<'a> {
 
     /// The "w/o Meta" step: tasks and rows drawn exactly as a meta-step, one loss at θ on support ∪ query.
     fn no_adaptation_step(&mut self) -> StepStats {
-        let mut rng = fork(&self.rng);
-        let picked = self.sample_tasks(&mut rng);
-        let n = picked.len() as f32;
-        let mut batches = Vec::with_capacity(picked.len());
-        let mut rows = 0;
-        for t in picked {
-            let (mut s, q) = self.support_query(t, &mut rng);
-            s.extend_from_slice(&q);
-            rows += s.len();
-            let task = self.tasks[t];
-            batches.push(self.batch(task, &s, &mut rng));
-        }
-        self.rng = rng;
+        let (n, rows, batches) = self.with_stream(|t, rng| {
+            let picked = t.sample_tasks(rng);
+            let mut batches = Vec::with_capacity(picked.len());
+            let mut rows = 0;
+            for &k in &picked {
+                let (mut s, q) = t.support_query(k, rng);
+                s.extend_from_slice(&q);
+                rows += s.len();
+                batches.push(t.batch(t.tasks[k], &s, rng));
+            }
+            (picked.len() as f32, rows, batches)
+        });
         let (work, touched, inputs) = self.work(batches);
         let tasks = per_task(inputs.len(), self.threads(), |i| {
             let leaf = grads::releaf(work.clone());
@@ -687,10 +686,16 @@ impl<'a> MetaTrainer<'a> {
 
     /// The sampled tasks' support and query batches, in pairs, and the rows they hold.
     fn meta_batch(&mut self) -> (usize, Vec<Batch>) {
+        self.with_stream(|t, rng| t.draw_meta_batch(rng))
+    }
+
+    /// `draw(self, stream)`, the trainer's stream advanced by what `draw` takes from it (the drawing
+    /// methods read the trainer and take the stream apart).
+    fn with_stream<R>(&mut self, draw: impl FnOnce(&Self, &mut TrainRng) -> R) -> R {
         let mut rng = fork(&self.rng);
-        let drawn = self.draw_meta_batch(&mut rng);
+        let out = draw(self, &mut rng);
         self.rng = rng;
-        drawn
+        out
     }
 
     /// [`Self::meta_batch`] from the stream `rng`.
@@ -708,8 +713,9 @@ impl<'a> MetaTrainer<'a> {
         (rows, batches)
     }
 
-    /// The next lazy first-order meta-batch drawn ahead from the current stream (see
-    /// [`Drawn`]), with its rows renumbered into `slot`, a scratch of [`SparseEmbeddings::compact_into`].
+    /// The next lazy first-order meta-batch, drawn from a copy of the stream (which stays where it
+    /// is: see [`Drawn`]), with its rows renumbered into `slot`, a scratch of
+    /// [`SparseEmbeddings::compact_into`].
     fn draw_ahead(&self, slot: &mut Vec<u32>) -> Drawn {
         let before = self.rng.serialize_state();
         let mut after = fork(&self.rng);
@@ -732,20 +738,21 @@ impl<'a> MetaTrainer<'a> {
     /// The lazy first-order meta-batch to compute: the one drawn ahead if it was drawn from this
     /// stream position under this configuration, otherwise drawn now.
     fn lazy_meta_batch(&mut self) -> (usize, Vec<Batch>, Vec<Touched>) {
-        if let Some(d) = self.ahead.take()
-            && d.before == self.rng.serialize_state()
-            && d.key == DrawKey::of(&self.config)
-        {
-            self.rng = d.after;
-            return (d.rows, d.batches, d.touched);
-        }
-        let (rows, mut batches) = self.meta_batch();
-        let sparse = self.sparse.as_mut().expect("lazy embedding updates");
-        let touched = batches
-            .chunks_mut(2)
-            .map(|pair| sparse.compact(pair))
-            .collect();
-        (rows, batches, touched)
+        let drawn = match self.ahead.take() {
+            Some(d)
+                if d.before == self.rng.serialize_state() && d.key == DrawKey::of(&self.config) =>
+            {
+                d
+            }
+            _ => {
+                let mut slot = std::mem::take(&mut self.ahead_slot);
+                let d = self.draw_ahead(&mut slot);
+                self.ahead_slot = slot;
+                d
+            }
+        };
+        self.rng = drawn.after;
+        (drawn.rows, drawn.batches, drawn.touched)
     }
 
     fn first_order_step(&mut self) -> StepStats {
@@ -843,14 +850,12 @@ impl<'a> MetaTrainer<'a> {
     /// weights take the Adam step on that query loss. Reads losses synchronously (CPU devices).
     pub fn walkthrough(&mut self, task: usize) -> Walkthrough {
         let task = task.min(self.tasks.len().saturating_sub(1));
-        let mut rng = fork(&self.rng);
-        let (s, q) = self.support_query(task, &mut rng);
-        let campaign = self.tasks[task];
-        let batches = vec![
-            self.batch(campaign, &s, &mut rng),
-            self.batch(campaign, &q, &mut rng),
-        ];
-        self.rng = rng;
+        let (s, q, batches) = self.with_stream(|t, rng| {
+            let (s, q) = t.support_query(task, rng);
+            let campaign = t.tasks[task];
+            let batches = vec![t.batch(campaign, &s, rng), t.batch(campaign, &q, rng)];
+            (s, q, batches)
+        });
         let (work, touched, inputs) = self.work(batches);
         let (support, query) = (&inputs[0], &inputs[1]);
         let loss = |m: &MetaHeac, x: &Inputs| m.loss(x).into_scalar::<f32>();
