@@ -51,7 +51,7 @@ def fmt_p(p):
 
 
 def cell_vs(methods, other, group):
-    if other not in methods:
+    if other not in methods or not methods["MetaHeac"][group]["campaigns"]:
         return "–"
     m, wins, ties, n, p = versus(methods, other, group, 2)
     pm, _, _, _, pp = versus(methods, other, group, 3)
@@ -74,17 +74,23 @@ def main():
             raise SystemExit(f"{name}: no MetaHeac run")
 
         def plain(method, group):
-            if method not in methods:
+            # A group without campaigns (every test campaign cold, say) has no means.
+            if method not in methods or methods[method][group]["mean_auc"]["mean"] is None:
                 return "–"
             r = methods[method][group]
             return f"{r['mean_auc']['mean']:.4f}, P@5% {r['precision']['mean']:.3f}"
 
         mh = methods["MetaHeac"]
         cold = mh["cold"]
+        mine = (
+            "–"
+            if cold["mean_auc"]["mean"] is None
+            else f"**{cold['mean_auc']['mean']:.4f} ± {cold['mean_auc']['std']:.4f}, P@5% {cold['precision']['mean']:.3f}**"
+        )
         print(
             f"| {name} ({mh['cold']['campaigns']} / {mh['hot']['campaigns']}) "
             f"| {plain('LR', 'cold')} | {plain('MLP+pre-training', 'cold')} "
-            f"| **{cold['mean_auc']['mean']:.4f} ± {cold['mean_auc']['std']:.4f}, P@5% {cold['precision']['mean']:.3f}** "
+            f"| {mine} "
             f"| {cell_vs(methods, 'LR', 'cold')} | {cell_vs(methods, 'MLP+pre-training', 'cold')} "
             f"| {plain('LR', 'hot')} | {plain('MLP+pre-training', 'hot')} "
             f"| **{plain('MetaHeac', 'hot')}** |"
