@@ -53,6 +53,10 @@ pub struct Args {
     /// (false: MetaHeac keeps its experts, to compare with the choice) [default: true; reference: false].
     #[arg(long)]
     select_experts: Option<bool>,
+    /// Once validation has chosen, meta-train every general model again on all training campaigns,
+    /// the validation ones included, as `pretrain --val-refit` does [default: as `pretrain`].
+    #[arg(long)]
+    val_refit: Option<bool>,
     /// Cap on pre-training iterations per general model (for quick runs).
     #[arg(long)]
     max_iterations: Option<usize>,
@@ -197,6 +201,7 @@ pub fn run(a: Args) -> Result<()> {
     let (base_model, mut base_meta, finetune) = a.protocol.configs(&data.schema);
     base_meta.threads = a.backend.task_threads(None, base_meta.threads);
     base_meta.select_experts = a.select_experts.unwrap_or(base_meta.select_experts);
+    base_meta.val_refit = a.val_refit.unwrap_or(base_meta.val_refit);
     let lr_config = LrConfig::default();
     let train: Vec<_> = data.with_role(Role::Train);
     let tests: Vec<_> = data
@@ -286,7 +291,7 @@ pub fn run(a: Args) -> Result<()> {
                 mut trainer,
                 validation,
                 ..
-            } = schedule::setup(model, meta, &finetune, &data.users, &train, seed);
+            } = schedule::setup(model, meta.clone(), &finetune, &data.users, &train, seed);
             let bar = progress::steps(0, &format!("seed {seed} pretrain {g:?}"));
             let t = Instant::now();
             let report = schedule::fit(
@@ -316,9 +321,37 @@ pub fn run(a: Args) -> Result<()> {
                     }
                 },
             )?;
+            let mut general = trainer.into_model();
+            let mut refit = String::new();
+            if meta.val_refit {
+                bar.reset();
+                bar.set_message("refit on all training campaigns");
+                let initial = mc.init(Init::Seeded(seed), &device);
+                let step = |p: Progress| {
+                    if let Progress::Step {
+                        iteration, total, ..
+                    } = p
+                    {
+                        bar.set_length(total as u64);
+                        bar.set_position(iteration as u64);
+                    }
+                };
+                if let Some(m) = schedule::refit(
+                    initial,
+                    meta.clone(),
+                    &data.users,
+                    &train,
+                    seed,
+                    &report,
+                    &mut { step },
+                )? {
+                    general = m;
+                    refit = format!(", refit {} iterations", bar.position());
+                }
+            }
             bar.finish_and_clear();
             eprintln!(
-                "  seed {seed} {g:?}: {} iterations, best {} (validation AUC {}){}, {:.1} s",
+                "  seed {seed} {g:?}: {} iterations, best {} (validation AUC {}){}{refit}, {:.1} s",
                 report.iterations,
                 report.best_iteration,
                 report.best_auc.map_or("-".into(), |v| format!("{v:.4}")),
@@ -343,7 +376,7 @@ pub fn run(a: Args) -> Result<()> {
                     online: report.online.clone(),
                     experts: None,
                 });
-            models.insert(g, trainer.into_model());
+            models.insert(g, general);
             reports.insert(g, report);
         }
         if select_experts {

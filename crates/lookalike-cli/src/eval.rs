@@ -138,6 +138,11 @@ pub fn run(a: Args) -> Result<()> {
                     .map_or(String::new(), |p| p.display().to_string())
             )
         })?;
+        if info.refit.is_some() {
+            bail!(
+                "the model was refit on its validation campaigns too (pretrain's --val-refit), so they no longer measure it: train with --val-refit false to choose online settings on them"
+            );
+        }
         // The validation fine-tunes run on this machine's cores, not the training run's.
         meta.threads = a.backend.task_threads(None, MetaConfig::new().threads);
         let train = data.with_role(Role::Train);

@@ -110,6 +110,11 @@ pub fn run(a: Args) -> Result<()> {
             e.tried_summary()
         );
     }
+    if let Some(n) = t.refit {
+        println!(
+            "  refit: {n} iterations on every training campaign, the validation ones included"
+        );
+    }
     if let Some(c) = &h.campaign {
         println!(
             "  campaign: ad {} ({}); seeds {} listed, {} matched, {} trained, {} held out; {} sampled non-seeds from {}",

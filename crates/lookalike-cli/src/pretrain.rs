@@ -207,6 +207,12 @@ pub struct Args {
     /// record keeps the better) [default: true, unless --experts is given; reference: false].
     #[arg(long)]
     select_experts: Option<bool>,
+    /// Once validation has chosen (the kept iteration, the online recipe, the experts), meta-train the
+    /// kept configuration again on every training campaign, the validation ones included, for as
+    /// many passes over the rows as the kept iteration made (measured: no better; README, "Offline:
+    /// refit on the validation campaigns too?") [default: false].
+    #[arg(long)]
+    val_refit: Option<bool>,
     /// Write a checkpoint (atomically, replacing the last) every this many minutes, so that a killed
     /// run can go on with --resume; 0 writes one after every iteration.
     #[arg(long, default_value_t = 10.0)]
@@ -260,6 +266,7 @@ pub fn meta_config(a: &Args, base: MetaConfig) -> MetaConfig {
     m.online_select = a.online_select.unwrap_or(m.online_select);
     m.online_average = a.online_average.unwrap_or(m.online_average);
     m.online_margin = a.online_margin.unwrap_or(m.online_margin);
+    m.val_refit = a.val_refit.unwrap_or(m.val_refit);
     // Experts the user fixed stay fixed unless they ask for the choice too.
     m.select_experts = a
         .select_experts
@@ -635,6 +642,48 @@ pub fn run(a: Args) -> Result<()> {
         }
         experts = Some(choice);
     }
+    // Validation has chosen: the kept configuration learns from its campaigns too. Not
+    // checkpointed (it is as long as the fit up to its kept iteration): a run killed here resumes
+    // from the fit's last checkpoint and refits again, to the same weights.
+    let mut refit = None;
+    if meta.val_refit && !validation.is_empty() {
+        bar.reset();
+        bar.set_message("refit on every training campaign");
+        let mut steps = 0;
+        let refitted = schedule::refit(
+            mc.init(Init::Seeded(a.seed), &device.clone().autodiff()),
+            meta.clone(),
+            &data.users,
+            &all_train,
+            a.seed,
+            &report,
+            &mut |p| {
+                if let Progress::Step {
+                    iteration,
+                    total,
+                    loss,
+                    rows: r,
+                } = p
+                {
+                    steps = iteration;
+                    rows += r;
+                    bar.set_length(total as u64);
+                    bar.set_position(iteration as u64);
+                    bar.set_prefix(format!("loss {loss:.4}"));
+                }
+            },
+        )?;
+        if let Some(m) = refitted {
+            println!(
+                "refit on all {} training campaigns (the {} validation ones too): {steps} iterations, as many passes over their rows as iteration {} made",
+                all_train.len(),
+                validation.len(),
+                report.best_iteration
+            );
+            general = m;
+            refit = Some(steps);
+        }
+    }
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
     let total = report.iterations;
@@ -661,6 +710,7 @@ pub fn run(a: Args) -> Result<()> {
             created_by: format!("lookalike {}", env!("CARGO_PKG_VERSION")),
             online: report.online.clone(),
             experts,
+            refit,
         },
         parameters,
         campaign: None,
@@ -669,7 +719,7 @@ pub fn run(a: Args) -> Result<()> {
     lookalike_data::atomic::write_atomic(&a.out, |w| w.write_all(&bytes))
         .with_context(|| "writing the record")?;
     println!(
-        "trained {} iterations{}{} in {:.1} s: {:.0} rows/s, {:.2} iterations/s, final loss {}",
+        "trained {} iterations{}{}{} in {:.1} s: {:.0} rows/s, {:.2} iterations/s, final loss {}",
         ran,
         if resumed_at > 0 {
             format!(" (resumed after iteration {resumed_at})")
@@ -681,9 +731,10 @@ pub fn run(a: Args) -> Result<()> {
         } else {
             String::new()
         },
+        refit.map_or(String::new(), |n| format!(", {n} of the refit")),
         seconds,
         header.training.rows_per_second,
-        (ran + alternative_ran) as f64 / seconds.max(1e-9),
+        (ran + alternative_ran + refit.unwrap_or(0)) as f64 / seconds.max(1e-9),
         final_loss.map_or("-".into(), |l| format!("{l:.4}"))
     );
     println!(

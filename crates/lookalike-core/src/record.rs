@@ -61,6 +61,10 @@ pub struct TrainingInfo {
     /// record's model has that many.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub experts: Option<crate::schedule::ExpertsChoice>,
+    /// Iterations of the refit on every training campaign, validation ones included
+    /// (`MetaConfig::val_refit`), where the record's weights come from one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refit: Option<usize>,
 }
 
 impl TrainingInfo {

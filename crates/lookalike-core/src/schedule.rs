@@ -7,7 +7,7 @@ use crate::data::{Campaign, Row, UserTable};
 use crate::finetune::{FineTuneConfig, OnlineRecipe, stratified_split, tune_and_score};
 use crate::finite::NonFinite;
 use crate::lr::{LrConfig, OneHot};
-use crate::meta::{MetaConfig, MetaTrainer};
+use crate::meta::{MetaConfig, MetaTrainer, StepStats};
 use crate::metrics::auc;
 use crate::model::MetaHeac;
 use crate::unknown::fill_unseen;
@@ -588,6 +588,10 @@ pub struct FitReport {
     /// until the fit ends).
     #[serde(default)]
     pub aucs: Vec<Option<f64>>,
+    /// Stage-1 rows of the campaigns meta-trained on (the validation ones held out): what
+    /// [`refit_iterations`] scales by.
+    #[serde(default)]
+    pub fit_rows: usize,
 }
 
 /// The run's state after an iteration.
@@ -742,7 +746,10 @@ pub fn fit_resumable(
         None => trainer.total_iterations(),
     };
     let total = limit.map_or(total, |l| l.min(total));
-    let mut report = FitReport::default();
+    let mut report = FitReport {
+        fit_rows: trainer.training_rows(),
+        ..FitReport::default()
+    };
     let mut state = Stopping {
         best: None,
         since_best: 0,
@@ -783,7 +790,10 @@ pub fn fit_resumable(
                 _ => None,
             };
             state.since_best = h.since_best;
-            report = h.report.clone();
+            report = FitReport {
+                fit_rows: trainer.training_rows(),
+                ..h.report.clone()
+            };
             recent = h.recent.clone();
             h.trainer.iteration + 1
         }
@@ -801,15 +811,7 @@ pub fn fit_resumable(
         }
     };
     for i in first..=total {
-        let s = trainer.step();
-        let loss = if s.query_loss.is_nan() {
-            s.support_loss
-        } else {
-            s.query_loss
-        };
-        if !loss.is_finite() {
-            return Err(NonFinite::new(format!("the training loss at iteration {i}"), loss).into());
-        }
+        let (s, loss) = checked_step(trainer, i)?;
         report.rows += s.rows;
         report.iterations = i;
         recent.push(loss);
@@ -873,6 +875,82 @@ pub fn fit_resumable(
         report.aucs = v.aucs(trainer.model())?;
     }
     Ok(report)
+}
+
+/// One iteration, and its training loss (the query loss; the support loss in `none` mode), which
+/// must be finite.
+fn checked_step(trainer: &mut MetaTrainer, i: usize) -> Result<(StepStats, f32), NonFinite> {
+    let s = trainer.step();
+    let loss = if s.query_loss.is_nan() {
+        s.support_loss
+    } else {
+        s.query_loss
+    };
+    if !loss.is_finite() {
+        return Err(NonFinite::new(
+            format!("the training loss at iteration {i}"),
+            loss,
+        ));
+    }
+    Ok((s, loss))
+}
+
+/// Iterations of a refit on `all_rows` training rows that read them as often as `kept` iterations
+/// read the fit's `fit_rows` (tasks are drawn in proportion to their rows, so a pass takes longer
+/// with the validation campaigns in).
+pub fn refit_iterations(kept: usize, fit_rows: usize, all_rows: usize) -> usize {
+    match fit_rows {
+        0 => kept,
+        _ => (kept as f64 * all_rows as f64 / fit_rows as f64).round() as usize,
+    }
+}
+
+/// The general model meta-trained again from `initial` (the fit's initial weights) on every training
+/// campaign, the validation ones included ([`MetaConfig::val_refit`]), for as many passes over the
+/// rows as the fit's kept iteration made ([`refit_iterations`]), without validation. Validation has
+/// then done its work (the kept iteration, the online recipe, the experts): training on its
+/// campaigns too gives the general model a fifth more campaigns and trains the rows of the users
+/// only they hold. `None` when the fit kept its initial weights (there is nothing to refit).
+pub fn refit(
+    initial: MetaHeac,
+    meta: MetaConfig,
+    users: &UserTable,
+    campaigns: &[&Campaign],
+    seed: u64,
+    report: &FitReport,
+    on_progress: &mut dyn FnMut(Progress),
+) -> Result<Option<MetaHeac>, NonFinite> {
+    if report.best_iteration == 0 || report.fit_rows == 0 {
+        return Ok(None);
+    }
+    // The seed the fit's trainer had (see [`setup`]).
+    let mut trainer = MetaTrainer::new(
+        initial,
+        meta.clone(),
+        users,
+        campaigns,
+        seed.wrapping_add(1),
+    );
+    let total = refit_iterations(
+        report.best_iteration,
+        report.fit_rows,
+        trainer.training_rows(),
+    );
+    for i in 1..=total {
+        let (s, loss) = checked_step(&mut trainer, i)?;
+        on_progress(Progress::Step {
+            iteration: i,
+            total,
+            loss,
+            rows: s.rows,
+        });
+    }
+    let seen = (meta.id_dropout > 0.0).then(|| trainer.seen());
+    let model = trainer.into_model();
+    Ok(Some(match seen {
+        Some(s) => fill_unseen(model, &s),
+        None => model,
+    }))
 }
 
 #[cfg(test)]

@@ -1302,3 +1302,82 @@ fn patience_waits_for_the_minimum_passes() {
     assert_eq!(held.iterations, first_stop(&held.curve, floor));
     assert_eq!(held.curve[..plain.curve.len()], plain.curve[..]);
 }
+
+/// The refit (`MetaConfig::val_refit`) meta-trains the fit's initial weights on every campaign, the
+/// validation ones included, for as many passes over the rows as the kept iteration made: the same
+/// weights as a trainer on all the campaigns run that long by hand, and not the fit's. A fit that kept
+/// its initial weights has nothing to refit.
+#[test]
+fn the_refit_trains_on_the_validation_campaigns_too() {
+    use lookalike_core::schedule::{self, FitReport, Setup, refit_iterations};
+    use lookalike_core::unknown::fill_unseen;
+    assert_eq!(refit_iterations(100, 800, 1000), 125);
+    assert_eq!(refit_iterations(0, 800, 1000), 0);
+    assert_eq!(refit_iterations(7, 0, 1000), 7);
+    let device = Device::flex().autodiff();
+    let (s, u, camps, finetune) = choosing_world();
+    let refs: Vec<&Campaign> = camps.iter().collect();
+    let meta = choosing_meta()
+        .with_online_select(false)
+        .with_val_refit(true);
+    let Setup {
+        mut trainer,
+        validation,
+        train_campaigns,
+    } = schedule::setup(
+        model(&config(&s), &device, 4),
+        meta.clone(),
+        &finetune,
+        &u,
+        &refs,
+        5,
+    );
+    assert!(!validation.is_empty() && train_campaigns < refs.len());
+    let report = schedule::fit(&mut trainer, Some(&validation), None, &mut |_| {}).unwrap();
+    let fitted = trainer.into_model();
+    // However the short fit went, refit as if it had kept iteration 6.
+    let report = FitReport {
+        best_iteration: 6,
+        ..report
+    };
+    let all_rows: usize = refs.iter().map(|c| c.stage1.len()).sum();
+    let total = refit_iterations(6, report.fit_rows, all_rows);
+    assert!(report.fit_rows < all_rows && total > 6, "{total}");
+    let mut steps = 0;
+    let refitted = schedule::refit(
+        model(&config(&s), &device, 4),
+        meta.clone(),
+        &u,
+        &refs,
+        5,
+        &report,
+        &mut |_| steps += 1,
+    )
+    .unwrap()
+    .expect("a fit that kept a trained iteration is refit");
+    assert_eq!(steps, total);
+    let mut by_hand = MetaTrainer::new(model(&config(&s), &device, 4), meta.clone(), &u, &refs, 6);
+    for _ in 0..total {
+        by_hand.step();
+    }
+    let seen = by_hand.seen();
+    let by_hand = fill_unseen(by_hand.into_model(), &seen);
+    let bytes = |m: &MetaHeac| record::weights_to_bytes(m, Precision::F32).unwrap();
+    assert_eq!(bytes(&refitted), bytes(&by_hand));
+    assert_ne!(bytes(&refitted), bytes(&fitted));
+    let untrained = FitReport {
+        best_iteration: 0,
+        ..report
+    };
+    let none = schedule::refit(
+        model(&config(&s), &device, 4),
+        meta,
+        &u,
+        &refs,
+        5,
+        &untrained,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(none.is_none());
+}
