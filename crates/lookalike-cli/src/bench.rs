@@ -57,6 +57,10 @@ pub struct Args {
     /// the validation ones included, as `pretrain --val-refit` does [default: as `pretrain`].
     #[arg(long)]
     val_refit: Option<bool>,
+    /// How every general model's meta-batches draw their campaigns (as `pretrain --task-sampling`)
+    /// [default: as `pretrain`].
+    #[arg(long, value_enum)]
+    task_sampling: Option<crate::pretrain::SamplingArg>,
     /// Cap on pre-training iterations per general model (for quick runs).
     #[arg(long)]
     max_iterations: Option<usize>,
@@ -202,6 +206,9 @@ pub fn run(a: Args) -> Result<()> {
     base_meta.threads = a.backend.task_threads(None, base_meta.threads);
     base_meta.select_experts = a.select_experts.unwrap_or(base_meta.select_experts);
     base_meta.val_refit = a.val_refit.unwrap_or(base_meta.val_refit);
+    if let Some(v) = a.task_sampling {
+        base_meta.task_sampling = v.into();
+    }
     let lr_config = LrConfig::default();
     let train: Vec<_> = data.with_role(Role::Train);
     let tests: Vec<_> = data

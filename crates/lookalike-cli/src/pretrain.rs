@@ -71,6 +71,16 @@ pub enum SamplingArg {
     Uniform,
 }
 
+impl From<SamplingArg> for TaskSampling {
+    fn from(v: SamplingArg) -> Self {
+        match v {
+            SamplingArg::Proportional => TaskSampling::Proportional,
+            SamplingArg::Sqrt => TaskSampling::Sqrt,
+            SamplingArg::Uniform => TaskSampling::Uniform,
+        }
+    }
+}
+
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 pub enum PrecisionArg {
     F32,
@@ -240,11 +250,7 @@ pub fn meta_config(a: &Args, base: MetaConfig) -> MetaConfig {
     }
     m.threads = a.backend.task_threads(a.threads, m.threads);
     if let Some(v) = a.task_sampling {
-        m.task_sampling = match v {
-            SamplingArg::Proportional => TaskSampling::Proportional,
-            SamplingArg::Sqrt => TaskSampling::Sqrt,
-            SamplingArg::Uniform => TaskSampling::Uniform,
-        };
+        m.task_sampling = v.into();
     }
     if let Some(e) = a.epochs {
         // A fixed number of epochs is the reference schedule: no validation.
