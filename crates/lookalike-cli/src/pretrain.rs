@@ -219,8 +219,8 @@ pub struct Args {
     select_experts: Option<bool>,
     /// Once validation has chosen (the kept iteration, the online recipe, the experts), meta-train the
     /// kept configuration again on every training campaign, the validation ones included, for as
-    /// many passes over the rows as the kept iteration made (measured: no better; README, "Offline:
-    /// refit on the validation campaigns too?") [default: false].
+    /// many passes over the rows as the kept iteration made (measured: no consistent gain; README,
+    /// "Offline: refit on the validation campaigns too?") [default: false].
     #[arg(long)]
     val_refit: Option<bool>,
     /// Write a checkpoint (atomically, replacing the last) every this many minutes, so that a killed
