@@ -333,27 +333,25 @@ pub fn run(a: Args) -> Result<()> {
             if meta.val_refit {
                 bar.reset();
                 bar.set_message("refit on all training campaigns");
-                let initial = mc.init(Init::Seeded(seed), &device);
-                let step = |p: Progress| {
-                    if let Progress::Step {
-                        iteration, total, ..
-                    } = p
-                    {
-                        bar.set_length(total as u64);
-                        bar.set_position(iteration as u64);
-                    }
-                };
-                if let Some(m) = schedule::refit(
-                    initial,
+                if let Some((m, iterations)) = schedule::refit(
+                    mc.init(Init::Seeded(seed), &device),
                     meta.clone(),
                     &data.users,
                     &train,
                     seed,
                     &report,
-                    &mut { step },
+                    &mut |p| {
+                        if let Progress::Step {
+                            iteration, total, ..
+                        } = p
+                        {
+                            bar.set_length(total as u64);
+                            bar.set_position(iteration as u64);
+                        }
+                    },
                 )? {
                     general = m;
-                    refit = format!(", refit {} iterations", bar.position());
+                    refit = format!(", refit {iterations} iterations");
                 }
             }
             bar.finish_and_clear();

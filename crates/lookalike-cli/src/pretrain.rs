@@ -652,10 +652,9 @@ pub fn run(a: Args) -> Result<()> {
     // checkpointed (it is as long as the fit up to its kept iteration): a run killed here resumes
     // from the fit's last checkpoint and refits again, to the same weights.
     let mut refit = None;
-    if meta.val_refit && !validation.is_empty() {
+    if meta.val_refit {
         bar.reset();
         bar.set_message("refit on every training campaign");
-        let mut steps = 0;
         let refitted = schedule::refit(
             mc.init(Init::Seeded(a.seed), &device.clone().autodiff()),
             meta.clone(),
@@ -671,7 +670,6 @@ pub fn run(a: Args) -> Result<()> {
                     rows: r,
                 } = p
                 {
-                    steps = iteration;
                     rows += r;
                     bar.set_length(total as u64);
                     bar.set_position(iteration as u64);
@@ -679,7 +677,7 @@ pub fn run(a: Args) -> Result<()> {
                 }
             },
         )?;
-        if let Some(m) = refitted {
+        if let Some((m, steps)) = refitted {
             println!(
                 "refit on all {} training campaigns (the {} validation ones too): {steps} iterations, as many passes over their rows as iteration {} made",
                 all_train.len(),

@@ -910,7 +910,8 @@ pub fn refit_iterations(kept: usize, fit_rows: usize, all_rows: usize) -> usize 
 /// rows as the fit's kept iteration made ([`refit_iterations`]), without validation. Validation has
 /// then done its work (the kept iteration, the online recipe, the experts): training on its
 /// campaigns too gives the general model a fifth more campaigns and trains the rows of the users
-/// only they hold. `None` when the fit kept its initial weights (there is nothing to refit).
+/// only they hold. Returns the weights and the iterations run; `None` when the fit held no campaign
+/// out (it trained on them all already) or kept its initial weights (there is nothing to refit).
 pub fn refit(
     initial: MetaHeac,
     meta: MetaConfig,
@@ -919,8 +920,9 @@ pub fn refit(
     seed: u64,
     report: &FitReport,
     on_progress: &mut dyn FnMut(Progress),
-) -> Result<Option<MetaHeac>, NonFinite> {
-    if report.best_iteration == 0 || report.fit_rows == 0 {
+) -> Result<Option<(MetaHeac, usize)>, NonFinite> {
+    // A fit validates its initial weights first, so no validation AUC means no validation campaigns.
+    if report.best_auc.is_none() || report.best_iteration == 0 || report.fit_rows == 0 {
         return Ok(None);
     }
     // The seed the fit's trainer had (see [`setup`]).
@@ -947,10 +949,11 @@ pub fn refit(
     }
     let seen = (meta.id_dropout > 0.0).then(|| trainer.seen());
     let model = trainer.into_model();
-    Ok(Some(match seen {
+    let model = match seen {
         Some(s) => fill_unseen(model, &s),
         None => model,
-    }))
+    };
+    Ok(Some((model, total)))
 }
 
 #[cfg(test)]

@@ -1306,7 +1306,7 @@ fn patience_waits_for_the_minimum_passes() {
 /// The refit (`MetaConfig::val_refit`) meta-trains the fit's initial weights on every campaign, the
 /// validation ones included, for as many passes over the rows as the kept iteration made: the same
 /// weights as a trainer on all the campaigns run that long by hand, and not the fit's. A fit that kept
-/// its initial weights has nothing to refit.
+/// its initial weights, or had no validation campaigns, has nothing to refit.
 #[test]
 fn the_refit_trains_on_the_validation_campaigns_too() {
     use lookalike_core::schedule::{self, FitReport, Setup, refit_iterations};
@@ -1344,7 +1344,7 @@ fn the_refit_trains_on_the_validation_campaigns_too() {
     let total = refit_iterations(6, report.fit_rows, all_rows);
     assert!(report.fit_rows < all_rows && total > 6, "{total}");
     let mut steps = 0;
-    let refitted = schedule::refit(
+    let (refitted, ran) = schedule::refit(
         model(&config(&s), &device, 4),
         meta.clone(),
         &u,
@@ -1356,6 +1356,7 @@ fn the_refit_trains_on_the_validation_campaigns_too() {
     .unwrap()
     .expect("a fit that kept a trained iteration is refit");
     assert_eq!(steps, total);
+    assert_eq!(ran, total);
     let mut by_hand = MetaTrainer::new(model(&config(&s), &device, 4), meta.clone(), &u, &refs, 6);
     for _ in 0..total {
         by_hand.step();
@@ -1365,19 +1366,26 @@ fn the_refit_trains_on_the_validation_campaigns_too() {
     let bytes = |m: &MetaHeac| record::weights_to_bytes(m, Precision::F32).unwrap();
     assert_eq!(bytes(&refitted), bytes(&by_hand));
     assert_ne!(bytes(&refitted), bytes(&fitted));
+    // Nothing to refit: a fit that kept its initial weights, or one without validation campaigns.
     let untrained = FitReport {
         best_iteration: 0,
+        ..report.clone()
+    };
+    let unvalidated = FitReport {
+        best_auc: None,
         ..report
     };
-    let none = schedule::refit(
-        model(&config(&s), &device, 4),
-        meta,
-        &u,
-        &refs,
-        5,
-        &untrained,
-        &mut |_| {},
-    )
-    .unwrap();
-    assert!(none.is_none());
+    for nothing in [untrained, unvalidated] {
+        let none = schedule::refit(
+            model(&config(&s), &device, 4),
+            meta.clone(),
+            &u,
+            &refs,
+            5,
+            &nothing,
+            &mut |_| {},
+        )
+        .unwrap();
+        assert!(none.is_none());
+    }
 }
