@@ -35,9 +35,11 @@ pub struct Args {
     /// eight-expert and one-expert models averaged, metaheac-blend: the log-odds of its two online
     /// runs (Adam without the wide fit, the wide fit alone) averaged, metaheac-soup: their weights
     /// averaged on every campaign, metaheac-single: the best single-run recipe its validation
-    /// tried, where it chose the average, and metaheac-margin: the average unless another recipe
-    /// leads it on validation by more than the experts choice's margin) [default: all but those
-    /// nine].
+    /// tried, where it chose the average, metaheac-margin: the average unless another recipe
+    /// leads it on validation by more than the experts choice's margin, lr-similar: LR over a
+    /// prior from the training campaigns whose LR ranks the campaign's seeds best, and
+    /// metaheac-similar: MetaHeac with that prior in its wide part before fine-tuning)
+    /// [default: all but those eleven].
     #[arg(long, value_delimiter = ',')]
     methods: Option<Vec<String>>,
     /// Number of seeds (general models and fine-tuning are redone for each).
@@ -242,6 +244,23 @@ pub fn run(a: Args) -> Result<()> {
         g.dedup();
         g
     };
+    // The training campaigns' LR fits, for LR+similar campaigns (deterministic: made once).
+    let library = (methods.contains(&Method::LrSimilar) || methods.contains(&Method::MetaHeacSimilar))
+        .then(|| {
+        let onehot = OneHot::new(&base_model.tables, &base_model.multi_lens);
+        let lib = lookalike_core::similar::Library::fit(&onehot, &data.users, &train, &lr_config);
+        eprintln!(
+            "LR+similar campaigns: {} training campaigns' LR fits; k = {} similar campaigns (held-out AUC by k: {})",
+            lib.len(),
+            lib.k,
+            lib.scores
+                .iter()
+                .map(|(k, a)| format!("{k}: {a:.4}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        lib
+    });
     if let Some(dir) = &a.dump_lr {
         std::fs::create_dir_all(dir)?;
         let onehot = OneHot::new(&base_model.tables, &base_model.multi_lens);
@@ -441,6 +460,7 @@ pub fn run(a: Args) -> Result<()> {
                     train: &c.stage1,
                     candidates: &c.stage2,
                     seed: seed.wrapping_mul(1_000_003) ^ i as u64,
+                    library: library.as_ref(),
                 };
                 let general = m.general().map(|g| &models[&g]);
                 let e = if m == Method::MetaHeacEnsemble {
@@ -710,6 +730,7 @@ fn trace_campaign(
         train: &c.stage1,
         candidates: &c.stage2,
         seed: seed.wrapping_mul(1_000_003) ^ i as u64,
+        library: None,
     };
     let mut out = Vec::new();
     for m in [

@@ -16,6 +16,9 @@ use burn::tensor::Tensor;
 pub enum Method {
     /// Logistic regression on one-hot user tokens, per campaign (one-stage).
     Lr,
+    /// LR over a prior from the training campaigns most like this one (not in the paper: a
+    /// look-alike baseline without a network; [`crate::similar`]).
+    LrSimilar,
     /// An MLP trained from scratch on the campaign's rows (one-stage).
     MlpOneStage,
     /// Embeddings from plain pre-training, a fresh MLP, all fine-tuned.
@@ -69,6 +72,10 @@ pub enum Method {
     /// of two runs unless another recipe leads it by more than the experts choice's margin of
     /// standard errors ([`crate::schedule::OnlineChoice::with_margin`]); same general model.
     MetaHeacMargin,
+    /// MetaHeac whose general model, before it is fine-tuned on a campaign, takes the prior of the
+    /// training campaigns most like it ([`crate::similar::fold_into`]) in its wide part; same general
+    /// model and recipe as `MetaHeac`.
+    MetaHeacSimilar,
 }
 
 /// How a method's general model is trained (one per kind and seed, shared between methods).
@@ -107,7 +114,8 @@ impl Method {
     ];
 
     /// Methods run only when asked for.
-    pub const EXTRA: [Method; 9] = [
+    pub const EXTRA: [Method; 11] = [
+        Method::LrSimilar,
         Method::MetaHeacDense,
         Method::MetaHeacOneHalf,
         Method::MetaHeacFixed,
@@ -117,12 +125,14 @@ impl Method {
         Method::MetaHeacSoup,
         Method::MetaHeacSingle,
         Method::MetaHeacMargin,
+        Method::MetaHeacSimilar,
     ];
 
     /// The paper's name (the key in `bench`'s JSON).
     pub fn name(self) -> &'static str {
         match self {
             Method::Lr => "LR",
+            Method::LrSimilar => "LR+similar campaigns",
             Method::MlpOneStage => "MLP one-stage",
             Method::MlpEmb => "MLP+emb",
             Method::Pinterest => "Pinterest",
@@ -143,12 +153,11 @@ impl Method {
             Method::MetaHeacSoup => "MetaHeac two runs averaged",
             Method::MetaHeacSingle => "MetaHeac single run",
             Method::MetaHeacMargin => "MetaHeac recipe by margin",
+            Method::MetaHeacSimilar => "MetaHeac+similar campaigns",
         }
     }
 
-    /// Parses a paper name (case-insensitive) or the short id (`lr`, `mlp`, `mlp-emb`, `pinterest`,
-    /// `hubble`, `mlp-pre`, `shared-bottom`, `mmoe`, `metaheac`, `wo-hc`, `wo-he`, `wo-meta`,
-    /// `metaheac-dense`, `metaheac-half`, `metaheac-fixed`, `wo-wide`, `metaheac-ens`, `metaheac-blend`, `metaheac-soup`).
+    /// Parses a paper name (case-insensitive) or the short id ([`Method::id`]).
     pub fn parse(s: &str) -> Option<Method> {
         let s = s.trim().to_ascii_lowercase();
         Method::ALL
@@ -160,6 +169,7 @@ impl Method {
     pub fn id(self) -> &'static str {
         match self {
             Method::Lr => "lr",
+            Method::LrSimilar => "lr-similar",
             Method::MlpOneStage => "mlp",
             Method::MlpEmb => "mlp-emb",
             Method::Pinterest => "pinterest",
@@ -180,12 +190,14 @@ impl Method {
             Method::MetaHeacSoup => "metaheac-soup",
             Method::MetaHeacSingle => "metaheac-single",
             Method::MetaHeacMargin => "metaheac-margin",
+            Method::MetaHeacSimilar => "metaheac-similar",
         }
     }
 
-    /// Whether the seed changes its result (LR is a convex fit with no randomness).
+    /// Whether the seed changes its result (LR, with or without the similar campaigns' prior, is a
+    /// convex fit with no randomness).
     pub fn uses_seed(self) -> bool {
-        self != Method::Lr
+        !matches!(self, Method::Lr | Method::LrSimilar)
     }
 
     /// Whether it fine-tunes with the online recipe its general model's validation campaigns chose
@@ -199,7 +211,7 @@ impl Method {
     /// The general model it starts from, if any.
     pub fn general(self) -> Option<General> {
         match self {
-            Method::Lr | Method::MlpOneStage => None,
+            Method::Lr | Method::LrSimilar | Method::MlpOneStage => None,
             Method::MlpEmb
             | Method::Pinterest
             | Method::Hubble
@@ -218,7 +230,8 @@ impl Method {
             | Method::MetaHeacBlend
             | Method::MetaHeacSoup
             | Method::MetaHeacSingle
-            | Method::MetaHeacMargin => Some(General::MetaHeac),
+            | Method::MetaHeacMargin
+            | Method::MetaHeacSimilar => Some(General::MetaHeac),
         }
     }
 }
@@ -278,6 +291,8 @@ pub struct Task<'a> {
     /// Candidates to score (stage 2).
     pub candidates: &'a [Row],
     pub seed: u64,
+    /// The training campaigns' LR fits ([`Method::LrSimilar`]'s; `None` for the others).
+    pub library: Option<&'a crate::similar::Library>,
 }
 
 /// A fresh model of `config` with the embedding tables of `general`.
@@ -316,6 +331,22 @@ pub fn start(
             finite::check(&scores, "an LR score")?;
             return Ok(Start::Scores(scores));
         }
+        Method::LrSimilar => {
+            let library = task
+                .library
+                .expect("LR+similar campaigns needs the training campaigns' library");
+            let onehot = OneHot::new(&scratch.tables, &scratch.multi_lens);
+            let scores = crate::similar::expand(
+                library,
+                &onehot,
+                task.users,
+                task.train,
+                task.candidates,
+                lr_config,
+            );
+            finite::check(&scores, "an LR+similar campaigns score")?;
+            return Ok(Start::Scores(scores));
+        }
         Method::Pinterest => {
             let scores = seed_similarity(need(), task);
             finite::check(&scores, "a Pinterest similarity")?;
@@ -329,6 +360,22 @@ pub fn start(
             m.user_multi = m.user_multi.into_iter().map(|e| e.no_grad()).collect();
             m.ad = m.ad.into_iter().map(|e| e.no_grad()).collect();
             m
+        }
+        Method::MetaHeacSimilar => {
+            let library = task
+                .library
+                .expect("MetaHeac+similar campaigns needs the training campaigns' library");
+            let onehot = OneHot::new(&scratch.tables, &scratch.multi_lens);
+            let x: Vec<Vec<u32>> = task
+                .train
+                .iter()
+                .map(|r| onehot.columns(task.users, r.user as usize))
+                .collect();
+            let y: Vec<bool> = task.train.iter().map(|r| r.label).collect();
+            match library.prior(&x, &y, library.k, None) {
+                Some(prior) => crate::similar::fold_into(need().clone(), &prior),
+                None => need().clone(),
+            }
         }
         Method::SharedBottomPre => {
             // Keep the pre-trained bottom (embeddings and expert), a fresh tower (critic) per campaign.

@@ -25,6 +25,7 @@ pub mod record;
 pub mod schedule;
 pub mod schema;
 pub mod seeds;
+pub mod similar;
 pub mod sparse;
 pub mod stats;
 pub mod unknown;

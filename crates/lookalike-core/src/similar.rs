@@ -1,0 +1,267 @@
+//! Similar past campaigns: a look-alike baseline without a network. Every training campaign keeps
+//! the logistic regression fitted on its own rows (the library). A new campaign's rows rank the
+//! library's models by how well they order its seeds above its non-seeds (AUC); the `k` best, each
+//! standardised over those rows, are averaged into a prior logit, linear in the user's tokens, and an
+//! LR on the new campaign's tokens is fitted on top of it (a GLM offset whose coefficient is fitted).
+//! `k` is chosen on the library itself, leaving each campaign out in turn (0: plain LR).
+
+use crate::data::{Campaign, Row, UserTable};
+use crate::lr::{Lr, LrConfig, OneHot};
+use crate::metrics::auc;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+/// The `k` values [`Library::fit`] chooses from; 0 is plain LR.
+pub const K_CHOICES: [usize; 5] = [0, 1, 3, 5, 10];
+
+/// Per-campaign logistic regressions over the same one-hot columns, and the `k` their
+/// leave-one-out check chose.
+#[derive(Debug, Clone)]
+pub struct Library {
+    /// One weight vector (bias dropped: standardising over a campaign's rows removes it) per
+    /// campaign, `dim` long.
+    weights: Vec<Vec<f32>>,
+    pub dim: usize,
+    /// How many similar campaigns make the prior (0: none).
+    pub k: usize,
+    /// Mean held-out AUC of each candidate `k` over the campaigns left out, as chosen by.
+    pub scores: Vec<(usize, f64)>,
+}
+
+/// A prior logit over tokens: Σ of the weights of a user's columns, plus `bias`.
+#[derive(Debug, Clone)]
+pub struct Prior {
+    pub weights: Vec<f64>,
+    pub bias: f64,
+    /// The library's campaigns it averages, most similar first.
+    pub campaigns: Vec<usize>,
+}
+
+impl Prior {
+    pub fn logit(&self, cols: &[u32]) -> f64 {
+        self.bias + cols.iter().map(|&j| self.weights[j as usize]).sum::<f64>()
+    }
+}
+
+/// Active columns of `rows`' users.
+fn columns(onehot: &OneHot, users: &UserTable, rows: &[Row]) -> Vec<Vec<u32>> {
+    rows.iter()
+        .map(|r| onehot.columns(users, r.user as usize))
+        .collect()
+}
+
+impl Library {
+    /// Fits every campaign's LR on its stage-1 rows, then chooses `k` among [`K_CHOICES`]: each
+    /// campaign with at least 4 seeds and 4 non-seeds is split in two halves (stratified, seeded by
+    /// its index), [`fit_and_score`] on one half with the other campaigns as the library, scored on
+    /// the other half; the `k` with the highest mean AUC is kept (the smallest on a tie).
+    pub fn fit(
+        onehot: &OneHot,
+        users: &UserTable,
+        campaigns: &[&Campaign],
+        cfg: &LrConfig,
+    ) -> Library {
+        let threads = crate::meta::threads(0);
+        let weights: Vec<Vec<f32>> = crate::meta::per_task(campaigns.len(), threads, |i| {
+            let c = campaigns[i];
+            let x = columns(onehot, users, &c.stage1);
+            let y: Vec<bool> = c.stage1.iter().map(|r| r.label).collect();
+            let lr = Lr::fit(&x, &y, onehot.dim, cfg);
+            lr.weights.iter().map(|&w| w as f32).collect()
+        });
+        let mut lib = Library {
+            weights,
+            dim: onehot.dim,
+            k: 0,
+            scores: Vec::new(),
+        };
+        let held: Vec<Vec<f64>> = crate::meta::per_task(campaigns.len(), threads, |i| {
+            let c = campaigns[i];
+            let pos = c.stage1.iter().filter(|r| r.label).count();
+            if pos < 4 || c.stage1.len() - pos < 4 {
+                return None;
+            }
+            let mut rng = StdRng::seed_from_u64(i as u64);
+            let (a, b) = crate::finetune::stratified_split(&c.stage1, 0.5, &mut rng);
+            let xa = columns(onehot, users, &a);
+            let ya: Vec<bool> = a.iter().map(|r| r.label).collect();
+            let xb = columns(onehot, users, &b);
+            let yb: Vec<bool> = b.iter().map(|r| r.label).collect();
+            let aucs = K_CHOICES
+                .iter()
+                .map(|&k| {
+                    let scores = lib.fit_and_score(&xa, &ya, &xb, k, Some(i), cfg);
+                    auc(&yb, &scores).unwrap_or(0.5)
+                })
+                .collect();
+            Some(aucs)
+        })
+        .into_iter()
+        .flatten()
+        .collect();
+        if !held.is_empty() {
+            lib.scores = K_CHOICES
+                .iter()
+                .enumerate()
+                .map(|(j, &k)| {
+                    (
+                        k,
+                        held.iter().map(|a| a[j]).sum::<f64>() / held.len() as f64,
+                    )
+                })
+                .collect();
+            let best = lib
+                .scores
+                .iter()
+                .fold(None::<(usize, f64)>, |b, &(k, a)| match b {
+                    Some((_, ba)) if ba >= a => b,
+                    _ => Some((k, a)),
+                });
+            lib.k = best.map_or(0, |(k, _)| k);
+        }
+        lib
+    }
+
+    pub fn len(&self) -> usize {
+        self.weights.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.weights.is_empty()
+    }
+
+    /// The prior for a campaign whose rows are `x` with labels `y`: the `k` library models (but
+    /// `exclude`) that rank its seeds highest (AUC over its rows; the earlier on a tie), each
+    /// standardised to mean 0 and spread 1 over its rows, averaged. `None` when `k` is 0, the
+    /// library holds no other campaign, or the rows lack a seed or a non-seed.
+    pub fn prior(
+        &self,
+        x: &[Vec<u32>],
+        y: &[bool],
+        k: usize,
+        exclude: Option<usize>,
+    ) -> Option<Prior> {
+        let pos = y.iter().filter(|&&l| l).count();
+        if k == 0 || pos == 0 || pos == y.len() {
+            return None;
+        }
+        let mut ranked: Vec<(f64, usize, f64, f64)> = (0..self.weights.len())
+            .filter(|&j| Some(j) != exclude)
+            .map(|j| {
+                let w = &self.weights[j];
+                let z: Vec<f64> = x
+                    .iter()
+                    .map(|cols| cols.iter().map(|&c| w[c as usize] as f64).sum())
+                    .collect();
+                let n = z.len() as f64;
+                let mean = z.iter().sum::<f64>() / n;
+                let sd = (z.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+                let zf: Vec<f32> = z.iter().map(|&v| v as f32).collect();
+                (auc(y, &zf).unwrap_or(0.5), j, mean, sd)
+            })
+            // A model constant over these rows ranks nothing.
+            .filter(|&(_, _, _, sd)| sd > 1e-12)
+            .collect();
+        if ranked.is_empty() {
+            return None;
+        }
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        ranked.truncate(k);
+        let n = ranked.len() as f64;
+        let mut weights = vec![0.0; self.dim];
+        let mut bias = 0.0;
+        for &(_, j, mean, sd) in &ranked {
+            let s = 1.0 / (sd * n);
+            for (p, &w) in weights.iter_mut().zip(&self.weights[j]) {
+                *p += w as f64 * s;
+            }
+            bias -= mean * s;
+        }
+        Some(Prior {
+            weights,
+            bias,
+            campaigns: ranked.iter().map(|r| r.1).collect(),
+        })
+    }
+
+    /// An LR fitted on `x`, `y` over the prior of its `k` most similar campaigns (a plain LR when
+    /// there is none), scoring `score` (probabilities).
+    pub fn fit_and_score(
+        &self,
+        x: &[Vec<u32>],
+        y: &[bool],
+        score: &[Vec<u32>],
+        k: usize,
+        exclude: Option<usize>,
+        cfg: &LrConfig,
+    ) -> Vec<f32> {
+        let prior = self.prior(x, y, k, exclude);
+        let offset: Option<Vec<f64>> = prior
+            .as_ref()
+            .map(|p| x.iter().map(|c| p.logit(c)).collect());
+        let cfg = LrConfig {
+            fit_offset_scale: true,
+            ..*cfg
+        };
+        let lr = Lr::fit_with_offset(x, y, offset.as_deref(), self.dim, &cfg);
+        score
+            .iter()
+            .map(|c| {
+                let z = lr.logit(c) + prior.as_ref().map_or(0.0, |p| lr.offset_scale * p.logit(c));
+                (1.0 / (1.0 + (-z).exp())) as f32
+            })
+            .collect()
+    }
+}
+
+/// "LR + similar campaigns" on one campaign: fitted on its `train` rows with the library's `k`,
+/// scoring `candidates`.
+pub fn expand(
+    library: &Library,
+    onehot: &OneHot,
+    users: &UserTable,
+    train: &[Row],
+    candidates: &[Row],
+    cfg: &LrConfig,
+) -> Vec<f32> {
+    let x = columns(onehot, users, train);
+    let y: Vec<bool> = train.iter().map(|r| r.label).collect();
+    let s = columns(onehot, users, candidates);
+    library.fit_and_score(&x, &y, &s, library.k, None, cfg)
+}
+
+/// `model` with `prior` added to its wide part, so that its logit becomes s · logit ŷ + w(x) +
+/// prior(x) (the prior's bias on every value of the first single-valued field, which every user holds
+/// once). Unchanged without a wide part.
+pub fn fold_into(mut model: crate::model::MetaHeac, prior: &Prior) -> crate::model::MetaHeac {
+    use burn::tensor::{Tensor, TensorData};
+    if model.wide.is_empty() {
+        return model;
+    }
+    let has_single = !model.user_single.is_empty();
+    let mut start = 0;
+    model.wide = std::mem::take(&mut model.wide)
+        .into_iter()
+        .enumerate()
+        .map(|(f, e)| {
+            let n = e.weight.val().dims()[0];
+            let bias = if f == 0 && has_single {
+                prior.bias
+            } else {
+                0.0
+            };
+            let add: Vec<f32> = prior.weights[start..start + n]
+                .iter()
+                .map(|w| (w + bias) as f32)
+                .collect();
+            start += n;
+            burn::nn::Embedding {
+                weight: crate::grads::remap(e.weight, |t| {
+                    let add = Tensor::<2>::from_data(TensorData::new(add, [n, 1]), &t.device());
+                    t + add
+                }),
+            }
+        })
+        .collect();
+    model
+}
