@@ -929,8 +929,6 @@ pub fn trace(
 /// One campaign's wide-part regression, whatever the strength: the rows' one-hot user columns, labels
 /// and the model's logits (the offset), computed once.
 struct WideFit {
-    /// Rows of each wide table (single-valued fields, then multi-valued ones).
-    sizes: Vec<usize>,
     dim: usize,
     x: Vec<Vec<u32>>,
     y: Vec<bool>,
@@ -989,7 +987,6 @@ impl WideFit {
             })
             .collect();
         WideFit {
-            sizes,
             dim: onehot.dim,
             x: rows
                 .iter()
@@ -1082,37 +1079,48 @@ impl WideFit {
     /// critics and the general wide weights scaled by the offset's coefficient a, the fitted weights
     /// added, and the intercept put into the first single-valued field's weights, which every user has
     /// exactly one of.
-    fn apply(&self, mut model: MetaHeac, c: f64) -> MetaHeac {
+    fn apply(&self, model: MetaHeac, c: f64) -> MetaHeac {
         let fit = self.fit(c);
         // The model's logit is s · logit ŷ + w(x), so a times it is the model with a·s and a·w.
-        let a = fit.offset_scale as f32;
-        // Written with tensor operations, not host edits, so that nothing is read back.
-        model.wide_scale = model
-            .wide_scale
-            .map(|s| grads::remap(s, |t| t.mul_scalar(a)));
-        let has_single = !model.user_single.is_empty();
-        let mut start = 0;
-        model.wide = std::mem::take(&mut model.wide)
-            .into_iter()
-            .enumerate()
-            .map(|(f, e)| {
-                let n = self.sizes[f];
-                let bias = if f == 0 && has_single { fit.bias } else { 0.0 };
-                let add: Vec<f32> = fit.weights[start..start + n]
-                    .iter()
-                    .map(|w| (w + bias) as f32)
-                    .collect();
-                start += n;
-                burn::nn::Embedding {
-                    weight: grads::remap(e.weight, |t| {
-                        let add = Tensor::<2>::from_data(TensorData::new(add, [n, 1]), &t.device());
-                        t.mul_scalar(a) + add
-                    }),
-                }
-            })
-            .collect();
-        model
+        scale_and_add_wide(model, fit.offset_scale as f32, &fit.weights, fit.bias)
     }
+}
+
+/// `model` with its logit s · logit ŷ + w(x) multiplied by `scale` (s and w both), then a linear term
+/// over the user's one-hot columns added to w(x): `weights` (one per column, the wide tables' rows in
+/// field order) and `bias`, put into the first single-valued field's weights, which every user has
+/// exactly one of. Written with tensor operations, not host edits, so that nothing is read back.
+pub(crate) fn scale_and_add_wide(
+    mut model: MetaHeac,
+    scale: f32,
+    weights: &[f64],
+    bias: f64,
+) -> MetaHeac {
+    model.wide_scale = model
+        .wide_scale
+        .map(|s| grads::remap(s, |t| t.mul_scalar(scale)));
+    let has_single = !model.user_single.is_empty();
+    let mut start = 0;
+    model.wide = std::mem::take(&mut model.wide)
+        .into_iter()
+        .enumerate()
+        .map(|(f, e)| {
+            let n = e.weight.val().dims()[0];
+            let bias = if f == 0 && has_single { bias } else { 0.0 };
+            let add: Vec<f32> = weights[start..start + n]
+                .iter()
+                .map(|w| (w + bias) as f32)
+                .collect();
+            start += n;
+            burn::nn::Embedding {
+                weight: grads::remap(e.weight, |t| {
+                    let add = Tensor::<2>::from_data(TensorData::new(add, [n, 1]), &t.device());
+                    t.mul_scalar(scale) + add
+                }),
+            }
+        })
+        .collect();
+    model
 }
 
 /// Mean BCE of a model over rows (inference only, read back synchronously).

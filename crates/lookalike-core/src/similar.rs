@@ -233,35 +233,9 @@ pub fn expand(
 /// `model` with `prior` added to its wide part, so that its logit becomes s · logit ŷ + w(x) +
 /// prior(x) (the prior's bias on every value of the first single-valued field, which every user holds
 /// once). Unchanged without a wide part.
-pub fn fold_into(mut model: crate::model::MetaHeac, prior: &Prior) -> crate::model::MetaHeac {
-    use burn::tensor::{Tensor, TensorData};
+pub fn fold_into(model: crate::model::MetaHeac, prior: &Prior) -> crate::model::MetaHeac {
     if model.wide.is_empty() {
         return model;
     }
-    let has_single = !model.user_single.is_empty();
-    let mut start = 0;
-    model.wide = std::mem::take(&mut model.wide)
-        .into_iter()
-        .enumerate()
-        .map(|(f, e)| {
-            let n = e.weight.val().dims()[0];
-            let bias = if f == 0 && has_single {
-                prior.bias
-            } else {
-                0.0
-            };
-            let add: Vec<f32> = prior.weights[start..start + n]
-                .iter()
-                .map(|w| (w + bias) as f32)
-                .collect();
-            start += n;
-            burn::nn::Embedding {
-                weight: crate::grads::remap(e.weight, |t| {
-                    let add = Tensor::<2>::from_data(TensorData::new(add, [n, 1]), &t.device());
-                    t + add
-                }),
-            }
-        })
-        .collect();
-    model
+    crate::finetune::scale_and_add_wide(model, 1.0, &prior.weights, prior.bias)
 }
