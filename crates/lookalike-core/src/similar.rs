@@ -24,7 +24,7 @@ pub struct Library {
     pub dim: usize,
     /// How many similar campaigns make the prior (0: none).
     pub k: usize,
-    /// Mean held-out AUC of each candidate `k` over the campaigns left out, as chosen by.
+    /// Mean held-out AUC of each candidate `k` over the campaigns left out (what `k` was chosen by).
     pub scores: Vec<(usize, f64)>,
 }
 
@@ -53,7 +53,7 @@ fn columns(onehot: &OneHot, users: &UserTable, rows: &[Row]) -> Vec<Vec<u32>> {
 impl Library {
     /// Fits every campaign's LR on its stage-1 rows, then chooses `k` among [`K_CHOICES`]: each
     /// campaign with at least 4 seeds and 4 non-seeds is split in two halves (stratified, seeded by
-    /// its index), [`fit_and_score`] on one half with the other campaigns as the library, scored on
+    /// its index), [`Self::fit_and_score`] on one half with the other campaigns as the library, scored on
     /// the other half; the `k` with the highest mean AUC is kept (the smallest on a tie).
     pub fn fit(
         onehot: &OneHot,
