@@ -244,20 +244,21 @@ pub fn run(a: Args) -> Result<()> {
         g.dedup();
         g
     };
-    // The training campaigns' LR fits, for LR+similar campaigns (deterministic: made once).
-    let library = (methods.contains(&Method::LrSimilar) || methods.contains(&Method::MetaHeacSimilar))
-        .then(|| {
+    // The training campaigns' LR fits, for the methods that take the similar campaigns' prior
+    // (deterministic: made once).
+    let library = methods.iter().any(|m| m.needs_library()).then(|| {
         let onehot = OneHot::new(&base_model.tables, &base_model.multi_lens);
         let lib = lookalike_core::similar::Library::fit(&onehot, &data.users, &train, &lr_config);
+        let by_k: Vec<String> = lib
+            .scores
+            .iter()
+            .map(|(k, a)| format!("{k}: {a:.4}"))
+            .collect();
         eprintln!(
-            "LR+similar campaigns: {} training campaigns' LR fits; k = {} similar campaigns (held-out AUC by k: {})",
+            "similar campaigns: {} training campaigns' LR fits; k = {} (held-out AUC by k: {})",
             lib.len(),
             lib.k,
-            lib.scores
-                .iter()
-                .map(|(k, a)| format!("{k}: {a:.4}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            by_k.join(", ")
         );
         lib
     });

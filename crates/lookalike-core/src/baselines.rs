@@ -200,6 +200,11 @@ impl Method {
         !matches!(self, Method::Lr | Method::LrSimilar)
     }
 
+    /// Whether it needs the training campaigns' LR fits ([`Task::library`]).
+    pub fn needs_library(self) -> bool {
+        matches!(self, Method::LrSimilar | Method::MetaHeacSimilar)
+    }
+
     /// Whether it fine-tunes with the online recipe its general model's validation campaigns chose
     /// (`meta`: the offline configuration as given; its `online_select` holds for every method but
     /// `MetaHeacFixed`, which never chooses). Choosing does not change the general model's weights,
@@ -366,13 +371,7 @@ pub fn start(
                 .library
                 .expect("MetaHeac+similar campaigns needs the training campaigns' library");
             let onehot = OneHot::new(&scratch.tables, &scratch.multi_lens);
-            let x: Vec<Vec<u32>> = task
-                .train
-                .iter()
-                .map(|r| onehot.columns(task.users, r.user as usize))
-                .collect();
-            let y: Vec<bool> = task.train.iter().map(|r| r.label).collect();
-            match library.prior(&x, &y, library.k, None) {
+            match library.prior_for(&onehot, task.users, task.train) {
                 Some(prior) => crate::similar::fold_into(need().clone(), &prior),
                 None => need().clone(),
             }

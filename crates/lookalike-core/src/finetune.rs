@@ -988,10 +988,7 @@ impl WideFit {
             .collect();
         WideFit {
             dim: onehot.dim,
-            x: rows
-                .iter()
-                .map(|r| onehot.columns(users, r.user as usize))
-                .collect(),
+            x: onehot.rows(users, rows),
             y: rows.iter().map(|r| r.label).collect(),
             offset,
             rule,

@@ -55,6 +55,13 @@ impl OneHot {
         cols.dedup();
         cols
     }
+
+    /// [`Self::columns`] of each row's user.
+    pub fn rows(&self, users: &UserTable, rows: &[Row]) -> Vec<Vec<u32>> {
+        rows.iter()
+            .map(|r| self.columns(users, r.user as usize))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
@@ -290,10 +297,7 @@ pub fn fit_and_score(
     score: &[Row],
     cfg: &LrConfig,
 ) -> (Lr, Vec<f32>) {
-    let x: Vec<Vec<u32>> = train
-        .iter()
-        .map(|r| onehot.columns(users, r.user as usize))
-        .collect();
+    let x = onehot.rows(users, train);
     let y: Vec<bool> = train.iter().map(|r| r.label).collect();
     let lr = Lr::fit(&x, &y, onehot.dim, cfg);
     let s = score

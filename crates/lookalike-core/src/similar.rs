@@ -43,13 +43,6 @@ impl Prior {
     }
 }
 
-/// Active columns of `rows`' users.
-fn columns(onehot: &OneHot, users: &UserTable, rows: &[Row]) -> Vec<Vec<u32>> {
-    rows.iter()
-        .map(|r| onehot.columns(users, r.user as usize))
-        .collect()
-}
-
 impl Library {
     /// Fits every campaign's LR on its stage-1 rows, then chooses `k` among [`K_CHOICES`]: each
     /// campaign with at least 4 seeds and 4 non-seeds is split in two halves (stratified, seeded by
@@ -64,7 +57,7 @@ impl Library {
         let threads = crate::meta::threads(0);
         let weights: Vec<Vec<f32>> = crate::meta::per_task(campaigns.len(), threads, |i| {
             let c = campaigns[i];
-            let x = columns(onehot, users, &c.stage1);
+            let x = onehot.rows(users, &c.stage1);
             let y: Vec<bool> = c.stage1.iter().map(|r| r.label).collect();
             let lr = Lr::fit(&x, &y, onehot.dim, cfg);
             lr.weights.iter().map(|&w| w as f32).collect()
@@ -83,14 +76,17 @@ impl Library {
             }
             let mut rng = StdRng::seed_from_u64(i as u64);
             let (a, b) = crate::finetune::stratified_split(&c.stage1, 0.5, &mut rng);
-            let xa = columns(onehot, users, &a);
+            let xa = onehot.rows(users, &a);
             let ya: Vec<bool> = a.iter().map(|r| r.label).collect();
-            let xb = columns(onehot, users, &b);
+            let xb = onehot.rows(users, &b);
             let yb: Vec<bool> = b.iter().map(|r| r.label).collect();
+            // The ranking is the same for every k; only how many it takes differs.
+            let ranked = lib.rank(&xa, &ya, Some(i));
             let aucs = K_CHOICES
                 .iter()
                 .map(|&k| {
-                    let scores = lib.fit_and_score(&xa, &ya, &xb, k, Some(i), cfg);
+                    let prior = lib.average(&ranked, k);
+                    let scores = fit_and_score(&xa, &ya, &xb, prior.as_ref(), lib.dim, cfg);
                     auc(&yb, &scores).unwrap_or(0.5)
                 })
                 .collect();
@@ -141,11 +137,27 @@ impl Library {
         k: usize,
         exclude: Option<usize>,
     ) -> Option<Prior> {
-        let pos = y.iter().filter(|&&l| l).count();
-        if k == 0 || pos == 0 || pos == y.len() {
+        if k == 0 {
             return None;
         }
-        let mut ranked: Vec<(f64, usize, f64, f64)> = (0..self.weights.len())
+        self.average(&self.rank(x, y, exclude), k)
+    }
+
+    /// [`Self::prior`] with the library's `k` for a campaign's rows.
+    pub fn prior_for(&self, onehot: &OneHot, users: &UserTable, rows: &[Row]) -> Option<Prior> {
+        let y: Vec<bool> = rows.iter().map(|r| r.label).collect();
+        self.prior(&onehot.rows(users, rows), &y, self.k, None)
+    }
+
+    /// The library's models (but `exclude`) by how well they rank the seeds of rows `x` (labels
+    /// `y`) above its non-seeds, best first: (AUC, campaign, mean and spread of its logits over
+    /// the rows). Empty when the rows lack a seed or a non-seed.
+    fn rank(&self, x: &[Vec<u32>], y: &[bool], exclude: Option<usize>) -> Vec<Ranked> {
+        let pos = y.iter().filter(|&&l| l).count();
+        if pos == 0 || pos == y.len() {
+            return Vec::new();
+        }
+        let mut ranked: Vec<Ranked> = (0..self.weights.len())
             .filter(|&j| Some(j) != exclude)
             .map(|j| {
                 let w = &self.weights[j];
@@ -162,15 +174,20 @@ impl Library {
             // A model constant over these rows ranks nothing.
             .filter(|&(_, _, _, sd)| sd > 1e-12)
             .collect();
-        if ranked.is_empty() {
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        ranked
+    }
+
+    /// The first `k` of `ranked`, each standardised, averaged (`None` for none).
+    fn average(&self, ranked: &[Ranked], k: usize) -> Option<Prior> {
+        let top = &ranked[..k.min(ranked.len())];
+        if top.is_empty() {
             return None;
         }
-        ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        ranked.truncate(k);
-        let n = ranked.len() as f64;
+        let n = top.len() as f64;
         let mut weights = vec![0.0; self.dim];
         let mut bias = 0.0;
-        for &(_, j, mean, sd) in &ranked {
+        for &(_, j, mean, sd) in top {
             let s = 1.0 / (sd * n);
             for (p, &w) in weights.iter_mut().zip(&self.weights[j]) {
                 *p += w as f64 * s;
@@ -180,7 +197,7 @@ impl Library {
         Some(Prior {
             weights,
             bias,
-            campaigns: ranked.iter().map(|r| r.1).collect(),
+            campaigns: top.iter().map(|r| r.1).collect(),
         })
     }
 
@@ -196,22 +213,36 @@ impl Library {
         cfg: &LrConfig,
     ) -> Vec<f32> {
         let prior = self.prior(x, y, k, exclude);
-        let offset: Option<Vec<f64>> = prior
-            .as_ref()
-            .map(|p| x.iter().map(|c| p.logit(c)).collect());
-        let cfg = LrConfig {
-            fit_offset_scale: true,
-            ..*cfg
-        };
-        let lr = Lr::fit_with_offset(x, y, offset.as_deref(), self.dim, &cfg);
-        score
-            .iter()
-            .map(|c| {
-                let z = lr.logit(c) + prior.as_ref().map_or(0.0, |p| lr.offset_scale * p.logit(c));
-                (1.0 / (1.0 + (-z).exp())) as f32
-            })
-            .collect()
+        fit_and_score(x, y, score, prior.as_ref(), self.dim, cfg)
     }
+}
+
+/// A library model's standing for one campaign: AUC over its rows, its index, and the mean and
+/// spread of its logits there.
+type Ranked = (f64, usize, f64, f64);
+
+/// LR on `x`, `y` over `prior` (its coefficient fitted; plain LR without one), scoring `score`.
+fn fit_and_score(
+    x: &[Vec<u32>],
+    y: &[bool],
+    score: &[Vec<u32>],
+    prior: Option<&Prior>,
+    dim: usize,
+    cfg: &LrConfig,
+) -> Vec<f32> {
+    let offset: Option<Vec<f64>> = prior.map(|p| x.iter().map(|c| p.logit(c)).collect());
+    let cfg = LrConfig {
+        fit_offset_scale: true,
+        ..*cfg
+    };
+    let lr = Lr::fit_with_offset(x, y, offset.as_deref(), dim, &cfg);
+    score
+        .iter()
+        .map(|c| {
+            let z = lr.logit(c) + prior.map_or(0.0, |p| lr.offset_scale * p.logit(c));
+            (1.0 / (1.0 + (-z).exp())) as f32
+        })
+        .collect()
 }
 
 /// "LR + similar campaigns" on one campaign: fitted on its `train` rows with the library's `k`,
@@ -224,9 +255,9 @@ pub fn expand(
     candidates: &[Row],
     cfg: &LrConfig,
 ) -> Vec<f32> {
-    let x = columns(onehot, users, train);
+    let x = onehot.rows(users, train);
     let y: Vec<bool> = train.iter().map(|r| r.label).collect();
-    let s = columns(onehot, users, candidates);
+    let s = onehot.rows(users, candidates);
     library.fit_and_score(&x, &y, &s, library.k, None, cfg)
 }
 
