@@ -327,6 +327,77 @@ fn pipeline_end_to_end() {
         "{soup}"
     );
 
+    // The validation campaigns chose whether the online stage starts from the similar campaigns'
+    // prior (the default); the record carries their LR fits exactly where they took it, and
+    // `inspect` and `eval` say so.
+    let similar = h
+        .training
+        .similar
+        .clone()
+        .expect("a similar-campaigns choice");
+    assert_eq!(h.library.is_some(), similar.used);
+    let taken = if similar.used { "taken" } else { "not taken" };
+    assert!(
+        info.contains(&format!("similar campaigns' prior: {taken}")),
+        "{info}"
+    );
+    assert_eq!(
+        table.contains("online stage from the prior"),
+        similar.used,
+        "{table}"
+    );
+    // `--similar always` takes it whatever validation measured; `eval` folds it in before every
+    // fine-tune, and `--similar false` fine-tunes without it, as the model without a library does.
+    let always = w.path("always.rec");
+    let out = ok(&[
+        "pretrain",
+        "--data",
+        p(&data),
+        "--out",
+        p(&always),
+        "--seed",
+        "3",
+        "--similar",
+        "always",
+    ]);
+    assert!(out.contains("similar campaigns' prior: taken"), "{out}");
+    let (ha, _) = lookalike_core::record::read_header(&std::fs::read(&always).unwrap()).unwrap();
+    let library = ha
+        .library
+        .expect("--similar always: the record carries the library");
+    assert!(library.k > 0 && !library.is_empty());
+    assert!(
+        std::fs::metadata(&always).unwrap().len() > std::fs::metadata(&rec).unwrap().len()
+            || similar.used
+    );
+    let eval_of = |model: &Path, extra: &[&str]| {
+        let mut args = vec!["eval", "--data", p(&data), "--model", p(model)];
+        args.extend_from_slice(extra);
+        let out = ok(&args);
+        let rows: Vec<String> = out
+            .lines()
+            .filter(|l| l.starts_with("| cold") || l.starts_with("| hot"))
+            .map(String::from)
+            .collect();
+        (out, rows)
+    };
+    let (with, with_rows) = eval_of(&always, &[]);
+    let (without, without_rows) = eval_of(&always, &["--similar", "false"]);
+    assert!(with.contains("online stage from the prior"), "{with}");
+    assert!(
+        !without.contains("online stage from the prior"),
+        "{without}"
+    );
+    assert_ne!(
+        with_rows, without_rows,
+        "the prior changes the fine-tuned models"
+    );
+    let info_always = ok(&["inspect", p(&always)]);
+    assert!(
+        info_always.contains("library: the LR fits of"),
+        "{info_always}"
+    );
+
     // Expand: seeds = the stage-1 seeds of one campaign.
     let raw = w.path("raw");
     let train = std::fs::read_to_string(raw.join("train.csv")).unwrap();
@@ -395,6 +466,13 @@ fn pipeline_end_to_end() {
     };
     let out = ok(&strs(&finetune(&rec, &campaign)));
     assert!(out.contains("match rate 100.0 %"), "{out}");
+    // From a record with the library, the campaign's model holds the prior in its weights; its
+    // record needs no library.
+    let from_always = w.path("campaign-always.rec");
+    ok(&strs(&finetune(&always, &from_always)));
+    let (hc, _) =
+        lookalike_core::record::read_header(&std::fs::read(&from_always).unwrap()).unwrap();
+    assert!(hc.campaign.is_some() && hc.library.is_none());
     let score = |extra: &[&str], out: &Path| {
         let args = [
             "score",

@@ -483,10 +483,20 @@ async fn run_inner(
         Start::Record(bytes) => (bytes.as_slice(), None),
         Start::Scratch => (assets.record.as_slice(), Some(job.seed)),
     };
-    let (_, model) = record::from_bytes_or_fresh(bytes, fresh, &train_device)
+    let (header, model) = record::from_bytes_or_fresh(bytes, fresh, &train_device)
         .map_err(|e| format!("loading the model: {e}"))?;
     yield_now().await;
     let users = &assets.pool.users;
+    // The prior of the past campaigns most like this one, where the record carries them (its
+    // validation campaigns chose it; a fresh model has none).
+    let prior = header
+        .prior_library(job.config.similar && fresh.is_none())
+        .and_then(|l| Some((l, l.prior_for(users, &job.plan.rows)?)));
+    let similar = prior.as_ref().map(|(l, p)| describe_similar(l, p));
+    let model = match &prior {
+        Some((_, p)) => lookalike_core::similar::fold_into(model, p),
+        None => model,
+    };
     let backend = if on_gpu {
         match &job.gpu {
             Some(g) if g.fallback => format!("WebGPU ({}; software fallback)", g.description),
@@ -510,7 +520,7 @@ async fn run_inner(
         paused: control.borrow().paused,
         backend,
         total_steps: total,
-        rule: describe_rule(&ft, &job.config, job.recipe, job.chose_average),
+        rule: describe_rule(&ft, &job.config, job.recipe, job.chose_average, similar),
     });
     if job.score_pool {
         let g = gate_weights_async(ft.model(), users, &job.ad, &job.plan.gate_rows).await?;
@@ -644,6 +654,7 @@ fn describe_rule(
     config: &FineTuneConfig,
     recipe: OnlineRecipe,
     chose_average: bool,
+    similar: Option<String>,
 ) -> String {
     let chosen = match recipe {
         r if chose_average => format!(
@@ -683,7 +694,30 @@ fn describe_rule(
     } else {
         "Too few rows to hold any out: every epoch runs.".to_string()
     };
-    format!("{chosen} {wide} {stop}").trim().to_string()
+    let similar = similar.unwrap_or_default();
+    format!("{chosen} {similar} {wide} {stop}")
+        .trim()
+        .to_string()
+}
+
+/// What the similar campaigns' prior is and which campaigns it took.
+fn describe_similar(
+    library: &lookalike_core::similar::Library,
+    prior: &lookalike_core::similar::Prior,
+) -> String {
+    let aids = library.aids_of(prior);
+    let shown = aids.iter().take(5).copied().collect::<Vec<_>>().join(", ");
+    let more = aids.len().saturating_sub(5);
+    format!(
+        "The general model's validation campaigns chose to start from past campaigns like this one: of the logistic regressions fitted on each of its {} training campaigns, the {} whose scores rank these seeds highest ({shown}{}) are averaged and added to the wide part before fine-tuning.",
+        library.len(),
+        aids.len(),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    )
 }
 
 /// Where the run stopped and which weights it kept.

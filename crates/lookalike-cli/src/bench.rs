@@ -11,7 +11,7 @@ use lookalike_core::data::Role;
 use lookalike_core::data::{Row, UserTable};
 use lookalike_core::finetune::{FineTuneConfig, OnlineRecipe, TracePoint, trace};
 use lookalike_core::lr::{LrConfig, OneHot};
-use lookalike_core::meta::MetaConfig;
+use lookalike_core::meta::{MetaConfig, SimilarRule};
 use lookalike_core::metrics::{CampaignMetrics, GroupMetrics, TestCampaigns};
 use lookalike_core::model::Init;
 use lookalike_core::schedule::{self, ExpertsChoice, Progress};
@@ -38,7 +38,8 @@ pub struct Args {
     /// tried, where it chose the average, metaheac-margin: the average unless another recipe
     /// leads it on validation by more than the experts choice's margin, lr-similar: LR over a
     /// prior from the training campaigns whose LR ranks the campaign's seeds best, and
-    /// metaheac-similar: MetaHeac with that prior in its wide part before fine-tuning)
+    /// metaheac-similar: MetaHeac with that prior in its wide part before fine-tuning on every
+    /// campaign, whatever its validation campaigns chose)
     /// [default: all but those eleven].
     #[arg(long, value_delimiter = ',')]
     methods: Option<Vec<String>>,
@@ -55,6 +56,10 @@ pub struct Args {
     /// (false: MetaHeac keeps its experts, to compare with the choice) [default: true; reference: false].
     #[arg(long)]
     select_experts: Option<bool>,
+    /// Whether MetaHeac's online stage starts from the similar campaigns' prior: as its validation
+    /// campaigns choose (as `pretrain` does), always, or never [default: choose; reference: never].
+    #[arg(long, value_enum)]
+    similar: Option<crate::pretrain::SimilarArg>,
     /// Once validation has chosen, meta-train every general model again on all training campaigns,
     /// the validation ones included, as `pretrain --val-refit` does [default: as `pretrain`].
     #[arg(long)]
@@ -155,6 +160,9 @@ struct PretrainResult {
     /// MetaHeac's: the number of experts its validation campaigns chose, where they chose.
     #[serde(skip_serializing_if = "Option::is_none")]
     experts: Option<ExpertsChoice>,
+    /// MetaHeac's: whether its validation campaigns chose the similar campaigns' prior.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    similar: Option<lookalike_core::schedule::SimilarChoice>,
 }
 
 #[derive(Serialize)]
@@ -207,6 +215,9 @@ pub fn run(a: Args) -> Result<()> {
     let (base_model, mut base_meta, finetune) = a.protocol.configs(&data.schema);
     base_meta.threads = a.backend.task_threads(None, base_meta.threads);
     base_meta.select_experts = a.select_experts.unwrap_or(base_meta.select_experts);
+    if let Some(r) = a.similar {
+        base_meta.similar = r.into();
+    }
     base_meta.val_refit = a.val_refit.unwrap_or(base_meta.val_refit);
     if let Some(v) = a.task_sampling {
         base_meta.task_sampling = v.into();
@@ -228,6 +239,10 @@ pub fn run(a: Args) -> Result<()> {
         && methods
             .iter()
             .any(|m| m.general() == Some(General::MetaHeac));
+    // ... and whether it starts from the similar campaigns' prior (`MetaConfig::similar`).
+    let select_similar = base_meta.similar != SimilarRule::Never
+        && base_model.wide
+        && methods.contains(&Method::MetaHeac);
     let ensemble = methods.contains(&Method::MetaHeacEnsemble);
     if ensemble && !select_experts {
         bail!(
@@ -246,18 +261,18 @@ pub fn run(a: Args) -> Result<()> {
     };
     // The training campaigns' LR fits, for the methods that take the similar campaigns' prior
     // (deterministic: made once).
-    let library = methods.iter().any(|m| m.needs_library()).then(|| {
+    let library = (select_similar || methods.iter().any(|m| m.needs_library())).then(|| {
         let onehot = OneHot::new(&base_model.tables, &base_model.multi_lens);
         let lib = lookalike_core::similar::Library::fit(&onehot, &data.users, &train, &lr_config);
         let by_k: Vec<String> = lib
             .scores
             .iter()
-            .map(|(k, a)| format!("{k}: {a:.4}"))
+            .map(|(k, a)| format!("{}: {a:.4}", lookalike_core::similar::k_name(*k)))
             .collect();
         eprintln!(
             "similar campaigns: {} training campaigns' LR fits; k = {} (held-out AUC by k: {})",
             lib.len(),
-            lib.k,
+            lookalike_core::similar::k_name(lib.k),
             by_k.join(", ")
         );
         lib
@@ -299,6 +314,7 @@ pub fn run(a: Args) -> Result<()> {
         // it chose none).
         let mut recipes = BTreeMap::new();
         let mut reports = BTreeMap::new();
+        let mut validations = BTreeMap::new();
         // The configured (eight-expert) model and its recipe, whichever the experts choice keeps
         // (for the ensemble only).
         let mut eight = None;
@@ -400,9 +416,11 @@ pub fn run(a: Args) -> Result<()> {
                     seconds: t.elapsed().as_secs_f64(),
                     online: report.online.clone(),
                     experts: None,
+                    similar: None,
                 });
             models.insert(g, general);
             reports.insert(g, report);
+            validations.insert(g, validation);
         }
         if select_experts {
             // Same campaigns, split and seed: the two fits' validation campaigns are the same.
@@ -438,6 +456,37 @@ pub fn run(a: Args) -> Result<()> {
                 .and_then(|v| v.last_mut())
             {
                 r.experts = Some(choice);
+            }
+        }
+        // Validation chooses whether MetaHeac's online stage starts from the similar campaigns'
+        // prior, for the model the experts choice kept (every general model holds out the same
+        // validation campaigns).
+        let mut similar_used = false;
+        if select_similar {
+            let t = Instant::now();
+            let choice = schedule::choose_similar(
+                &validations[&General::MetaHeac],
+                &models[&General::MetaHeac],
+                recipes[&General::MetaHeac].chosen,
+                &train,
+                &lr_config,
+                base_meta.similar,
+                base_meta.select_similar_margin,
+            )?;
+            if let Some(c) = choice {
+                eprintln!(
+                    "  seed {seed} MetaHeac: {} the similar campaigns' prior (validation mean AUC {}; {:.1} s)",
+                    if c.used { "takes" } else { "does not take" },
+                    c.summary(),
+                    t.elapsed().as_secs_f64()
+                );
+                similar_used = c.used;
+                if let Some(r) = pretrain
+                    .get_mut(&format!("{:?}", General::MetaHeac))
+                    .and_then(|v| v.last_mut())
+                {
+                    r.similar = Some(c);
+                }
             }
         }
         let bar = progress::steps(
@@ -501,8 +550,13 @@ pub fn run(a: Args) -> Result<()> {
                     let b = tune(OnlineRecipe::WideOnly)?;
                     baselines::Expansion::averaged(a, &b)
                 } else {
+                    // MetaHeac as shipped: the prior where its validation chose it.
+                    let run_as = match m {
+                        Method::MetaHeac if similar_used => Method::MetaHeacSimilar,
+                        m => m,
+                    };
                     baselines::expand(
-                        m,
+                        run_as,
                         general,
                         &base_model,
                         &device,
@@ -537,6 +591,7 @@ pub fn run(a: Args) -> Result<()> {
                 &base_meta,
                 &finetune,
                 &lr_config,
+                library.as_ref().filter(|_| similar_used),
             )?;
         }
     }
@@ -701,7 +756,8 @@ fn online(
 
 /// Fine-tunes the methods of the paper's Fig. 3 that were run (MLP one-stage, MMoE, Hubble, MetaHeac)
 /// on one cold campaign, the one with the median seed count (chosen by size, not by result), scoring
-/// its candidates along the way. Returns the campaign's id and the traces.
+/// its candidates along the way (`prior`: the library MetaHeac's prior comes from, where its
+/// validation chose one). Returns the campaign's id and the traces.
 #[allow(clippy::too_many_arguments)]
 fn trace_campaign(
     methods: &[Method],
@@ -715,6 +771,7 @@ fn trace_campaign(
     meta: &MetaConfig,
     finetune: &FineTuneConfig,
     lr_config: &LrConfig,
+    prior: Option<&lookalike_core::similar::Library>,
 ) -> Result<Option<Traces>> {
     let mut cold: Vec<usize> = (0..tests.len())
         .filter(|&i| tests[i].role == Role::Cold)
@@ -731,7 +788,7 @@ fn trace_campaign(
         train: &c.stage1,
         candidates: &c.stage2,
         seed: seed.wrapping_mul(1_000_003) ^ i as u64,
-        library: None,
+        library: prior,
     };
     let mut out = Vec::new();
     for m in [
@@ -744,8 +801,13 @@ fn trace_campaign(
             continue;
         }
         let general = m.general().map(|g| &models[&g]);
+        // MetaHeac as the bench ran it: with the prior where its validation chose it.
+        let run_as = match m {
+            Method::MetaHeac if prior.is_some() => Method::MetaHeacSimilar,
+            m => m,
+        };
         if let baselines::Start::Model(start) =
-            baselines::start(m, general, scratch, device, &task, lr_config)?
+            baselines::start(run_as, general, scratch, device, &task, lr_config)?
         {
             let points = trace(
                 *start,

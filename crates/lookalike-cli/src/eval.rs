@@ -81,6 +81,7 @@ pub fn run(a: Args) -> Result<()> {
     let train_device = device.clone().autodiff();
     // With --no-pretrain a record contributes only its config: its weights are not decoded.
     let mut training = None;
+    let mut library = None;
     let (config, general) = match &a.model {
         Some(path) => {
             let bytes =
@@ -98,6 +99,8 @@ pub fn run(a: Args) -> Result<()> {
                 record::from_bytes_or_fresh(&bytes, a.no_pretrain.then_some(a.seed), &train_device)
                     .with_context(|| format!("{}", path.display()))?;
             training = Some(h.training);
+            // A fresh model's online stage has no prior.
+            library = h.library.filter(|_| !a.no_pretrain);
             (h.model, model)
         }
         None if a.no_pretrain => {
@@ -112,6 +115,14 @@ pub fn run(a: Args) -> Result<()> {
         .finetune
         .recipe(training.as_ref().filter(|_| !a.no_pretrain), false);
     let ft = a.finetune.config(recipe, false);
+    let library = library.filter(|_| ft.similar);
+    if let Some(l) = &library {
+        eprintln!(
+            "online stage from the prior of the {} most similar of the model's {} training campaigns (chosen by its validation campaigns; --similar false: without)",
+            lookalike_core::similar::k_name(l.k),
+            l.len()
+        );
+    }
     if ft.soups(config.wide) {
         eprintln!(
             "online rule: the average of two runs, without the wide fit and with the wide fit alone{}",
@@ -147,11 +158,31 @@ pub fn run(a: Args) -> Result<()> {
         meta.threads = a.backend.task_threads(None, MetaConfig::new().threads);
         let train = data.with_role(Role::Train);
         let validation =
-            lookalike_core::schedule::held_out(&meta, ft, &data.users, &train, info.seed);
+            lookalike_core::schedule::held_out(&meta, ft.clone(), &data.users, &train, info.seed);
         if validation.is_empty() {
             bail!("the model was trained without validation campaigns (val_fraction 0)");
         }
-        let ours = validation.aucs(&general)?;
+        // The record's library holds the validation campaigns too: the prior for each comes from the
+        // other training campaigns', as when validation chose it.
+        let ours = match &library {
+            Some(_) => {
+                let held: std::collections::HashSet<&str> = validation.aids().into_iter().collect();
+                let others: Vec<_> = train
+                    .iter()
+                    .copied()
+                    .filter(|c| !held.contains(c.aid.as_str()))
+                    .collect();
+                let onehot = OneHot::of_wide(&general);
+                let lib = lookalike_core::similar::Library::fit(
+                    &onehot,
+                    &data.users,
+                    &others,
+                    &LrConfig::default(),
+                );
+                validation.aucs_with_library(&general, &ft, &lib)?
+            }
+            None => validation.aucs(&general)?,
+        };
         let onehot = OneHot::new(&config.tables, &config.multi_lens);
         let lr = validation.lr_aucs(&onehot, &LrConfig::default())?;
         println!(
@@ -193,8 +224,12 @@ pub fn run(a: Args) -> Result<()> {
             .filter(|(_, c)| c.role == role)
         {
             bar.set_prefix(c.aid.clone());
+            let start = match &library {
+                Some(l) => l.fold(general.clone(), &data.users, &c.stage1),
+                None => general.clone(),
+            };
             let (s, _) = tune_and_score(
-                general.clone(),
+                start,
                 &ft,
                 &data.users,
                 &c.ad,

@@ -110,6 +110,21 @@ pub fn run(a: Args) -> Result<()> {
             e.tried_summary()
         );
     }
+    if let Some(c) = &t.similar {
+        println!(
+            "  similar campaigns' prior: {} (chosen on validation: {})",
+            if c.used { "taken" } else { "not taken" },
+            c.summary()
+        );
+    }
+    if let Some(l) = &h.library {
+        println!(
+            "  library: the LR fits of {} training campaigns over {} columns; the online stage averages the {} most like the new campaign",
+            l.len(),
+            l.dim,
+            lookalike_core::similar::k_name(l.k)
+        );
+    }
     if let Some(n) = t.refit {
         println!(
             "  refit: {n} iterations on every training campaign, the validation ones included"

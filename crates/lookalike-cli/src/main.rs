@@ -277,6 +277,11 @@ pub struct FineTuneArgs {
     /// [default: as it chose; one run where the non-seeds are sampled from the pool].
     #[arg(long)]
     soup: Option<bool>,
+    /// Start from the prior of the past campaigns most like this one in the wide part, where the
+    /// general model's record carries them (its validation campaigns chose it); false: never
+    /// [default: true; reference: false].
+    #[arg(long)]
+    similar: Option<bool>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -341,6 +346,7 @@ impl FineTuneArgs {
         c.refit = self.refit.unwrap_or(c.refit);
         c.wide_offset_scale = self.wide_offset_scale.unwrap_or(c.wide_offset_scale);
         c.wide_negative_offset = self.wide_negative_offset.unwrap_or(c.wide_negative_offset);
+        c.similar = self.similar.unwrap_or(c.similar);
         c
     }
 }

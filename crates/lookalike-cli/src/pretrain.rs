@@ -4,7 +4,7 @@ use crate::{BackendArg, Protocol, backend, load_prepared, progress};
 use anyhow::{Context, Result, bail};
 use lookalike_core::checkpoint::Checkpoint;
 use lookalike_core::data::Role;
-use lookalike_core::meta::{EmbeddingUpdate, MetaConfig, MetaGrad, TaskSampling};
+use lookalike_core::meta::{EmbeddingUpdate, MetaConfig, MetaGrad, SimilarRule, TaskSampling};
 use lookalike_core::model::{CriticCombine, GateContext, Init};
 use lookalike_core::record::{self, Precision, RecordHeader, TrainingInfo};
 use lookalike_core::schedule::{self, ExpertsChoice, Progress};
@@ -77,6 +77,26 @@ impl From<SamplingArg> for TaskSampling {
             SamplingArg::Proportional => TaskSampling::Proportional,
             SamplingArg::Sqrt => TaskSampling::Sqrt,
             SamplingArg::Uniform => TaskSampling::Uniform,
+        }
+    }
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum SimilarArg {
+    /// The validation campaigns decide.
+    Choose,
+    /// Always, whatever validation measured.
+    Always,
+    /// Never.
+    Never,
+}
+
+impl From<SimilarArg> for SimilarRule {
+    fn from(v: SimilarArg) -> Self {
+        match v {
+            SimilarArg::Choose => SimilarRule::Choose,
+            SimilarArg::Always => SimilarRule::Always,
+            SimilarArg::Never => SimilarRule::Never,
         }
     }
 }
@@ -223,6 +243,15 @@ pub struct Args {
     /// "Offline: refit on the validation campaigns too?") [default: false].
     #[arg(long)]
     val_refit: Option<bool>,
+    /// Whether the online stage starts from the prior of the past campaigns most like the new one
+    /// (LR fits of the training campaigns, carried in the record): as the validation campaigns
+    /// choose, always, or never [default: choose; reference: never].
+    #[arg(long, value_enum)]
+    similar: Option<SimilarArg>,
+    /// With `--similar choose`: take the prior only where its lead over the validation campaigns
+    /// exceeds this many standard errors of the paired difference [default: 0, a higher mean].
+    #[arg(long)]
+    similar_margin: Option<f64>,
     /// Write a checkpoint (atomically, replacing the last) every this many minutes, so that a killed
     /// run can go on with --resume; 0 writes one after every iteration.
     #[arg(long, default_value_t = 10.0)]
@@ -273,6 +302,10 @@ pub fn meta_config(a: &Args, base: MetaConfig) -> MetaConfig {
     m.online_average = a.online_average.unwrap_or(m.online_average);
     m.online_margin = a.online_margin.unwrap_or(m.online_margin);
     m.val_refit = a.val_refit.unwrap_or(m.val_refit);
+    if let Some(r) = a.similar {
+        m.similar = r.into();
+    }
+    m.select_similar_margin = a.similar_margin.unwrap_or(m.select_similar_margin);
     // Experts the user fixed stay fixed unless they ask for the choice too.
     m.select_experts = a
         .select_experts
@@ -648,6 +681,52 @@ pub fn run(a: Args) -> Result<()> {
         }
         experts = Some(choice);
     }
+    // Whether the online stage starts from the similar campaigns' prior: validation decides for the
+    // kept model, and where it takes it the record carries every training campaign's LR.
+    let mut similar = None;
+    let mut library = None;
+    if meta.similar != SimilarRule::Never {
+        bar.reset();
+        bar.set_message("similar campaigns");
+        let t = Instant::now();
+        let recipe = report
+            .online
+            .as_ref()
+            .map(|o| o.applied(true))
+            .unwrap_or_default();
+        let lr = lookalike_core::lr::LrConfig::default();
+        let choice = schedule::choose_similar(
+            &validation,
+            &general,
+            recipe,
+            &all_train,
+            &lr,
+            meta.similar,
+            meta.select_similar_margin,
+        )?;
+        if let Some(c) = choice {
+            bar.suspend(|| {
+                println!(
+                    "similar campaigns' prior: {} (validation mean AUC {}; {:.1} s)",
+                    if c.used { "taken" } else { "not taken" },
+                    c.summary(),
+                    t.elapsed().as_secs_f64()
+                )
+            });
+            if c.used {
+                let onehot = lookalike_core::lr::OneHot::of_wide(&general);
+                let lib =
+                    lookalike_core::similar::Library::fit(&onehot, &data.users, &all_train, &lr);
+                println!(
+                    "  the record carries the LR fits of all {} training campaigns; k = {} by leaving each out",
+                    lib.len(),
+                    lookalike_core::similar::k_name(lib.k)
+                );
+                library = Some(std::sync::Arc::new(lib));
+            }
+            similar = Some(c);
+        }
+    }
     // Validation has chosen: the kept configuration learns from its campaigns too. Not
     // checkpointed (it is as long as the fit up to its kept iteration): a run killed here resumes
     // from the fit's last checkpoint and refits again, to the same weights.
@@ -715,9 +794,11 @@ pub fn run(a: Args) -> Result<()> {
             online: report.online.clone(),
             experts,
             refit,
+            similar,
         },
         parameters,
         campaign: None,
+        library,
     };
     let bytes = record::to_bytes(&general, &header)?;
     lookalike_data::atomic::write_atomic(&a.out, |w| w.write_all(&bytes))

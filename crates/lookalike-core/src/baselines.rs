@@ -340,15 +340,8 @@ pub fn start(
             let library = task
                 .library
                 .expect("LR+similar campaigns needs the training campaigns' library");
-            let onehot = OneHot::new(&scratch.tables, &scratch.multi_lens);
-            let scores = crate::similar::expand(
-                library,
-                &onehot,
-                task.users,
-                task.train,
-                task.candidates,
-                lr_config,
-            );
+            let scores =
+                crate::similar::expand(library, task.users, task.train, task.candidates, lr_config);
             finite::check(&scores, "an LR+similar campaigns score")?;
             return Ok(Start::Scores(scores));
         }
@@ -370,11 +363,7 @@ pub fn start(
             let library = task
                 .library
                 .expect("MetaHeac+similar campaigns needs the training campaigns' library");
-            let onehot = OneHot::new(&scratch.tables, &scratch.multi_lens);
-            match library.prior_for(&onehot, task.users, task.train) {
-                Some(prior) => crate::similar::fold_into(need().clone(), &prior),
-                None => need().clone(),
-            }
+            library.fold(need().clone(), task.users, task.train)
         }
         Method::SharedBottomPre => {
             // Keep the pre-trained bottom (embeddings and expert), a fresh tower (critic) per campaign.

@@ -86,6 +86,11 @@ pub struct FineTuneConfig {
     /// ([`OnlineRecipe::Averaged`]; README, "Online: two runs from the general model, averaged").
     #[config(default = false)]
     pub soup: bool,
+    /// Fold the similar campaigns' prior into the wide part before fine-tuning, where the general
+    /// model's record carries the library (its validation campaigns chose it:
+    /// [`crate::meta::MetaConfig::similar`]; [`crate::record::RecordHeader::prior_library`]).
+    #[config(default = true)]
+    pub similar: bool,
 }
 
 /// What the held-out rows judge a fine-tuning candidate by (lower is better for both).
@@ -121,6 +126,7 @@ impl FineTuneConfig {
             .with_max_steps(usize::MAX)
             .with_fit_wide(false)
             .with_soup(false)
+            .with_similar(false)
     }
 
     /// The two runs [`Self::soup`] averages: Adam steps without the wide fit, and the wide fit alone
@@ -966,19 +972,7 @@ impl WideFit {
         scores: &[f32],
         rule: OffsetRule,
     ) -> Self {
-        use crate::lr::OneHot;
-        let sizes: Vec<usize> = model
-            .wide
-            .iter()
-            .map(|e| e.weight.val().dims()[0])
-            .collect();
-        let singles = model.user_single.len();
-        let tables = crate::schema::TableSizes {
-            user_single: sizes[..singles].to_vec(),
-            user_multi: sizes[singles..].to_vec(),
-            ad: Vec::new(),
-        };
-        let onehot = OneHot::new(&tables, &model.multi_lens);
+        let onehot = crate::lr::OneHot::of_wide(model);
         let offset = scores
             .iter()
             .map(|&p| {

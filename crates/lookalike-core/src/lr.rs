@@ -38,6 +38,22 @@ impl OneHot {
         }
     }
 
+    /// The columns of `model`'s wide part (one per user token, field by field).
+    pub fn of_wide(model: &crate::model::MetaHeac) -> Self {
+        let sizes: Vec<usize> = model
+            .wide
+            .iter()
+            .map(|e| e.weight.val().dims()[0])
+            .collect();
+        let singles = model.user_single.len();
+        let tables = TableSizes {
+            user_single: sizes[..singles].to_vec(),
+            user_multi: sizes[singles..].to_vec(),
+            ad: Vec::new(),
+        };
+        Self::new(&tables, &model.multi_lens)
+    }
+
     /// Active columns of user `u`, sorted, without repeats.
     pub fn columns(&self, users: &UserTable, u: usize) -> Vec<u32> {
         let mut cols: Vec<u32> = users

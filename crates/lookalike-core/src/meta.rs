@@ -42,6 +42,18 @@ pub enum EmbeddingUpdate {
     Lazy,
 }
 
+/// Whether the online stage starts from the similar campaigns' prior ([`crate::similar`]).
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum SimilarRule {
+    /// The validation campaigns decide ([`crate::schedule::choose_similar`]).
+    Choose,
+    /// Always (where there is a prior: `k` > 0), whatever validation measured; the comparison is
+    /// still made and kept.
+    Always,
+    /// Never: no library in the record.
+    Never,
+}
+
 /// How training campaigns are drawn for a meta-batch.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
 pub enum TaskSampling {
@@ -166,6 +178,17 @@ pub struct MetaConfig {
     /// standard errors of the paired difference (see [`crate::schedule::Ahead::clears`]).
     #[config(default = 1.0)]
     pub select_experts_margin: f64,
+    /// Once the experts are chosen, whether the online stage starts from the prior of the past
+    /// campaigns most like the new one in the wide part: by default the validation campaigns choose
+    /// ([`crate::schedule::choose_similar`]); where it does, the record carries every training
+    /// campaign's LR (the library) and every online stage folds the prior in. Needs validation
+    /// campaigns and a wide part.
+    #[config(default = "SimilarRule::Choose")]
+    pub similar: SimilarRule,
+    /// ... keeping the prior where its lead over the validation campaigns exceeds this many
+    /// standard errors of the paired difference (0: a higher mean, on two campaigns at least).
+    #[config(default = 0.0)]
+    pub select_similar_margin: f64,
     /// Once validation has chosen (the kept iteration, the online recipe, the experts), meta-train
     /// the kept configuration again from its initial weights on every training campaign, the
     /// validation ones included, for as many passes over the rows as the kept iteration made
@@ -184,6 +207,7 @@ impl MetaConfig {
         Self::new()
             .with_online_select(false)
             .with_select_experts(false)
+            .with_similar(SimilarRule::Never)
             .with_val_fraction(0.0)
             .with_id_dropout(0.0)
             .with_embedding_update(EmbeddingUpdate::Dense)

@@ -2,7 +2,9 @@
 //! vocabularies, training metadata and the weights (burnpack, f32 or f16).
 //!
 //! Layout: `LKALIKE\0` magic, u32 format version, u64 header length, JSON header, u64 weights length,
-//! burnpack bytes. Bytes in, bytes out: the CLI writes files, the web app reads a fetched buffer.
+//! burnpack bytes, and where the general model takes the similar campaigns' prior, u64 length and the
+//! library ([`crate::similar::Library::to_bytes`]; a build without it reads the record and ignores
+//! it). Bytes in, bytes out: the CLI writes files, the web app reads a fetched buffer.
 
 use crate::frame::{self, FrameError};
 use crate::meta::MetaConfig;
@@ -65,6 +67,10 @@ pub struct TrainingInfo {
     /// (`MetaConfig::val_refit`), where the record's weights come from one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refit: Option<usize>,
+    /// Whether its validation campaigns chose the similar campaigns' prior for the online stage
+    /// (`MetaConfig::similar`); where they did, the record carries the library.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub similar: Option<crate::schedule::SimilarChoice>,
 }
 
 impl TrainingInfo {
@@ -89,6 +95,19 @@ pub struct RecordHeader {
     /// weights. `None` on a general model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub campaign: Option<CampaignInfo>,
+    /// Every training campaign's LR, where the online stage folds the prior of the campaigns most
+    /// like the new one into the wide part ([`crate::similar::Library::fold`]); stored after the
+    /// weights, not in the JSON.
+    #[serde(skip)]
+    pub library: Option<std::sync::Arc<crate::similar::Library>>,
+}
+
+impl RecordHeader {
+    /// The library the online stage folds a prior from, where there is one and `wanted`
+    /// ([`crate::finetune::FineTuneConfig::similar`]).
+    pub fn prior_library(&self, wanted: bool) -> Option<&crate::similar::Library> {
+        self.library.as_deref().filter(|_| wanted)
+    }
 }
 
 /// The campaign a fine-tuned model was made for, and how.
@@ -137,6 +156,8 @@ pub enum RecordError {
     Header(#[from] serde_json::Error),
     #[error("record weights do not fit the model described by its header: {0}")]
     Weights(String),
+    #[error("record's similar campaigns: {0}")]
+    Library(String),
 }
 
 struct CastTo(DType);
@@ -180,9 +201,15 @@ pub fn load_weights<M: Module>(model: M, weights: &[u8]) -> Result<M, RecordErro
 pub fn to_bytes(model: &MetaHeac, header: &RecordHeader) -> Result<Vec<u8>, RecordError> {
     let weights = weights_to_bytes(model, header.precision)?;
     let json = serde_json::to_vec(header)?;
-    let mut out = frame::write_head(MAGIC, FORMAT_VERSION, &json, weights.len() + 8);
+    let library = header.library.as_ref().map(|l| l.to_bytes());
+    let extra = library.as_ref().map_or(0, |l| l.len() + 8);
+    let mut out = frame::write_head(MAGIC, FORMAT_VERSION, &json, weights.len() + 8 + extra);
     out.extend_from_slice(&(weights.len() as u64).to_le_bytes());
     out.extend_from_slice(&weights);
+    if let Some(l) = library {
+        out.extend_from_slice(&(l.len() as u64).to_le_bytes());
+        out.extend_from_slice(&l);
+    }
     Ok(out)
 }
 
@@ -200,6 +227,14 @@ pub fn read_header(bytes: &[u8]) -> Result<(RecordHeader, &[u8]), RecordError> {
     header.model.multi_lens = header.schema.multi_lens();
     let n = frame::u64_at(&mut rest, "weights length")?;
     let weights = frame::take(&mut rest, n, "weights")?;
+    if !rest.is_empty() {
+        let n = frame::u64_at(&mut rest, "similar campaigns' length")?;
+        let bytes = frame::take(&mut rest, n, "similar campaigns")?;
+        let onehot = crate::lr::OneHot::new(&header.model.tables, &header.model.multi_lens);
+        let library =
+            crate::similar::Library::from_bytes(bytes, &onehot).map_err(RecordError::Library)?;
+        header.library = Some(std::sync::Arc::new(library));
+    }
     Ok((header, weights))
 }
 

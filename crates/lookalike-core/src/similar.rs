@@ -4,15 +4,32 @@
 //! standardised over those rows, are averaged into a prior logit, linear in the user's tokens, and an
 //! LR on the new campaign's tokens is fitted on top of it (a GLM offset whose coefficient is fitted).
 //! `k` is chosen on the library itself, leaving each campaign out in turn (0: plain LR).
+//!
+//! MetaHeac takes the same prior in its wide part before the online stage ([`Library::fold`]) where a
+//! general model's validation campaigns chose it ([`crate::schedule::choose_similar`]); the record
+//! then carries the library ([`Library::to_bytes`]).
 
 use crate::data::{Campaign, Row, UserTable};
 use crate::lr::{Lr, LrConfig, OneHot};
 use crate::metrics::auc;
+use crate::model::MetaHeac;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-/// The `k` values [`Library::fit`] chooses from; 0 is plain LR.
-pub const K_CHOICES: [usize; 5] = [0, 1, 3, 5, 10];
+/// `k` for every campaign of the library (the other ones, where one is left out).
+pub const ALL: usize = u32::MAX as usize;
+
+/// The `k` values [`Library::fit`] chooses from; 0 is plain LR. Up to 10 first: k = 10, then the top,
+/// was chosen on nine of twelve development worlds, so the grid goes on to 20 and to every campaign.
+pub const K_CHOICES: [usize; 7] = [0, 1, 3, 5, 10, 20, ALL];
+
+/// `k` for people ("all" for [`ALL`]).
+pub fn k_name(k: usize) -> String {
+    match k {
+        ALL => "all".into(),
+        k => k.to_string(),
+    }
+}
 
 /// Per-campaign logistic regressions over the same one-hot columns, and the `k` their
 /// leave-one-out check chose.
@@ -21,7 +38,11 @@ pub struct Library {
     /// One weight vector (bias dropped: standardising over a campaign's rows removes it) per
     /// campaign, `dim` long.
     weights: Vec<Vec<f32>>,
+    /// Each campaign's id, in the same order.
+    aids: Vec<String>,
     pub dim: usize,
+    /// The one-hot columns the weights are over (the wide part's).
+    onehot: OneHot,
     /// How many similar campaigns make the prior (0: none).
     pub k: usize,
     /// Mean held-out AUC of each candidate `k` over the campaigns left out (what `k` was chosen by).
@@ -64,7 +85,9 @@ impl Library {
         });
         let mut lib = Library {
             weights,
+            aids: campaigns.iter().map(|c| c.aid.clone()).collect(),
             dim: onehot.dim,
+            onehot: onehot.clone(),
             k: 0,
             scores: Vec::new(),
         };
@@ -126,6 +149,15 @@ impl Library {
         self.weights.is_empty()
     }
 
+    /// The ids of the campaigns `prior` averages, most similar first.
+    pub fn aids_of(&self, prior: &Prior) -> Vec<&str> {
+        prior
+            .campaigns
+            .iter()
+            .map(|&j| self.aids[j].as_str())
+            .collect()
+    }
+
     /// The prior for a campaign whose rows are `x` with labels `y`: the `k` library models (but
     /// `exclude`) that rank its seeds highest (AUC over its rows; the earlier on a tie), each
     /// standardised to mean 0 and spread 1 over its rows, averaged. `None` when `k` is 0, the
@@ -144,9 +176,109 @@ impl Library {
     }
 
     /// [`Self::prior`] with the library's `k` for a campaign's rows.
-    pub fn prior_for(&self, onehot: &OneHot, users: &UserTable, rows: &[Row]) -> Option<Prior> {
+    pub fn prior_for(&self, users: &UserTable, rows: &[Row]) -> Option<Prior> {
         let y: Vec<bool> = rows.iter().map(|r| r.label).collect();
-        self.prior(&onehot.rows(users, rows), &y, self.k, None)
+        self.prior(&self.onehot.rows(users, rows), &y, self.k, None)
+    }
+
+    /// `model` with the prior of the campaign whose fine-tuning rows are `rows` in its wide part
+    /// ([`fold_into`]): where MetaHeac's online stage starts when its validation chose the prior.
+    /// Unchanged where there is no prior (k = 0, rows of one label) or no wide part.
+    pub fn fold(&self, model: MetaHeac, users: &UserTable, rows: &[Row]) -> MetaHeac {
+        match self.prior_for(users, rows) {
+            Some(prior) => fold_into(model, &prior),
+            None => model,
+        }
+    }
+
+    /// The library as bytes (a record's section): `k`, the leave-one-out scores, then each
+    /// campaign's id and non-zero weights (an L2 fit leaves the columns its rows lack at exactly 0, so a
+    /// campaign costs what its users' tokens are, not the whole vocabulary). Little-endian.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let u32s = |out: &mut Vec<u8>, v: usize| out.extend_from_slice(&(v as u32).to_le_bytes());
+        u32s(&mut out, self.k);
+        u32s(&mut out, self.dim);
+        u32s(&mut out, self.scores.len());
+        for &(k, a) in &self.scores {
+            u32s(&mut out, k);
+            out.extend_from_slice(&a.to_le_bytes());
+        }
+        u32s(&mut out, self.weights.len());
+        for (w, aid) in self.weights.iter().zip(&self.aids) {
+            u32s(&mut out, aid.len());
+            out.extend_from_slice(aid.as_bytes());
+            let nz: Vec<(usize, f32)> = w
+                .iter()
+                .copied()
+                .enumerate()
+                .filter(|&(_, v)| v != 0.0)
+                .collect();
+            u32s(&mut out, nz.len());
+            for &(j, _) in &nz {
+                u32s(&mut out, j);
+            }
+            for &(_, v) in &nz {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// Reads [`Self::to_bytes`]' bytes, over `onehot`'s columns (a record's model's wide part).
+    pub fn from_bytes(bytes: &[u8], onehot: &OneHot) -> Result<Library, String> {
+        let mut r = Reader(bytes);
+        let k = r.u32("k")?;
+        let dim = r.u32("columns")?;
+        if dim != onehot.dim {
+            return Err(format!(
+                "the similar campaigns' library has {dim} columns, the model's wide part {}",
+                onehot.dim
+            ));
+        }
+        let n = r.u32("scores")?;
+        let mut scores = Vec::with_capacity(n.min(64));
+        for _ in 0..n {
+            let k = r.u32("scores")?;
+            let a = f64::from_le_bytes(r.take(8, "scores")?.try_into().expect("8 bytes"));
+            scores.push((k, a));
+        }
+        let campaigns = r.u32("campaigns")?;
+        let mut weights = Vec::with_capacity(campaigns.min(1 << 16));
+        let mut aids = Vec::with_capacity(campaigns.min(1 << 16));
+        for c in 0..campaigns {
+            let n = r.u32("a campaign's id")?;
+            let aid = std::str::from_utf8(r.take(n, "a campaign's id")?).map_err(|_| {
+                format!("the similar campaigns' library: campaign {c}'s id is not UTF-8")
+            })?;
+            aids.push(aid.to_string());
+            let nz = r.u32("a campaign's weights")?;
+            let cols = r.take(nz.saturating_mul(4), "a campaign's columns")?;
+            let vals = r.take(nz.saturating_mul(4), "a campaign's weights")?;
+            let mut w = vec![0f32; dim];
+            for (j, v) in cols.chunks_exact(4).zip(vals.chunks_exact(4)) {
+                let j = u32::from_le_bytes(j.try_into().expect("4 bytes")) as usize;
+                let v = f32::from_le_bytes(v.try_into().expect("4 bytes"));
+                if j >= dim || !v.is_finite() {
+                    return Err(format!(
+                        "the similar campaigns' library is not valid (campaign {c}: column {j}, weight {v})"
+                    ));
+                }
+                w[j] = v;
+            }
+            weights.push(w);
+        }
+        if !r.0.is_empty() {
+            return Err("the similar campaigns' library has bytes after its last campaign".into());
+        }
+        Ok(Library {
+            weights,
+            aids,
+            dim,
+            onehot: onehot.clone(),
+            k,
+            scores,
+        })
     }
 
     /// The library's models (but `exclude`) by how well they rank the seeds of rows `x` (labels
@@ -217,6 +349,26 @@ impl Library {
     }
 }
 
+/// Reads a library's bytes front to back.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
+        if self.0.len() < n {
+            return Err(format!(
+                "the similar campaigns' library is truncated ({what})"
+            ));
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+
+    fn u32(&mut self, what: &str) -> Result<usize, String> {
+        Ok(u32::from_le_bytes(self.take(4, what)?.try_into().expect("4 bytes")) as usize)
+    }
+}
+
 /// A library model's standing for one campaign: AUC over its rows, its index, and the mean and
 /// spread of its logits there.
 type Ranked = (f64, usize, f64, f64);
@@ -249,22 +401,21 @@ fn fit_and_score(
 /// scoring `candidates`.
 pub fn expand(
     library: &Library,
-    onehot: &OneHot,
     users: &UserTable,
     train: &[Row],
     candidates: &[Row],
     cfg: &LrConfig,
 ) -> Vec<f32> {
-    let x = onehot.rows(users, train);
+    let x = library.onehot.rows(users, train);
     let y: Vec<bool> = train.iter().map(|r| r.label).collect();
-    let s = onehot.rows(users, candidates);
+    let s = library.onehot.rows(users, candidates);
     library.fit_and_score(&x, &y, &s, library.k, None, cfg)
 }
 
 /// `model` with `prior` added to its wide part, so that its logit becomes s · logit ŷ + w(x) +
 /// prior(x) (the prior's bias on every value of the first single-valued field, which every user holds
 /// once). Unchanged without a wide part.
-pub fn fold_into(model: crate::model::MetaHeac, prior: &Prior) -> crate::model::MetaHeac {
+pub fn fold_into(model: MetaHeac, prior: &Prior) -> MetaHeac {
     if model.wide.is_empty() {
         return model;
     }

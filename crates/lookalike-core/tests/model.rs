@@ -320,6 +320,7 @@ fn header(s: &Schema, c: &MetaHeacConfig, precision: Precision) -> RecordHeader 
         training: TrainingInfo::default(),
         parameters: 0,
         campaign: None,
+        library: None,
     }
 }
 
@@ -993,6 +994,87 @@ fn validation_chooses_the_online_recipe() {
             OnlineRecipe::AsConfigured
         );
     }
+}
+
+/// With `MetaConfig::similar` at its default, the validation campaigns are fine-tuned with the chosen recipe with and
+/// without the prior of the campaigns most like each (from a library of the campaigns meta-trained on,
+/// never of the validation ones), on the same seeds; the prior is taken where its lead clears the
+/// margin, and never without a wide part.
+#[test]
+fn validation_chooses_whether_to_take_the_similar_campaigns_prior() {
+    use lookalike_core::lr::{LrConfig, OneHot};
+    use lookalike_core::meta::SimilarRule::{Always, Choose, Never};
+    use lookalike_core::schedule::{self, Setup, mean_of};
+    use lookalike_core::similar::Library;
+    let device = Device::flex().autodiff();
+    let (s, u, camps, finetune) = choosing_world();
+    let refs: Vec<&Campaign> = camps.iter().collect();
+    let meta = choosing_meta();
+    let lr = LrConfig::default();
+    let c = config(&s).with_wide(true);
+    let Setup {
+        mut trainer,
+        validation,
+        ..
+    } = schedule::setup(model(&c, &device, 4), meta.clone(), &finetune, &u, &refs, 5);
+    let report = schedule::fit(&mut trainer, Some(&validation), None, &mut |_| {}).unwrap();
+    let recipe = report.online.as_ref().unwrap().applied(true);
+    let general = trainer.model();
+    let choice = schedule::choose_similar(&validation, general, recipe, &refs, &lr, Choose, 0.0)
+        .unwrap()
+        .expect("a wide model with validation campaigns chooses");
+    let tuned = recipe.apply(finetune.clone().with_max_steps(10));
+    // Without: the recipe as deployed (the fit's own AUCs for the kept weights).
+    assert_eq!(choice.aucs_without, report.aucs);
+    assert_eq!(
+        choice.aucs_without,
+        validation.aucs_as(general, &tuned).unwrap()
+    );
+    // With: the library of the other campaigns.
+    let held = validation.aids();
+    let others: Vec<&Campaign> = refs
+        .iter()
+        .copied()
+        .filter(|c| !held.contains(&c.aid.as_str()))
+        .collect();
+    assert_eq!(others.len(), refs.len() - validation.len());
+    let library = Library::fit(&OneHot::of_wide(general), &u, &others, &lr);
+    assert_eq!(choice.k, library.k);
+    if library.k > 0 {
+        assert_eq!(
+            choice.aucs_with,
+            validation
+                .aucs_with_library(general, &tuned, &library)
+                .unwrap()
+        );
+    }
+    assert_eq!(choice.with, mean_of(&choice.aucs_with));
+    assert_eq!(choice.without, mean_of(&choice.aucs_without));
+    assert_eq!(choice.used, library.k > 0 && choice.ahead.clears(0.0));
+    // A margin no lead clears keeps the model without it.
+    let strict = schedule::choose_similar(&validation, general, recipe, &refs, &lr, Choose, 1e9)
+        .unwrap()
+        .unwrap();
+    assert!(!strict.used);
+    assert_eq!(strict.aucs_with, choice.aucs_with);
+    // Always: taken whatever the lead, where there is a prior; never: no comparison.
+    let always = schedule::choose_similar(&validation, general, recipe, &refs, &lr, Always, 1e9)
+        .unwrap()
+        .unwrap();
+    assert_eq!(always.used, library.k > 0);
+    assert_eq!(always.aucs_with, choice.aucs_with);
+    assert!(
+        schedule::choose_similar(&validation, general, recipe, &refs, &lr, Never, 0.0)
+            .unwrap()
+            .is_none()
+    );
+    // Without a wide part there is nothing to fold into.
+    let narrow = model(&config(&s).with_wide(false), &device, 4);
+    assert!(
+        schedule::choose_similar(&validation, &narrow, recipe, &refs, &lr, Choose, 0.0)
+            .unwrap()
+            .is_none()
+    );
 }
 
 /// Where the two runs' average is not wanted (non-seeds sampled from the pool), a choice of it gives

@@ -138,3 +138,78 @@ fn a_folded_prior_adds_its_logit_to_the_model() {
         );
     }
 }
+
+/// The library travels in the general model's record after the weights: the same campaigns, ids,
+/// `k`, scores and priors come back; a record without one has none; a damaged one is refused with
+/// what is wrong.
+#[test]
+fn the_library_round_trips_through_a_record() {
+    use lookalike_core::record::{self, Precision, RecordError, RecordHeader, TrainingInfo};
+    let (users, onehot, campaigns) = world();
+    let refs: Vec<&Campaign> = campaigns.iter().collect();
+    let lib = Library::fit(&onehot, &users, &refs, &LrConfig::default());
+    let s = common::schema();
+    let config = common::config(&s).with_wide(true);
+    assert_eq!(
+        OneHot::new(&config.tables, &config.multi_lens).dim,
+        onehot.dim
+    );
+    let device = burn::tensor::Device::flex();
+    let model = common::model(&config, &device, 3);
+    let mut header = RecordHeader {
+        model: config.clone(),
+        schema: s.clone(),
+        precision: Precision::F32,
+        training: TrainingInfo::default(),
+        parameters: 0,
+        campaign: None,
+        library: None,
+    };
+    let plain = record::to_bytes(&model, &header).unwrap();
+    assert!(record::read_header(&plain).unwrap().0.library.is_none());
+
+    header.library = Some(std::sync::Arc::new(lib.clone()));
+    let bytes = record::to_bytes(&model, &header).unwrap();
+    let (back, _) = record::read_header(&bytes).unwrap();
+    let back = back.library.expect("the library comes back");
+    assert_eq!((back.len(), back.dim, back.k), (lib.len(), lib.dim, lib.k));
+    assert_eq!(back.scores, lib.scores);
+    let new = campaign("new", 150, 450, |u| users.single_of(u)[0] >= 3);
+    let (x, y) = columns(&onehot, &users, &new.stage1);
+    let (a, b) = (
+        lib.prior(&x, &y, 2, None).unwrap(),
+        back.prior(&x, &y, 2, None).unwrap(),
+    );
+    assert_eq!(a.campaigns, b.campaigns);
+    assert_eq!(a.weights, b.weights);
+    assert_eq!(a.bias, b.bias);
+    let mut aids = back.aids_of(&b);
+    aids.sort();
+    assert_eq!(aids, ["age", "age, again"]);
+    // The weights themselves come back.
+    let (_, m) = record::from_bytes(&bytes, &device).unwrap();
+    let rows = common::rows(40, 6);
+    assert_eq!(
+        predict(&m, &users, &[1, 1], &rows, 16),
+        predict(&model, &users, &[1, 1], &rows, 16)
+    );
+    // Only when wanted.
+    let (h, _) = record::read_header(&bytes).unwrap();
+    assert!(h.prior_library(true).is_some());
+    assert!(h.prior_library(false).is_none());
+
+    // Cut short, or over other columns: refused, saying so.
+    let short = &bytes[..bytes.len() - 3];
+    assert!(matches!(
+        record::read_header(short),
+        Err(RecordError::Truncated(_))
+    ));
+    let library_bytes = lib.to_bytes();
+    let mut wider = s.table_sizes();
+    wider.user_single[0] += 1;
+    let other = OneHot::new(&wider, &common::LENS);
+    let err = Library::from_bytes(&library_bytes, &other).unwrap_err();
+    assert!(err.contains("columns"), "{err}");
+    let err = Library::from_bytes(&library_bytes[..library_bytes.len() - 1], &onehot).unwrap_err();
+    assert!(err.contains("truncated"), "{err}");
+}

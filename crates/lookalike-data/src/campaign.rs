@@ -185,8 +185,14 @@ pub fn tune(
     warnings.extend(sampled.warning.clone());
     let (users, plan) = sampled.into_table(UserTable::new(&header.schema), &req.online);
 
-    // Fine-tuning, the product's rule.
+    // Fine-tuning, the product's rule: from the similar campaigns' prior where the record carries it.
     let before = gate_weights(&general, &users, &ad, &plan.gate_rows);
+    let general = match header.prior_library(req.finetune.similar) {
+        Some(library) => library.fold(general, &users, &plan.rows),
+        None => general,
+    };
+    // The campaign's model has the prior in its weights: its record needs no library.
+    header.library = None;
     let mut ft = FineTuner::new(
         general,
         req.finetune.clone(),
