@@ -708,15 +708,22 @@ fn describe_similar(
     let aids = library.aids_of(prior);
     let shown = aids.iter().take(5).copied().collect::<Vec<_>>().join(", ");
     let more = aids.len().saturating_sub(5);
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    let which = if aids.len() == library.len() {
+        format!("all of them, most alike first ({shown}{more}),")
+    } else {
+        format!(
+            "the {} whose scores rank these seeds highest ({shown}{more})",
+            aids.len()
+        )
+    };
     format!(
-        "The general model's validation campaigns chose to start from past campaigns like this one: of the logistic regressions fitted on each of its {} training campaigns, the {} whose scores rank these seeds highest ({shown}{}) are averaged and added to the wide part before fine-tuning.",
+        "The general model's record carries past campaigns to start from: of the logistic regressions fitted on each of its {} training campaigns, {which} are averaged and added to the wide part before fine-tuning (a head start from campaigns like this one; its validation campaigns decide whether a model takes it).",
         library.len(),
-        aids.len(),
-        if more > 0 {
-            format!(" and {more} more")
-        } else {
-            String::new()
-        }
     )
 }
 

@@ -103,8 +103,9 @@ impl Model {
     /// Fine-tunes this general model for a new campaign, as `lookalike finetune` does: its seeds
     /// (user ids) and non-seeds sampled from `pool` (a raw directory or a user file, text or
     /// Parquet), the ad given `like_aid` (an aid of the pool folder's adFeature.csv) or `ad`
-    /// ({field: value}). Returns the campaign's model.
-    #[pyo3(signature = (pool, seeds, like_aid=None, ad=None, seed=2021))]
+    /// ({field: value}). Starts from the similar campaigns' prior where the record carries it
+    /// (`similar=False`: without). Returns the campaign's model.
+    #[pyo3(signature = (pool, seeds, like_aid=None, ad=None, seed=2021, similar=true))]
     fn finetune(
         &self,
         py: Python<'_>,
@@ -113,6 +114,7 @@ impl Model {
         like_aid: Option<String>,
         ad: Option<HashMap<String, String>>,
         seed: u64,
+        similar: bool,
     ) -> PyResult<Model> {
         let ad = match (like_aid, ad) {
             (Some(aid), None) => Ad::LikeAid(aid),
@@ -136,7 +138,8 @@ impl Model {
                 finetune: header
                     .training
                     .online_recipe(false)
-                    .apply(FineTuneConfig::new().sampled_negatives()),
+                    .apply(FineTuneConfig::new().sampled_negatives())
+                    .with_similar(similar),
                 seed,
             };
             let tuned = campaign::tune(header, general, &request, &mut |_| {})
