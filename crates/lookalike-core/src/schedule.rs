@@ -137,19 +137,7 @@ impl<'a> Validation<'a> {
         general: &MetaHeac,
         finetune: &FineTuneConfig,
     ) -> Result<Vec<Option<f64>>, NonFinite> {
-        self.per_campaign(|i, fold, tune, eval| {
-            // Fresh leaves: the fine-tunes on other threads share no graph with this one.
-            let (scores, _) = tune_and_score(
-                crate::grads::releaf(general.clone()),
-                finetune,
-                self.users,
-                &self.sets[i].campaign.ad,
-                tune,
-                eval,
-                self.fine_tune_seed(i, fold),
-            )?;
-            Ok(scores)
-        })
+        self.aucs_from(general, finetune, None)
     }
 
     /// [`Self::aucs_as`] with the prior of the campaigns of `library` most like each one (from the
@@ -161,8 +149,21 @@ impl<'a> Validation<'a> {
         finetune: &FineTuneConfig,
         library: &Library,
     ) -> Result<Vec<Option<f64>>, NonFinite> {
+        self.aucs_from(general, finetune, Some(library))
+    }
+
+    fn aucs_from(
+        &self,
+        general: &MetaHeac,
+        finetune: &FineTuneConfig,
+        library: Option<&Library>,
+    ) -> Result<Vec<Option<f64>>, NonFinite> {
         self.per_campaign(|i, fold, tune, eval| {
-            let model = library.fold(crate::grads::releaf(general.clone()), self.users, tune);
+            // Fresh leaves: the fine-tunes on other threads share no graph with this one.
+            let mut model = crate::grads::releaf(general.clone());
+            if let Some(library) = library {
+                model = library.fold(model, self.users, tune);
+            }
             let (scores, _) = tune_and_score(
                 model,
                 finetune,
