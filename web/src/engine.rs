@@ -487,8 +487,8 @@ async fn run_inner(
         .map_err(|e| format!("loading the model: {e}"))?;
     yield_now().await;
     let users = &assets.pool.users;
-    // The prior of the past campaigns most like this one, where the record carries them (its
-    // validation campaigns chose it; a fresh model has none).
+    // The prior of the past campaigns most like this one, where the record carries them (a fresh
+    // model has none).
     let prior = header
         .prior_library(job.config.similar && fresh.is_none())
         .and_then(|l| Some((l, l.prior_for(users, &job.plan.rows)?)));
@@ -722,7 +722,7 @@ fn describe_similar(
         )
     };
     format!(
-        "The general model's record carries past campaigns to start from: of the logistic regressions fitted on each of its {} training campaigns, {which} are averaged and added to the wide part before fine-tuning (a head start from campaigns like this one; its validation campaigns decide whether a model takes it).",
+        "The general model's record carries past campaigns to start from: of the logistic regressions fitted on each of its {} training campaigns, {which} are averaged and added to the wide part before fine-tuning (a head start from campaigns like this one).",
         library.len(),
     )
 }

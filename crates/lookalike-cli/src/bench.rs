@@ -57,7 +57,8 @@ pub struct Args {
     #[arg(long)]
     select_experts: Option<bool>,
     /// Whether MetaHeac's online stage starts from the similar campaigns' prior: as its validation
-    /// campaigns choose (as `pretrain` does), always, or never [default: choose; reference: never].
+    /// campaigns choose, always (as `pretrain` does by default), or never [default: always;
+    /// reference: never].
     #[arg(long, value_enum)]
     similar: Option<crate::pretrain::SimilarArg>,
     /// Once validation has chosen, meta-train every general model again on all training campaigns,
@@ -458,13 +459,13 @@ pub fn run(a: Args) -> Result<()> {
                 r.experts = Some(choice);
             }
         }
-        // Validation chooses whether MetaHeac's online stage starts from the similar campaigns'
-        // prior, for the model the experts choice kept (every general model holds out the same
-        // validation campaigns).
+        // Whether MetaHeac's online stage starts from the similar campaigns' prior, as `pretrain`
+        // decides it for the model the experts choice kept (every general model holds out the same
+        // validation campaigns; the comparison on them is made and kept either way).
         let mut similar_used = false;
         if select_similar {
             let t = Instant::now();
-            let choice = schedule::choose_similar(
+            let mut choice = schedule::choose_similar(
                 &validations[&General::MetaHeac],
                 &models[&General::MetaHeac],
                 recipes[&General::MetaHeac].chosen,
@@ -473,20 +474,31 @@ pub fn run(a: Args) -> Result<()> {
                 base_meta.similar,
                 base_meta.select_similar_margin,
             )?;
-            if let Some(c) = choice {
-                eprintln!(
-                    "  seed {seed} MetaHeac: {} the similar campaigns' prior (validation mean AUC {}; {:.1} s)",
-                    if c.used { "takes" } else { "does not take" },
-                    c.summary(),
-                    t.elapsed().as_secs_f64()
-                );
-                similar_used = c.used;
-                if let Some(r) = pretrain
-                    .get_mut(&format!("{:?}", General::MetaHeac))
-                    .and_then(|v| v.last_mut())
-                {
-                    r.similar = Some(c);
-                }
+            let k = library.as_ref().map_or(0, |l| l.k);
+            similar_used = k > 0
+                && (base_meta.similar == SimilarRule::Always
+                    || choice.as_ref().is_some_and(|c| c.used));
+            if let Some(c) = &mut choice {
+                c.used = similar_used;
+            }
+            eprintln!(
+                "  seed {seed} MetaHeac: {} the similar campaigns' prior{}; {:.1} s",
+                if similar_used {
+                    "takes"
+                } else {
+                    "does not take"
+                },
+                choice.as_ref().map_or(String::new(), |c| format!(
+                    " (validation mean AUC {})",
+                    c.summary()
+                )),
+                t.elapsed().as_secs_f64()
+            );
+            if let Some(r) = pretrain
+                .get_mut(&format!("{:?}", General::MetaHeac))
+                .and_then(|v| v.last_mut())
+            {
+                r.similar = choice;
             }
         }
         let bar = progress::steps(

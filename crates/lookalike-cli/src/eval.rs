@@ -118,8 +118,8 @@ pub fn run(a: Args) -> Result<()> {
     let library = library.filter(|_| ft.similar);
     if let Some(l) = &library {
         eprintln!(
-            "online stage from the prior of the {} most similar of the model's {} training campaigns (chosen by its validation campaigns; --similar false: without)",
-            lookalike_core::similar::k_name(l.k),
+            "online stage from the prior of the model's training campaigns most like each campaign ({} of {}; --similar false: without)",
+            l.k_label(),
             l.len()
         );
     }

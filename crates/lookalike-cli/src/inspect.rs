@@ -112,17 +112,17 @@ pub fn run(a: Args) -> Result<()> {
     }
     if let Some(c) = &t.similar {
         println!(
-            "  similar campaigns' prior: {} (chosen on validation: {})",
+            "  similar campaigns' prior: {} (validation mean AUC {})",
             if c.used { "taken" } else { "not taken" },
             c.summary()
         );
     }
     if let Some(l) = &h.library {
         println!(
-            "  library: the LR fits of {} training campaigns over {} columns; the online stage averages the {} most like the new campaign",
+            "  library: the LR fits of {} training campaigns over {} columns; the online stage averages those most like the new campaign ({} of them)",
             l.len(),
             l.dim,
-            lookalike_core::similar::k_name(l.k)
+            l.k_label()
         );
     }
     if let Some(n) = t.refit {

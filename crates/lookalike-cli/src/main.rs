@@ -278,7 +278,7 @@ pub struct FineTuneArgs {
     #[arg(long)]
     soup: Option<bool>,
     /// Start from the prior of the past campaigns most like this one in the wide part, where the
-    /// general model's record carries them (its validation campaigns chose it); false: never
+    /// general model's record carries them (`pretrain --similar`); false: never
     /// [default: true; reference: false].
     #[arg(long)]
     similar: Option<bool>,

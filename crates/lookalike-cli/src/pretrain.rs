@@ -245,7 +245,7 @@ pub struct Args {
     val_refit: Option<bool>,
     /// Whether the online stage starts from the prior of the past campaigns most like the new one
     /// (LR fits of the training campaigns, carried in the record): as the validation campaigns
-    /// choose, always, or never [default: choose; reference: never].
+    /// choose, always, or never [default: always; reference: never].
     #[arg(long, value_enum)]
     similar: Option<SimilarArg>,
     /// With `--similar choose`: take the prior only where its lead over the validation campaigns
@@ -685,7 +685,7 @@ pub fn run(a: Args) -> Result<()> {
     // kept model, and where it takes it the record carries every training campaign's LR.
     let mut similar = None;
     let mut library = None;
-    if meta.similar != SimilarRule::Never {
+    if meta.similar != SimilarRule::Never && mc.wide {
         bar.reset();
         bar.set_message("similar campaigns");
         let t = Instant::now();
@@ -695,7 +695,7 @@ pub fn run(a: Args) -> Result<()> {
             .map(|o| o.applied(true))
             .unwrap_or_default();
         let lr = lookalike_core::lr::LrConfig::default();
-        let choice = schedule::choose_similar(
+        let mut choice = schedule::choose_similar(
             &validation,
             &general,
             recipe,
@@ -704,28 +704,36 @@ pub fn run(a: Args) -> Result<()> {
             meta.similar,
             meta.select_similar_margin,
         )?;
-        if let Some(c) = choice {
-            bar.suspend(|| {
-                println!(
-                    "similar campaigns' prior: {} (validation mean AUC {}; {:.1} s)",
-                    if c.used { "taken" } else { "not taken" },
-                    c.summary(),
-                    t.elapsed().as_secs_f64()
-                )
-            });
-            if c.used {
-                let onehot = lookalike_core::lr::OneHot::of_wide(&general);
-                let lib =
-                    lookalike_core::similar::Library::fit(&onehot, &data.users, &all_train, &lr);
-                println!(
-                    "  the record carries the LR fits of all {} training campaigns; k = {} by leaving each out",
-                    lib.len(),
-                    lookalike_core::similar::k_name(lib.k)
-                );
+        let wanted = meta.similar == SimilarRule::Always || choice.as_ref().is_some_and(|c| c.used);
+        if wanted {
+            let onehot = lookalike_core::lr::OneHot::of_wide(&general);
+            let lib = lookalike_core::similar::Library::fit(&onehot, &data.users, &all_train, &lr);
+            // k = 0: leaving each training campaign out, no prior helped; nothing to carry.
+            if lib.k > 0 {
                 library = Some(std::sync::Arc::new(lib));
             }
-            similar = Some(c);
         }
+        if let Some(c) = &mut choice {
+            c.used = library.is_some();
+        }
+        bar.suspend(|| {
+            let validated = choice.as_ref().map_or(String::new(), |c| {
+                format!(" (validation mean AUC {})", c.summary())
+            });
+            println!(
+                "similar campaigns' prior: {}{validated}; {:.1} s",
+                if library.is_some() { "taken" } else { "not taken" },
+                t.elapsed().as_secs_f64()
+            );
+            if let Some(l) = &library {
+                println!(
+                    "  the record carries the LR fits of all {} training campaigns; the online stage averages those most like the new campaign ({} of them, by leaving each out)",
+                    l.len(),
+                    l.k_label()
+                );
+            }
+        });
+        similar = choice;
     }
     // Validation has chosen: the kept configuration learns from its campaigns too. Not
     // checkpointed (it is as long as the fit up to its kept iteration): a run killed here resumes

@@ -87,8 +87,8 @@ pub struct FineTuneConfig {
     #[config(default = false)]
     pub soup: bool,
     /// Fold the similar campaigns' prior into the wide part before fine-tuning, where the general
-    /// model's record carries the library (its validation campaigns chose it:
-    /// [`crate::meta::MetaConfig::similar`]; [`crate::record::RecordHeader::prior_library`]).
+    /// model's record carries the library ([`crate::meta::MetaConfig::similar`];
+    /// [`crate::record::RecordHeader::prior_library`]).
     #[config(default = true)]
     pub similar: bool,
 }

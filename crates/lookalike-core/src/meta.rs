@@ -47,8 +47,8 @@ pub enum EmbeddingUpdate {
 pub enum SimilarRule {
     /// The validation campaigns decide ([`crate::schedule::choose_similar`]).
     Choose,
-    /// Always (where there is a prior: `k` > 0), whatever validation measured; the comparison is
-    /// still made and kept.
+    /// Always where there is a prior (`k` > 0 by leaving each training campaign out), whatever the
+    /// validation campaigns measured; their comparison is still made and kept.
     Always,
     /// Never: no library in the record.
     Never,
@@ -179,11 +179,15 @@ pub struct MetaConfig {
     #[config(default = 1.0)]
     pub select_experts_margin: f64,
     /// Once the experts are chosen, whether the online stage starts from the prior of the past
-    /// campaigns most like the new one in the wide part: by default the validation campaigns choose
-    /// ([`crate::schedule::choose_similar`]); where it does, the record carries every training
-    /// campaign's LR (the library) and every online stage folds the prior in. Needs validation
-    /// campaigns and a wide part.
-    #[config(default = "SimilarRule::Choose")]
+    /// campaigns most like the new one in the wide part; where it does, the record carries every
+    /// training campaign's LR (the library) and every online stage folds the prior in. Needs a wide
+    /// part. Always by default (unless leaving each training campaign out chooses k = 0): over 5
+    /// seeds on twelve development worlds the prior raised MetaHeac's cold mean AUC on ten (mean
+    /// +0.0066; independent world +0.023, InstEval +0.022, flights +0.012) and cost nowhere
+    /// significantly (abortion −0.003, p 0.63), while letting the validation campaigns choose
+    /// ([`SimilarRule::Choose`]) declined it where it paid most (README, "Similar past campaigns, in
+    /// the product"). The validation comparison is made and kept either way.
+    #[config(default = "SimilarRule::Always")]
     pub similar: SimilarRule,
     /// ... keeping the prior where its lead over the validation campaigns exceeds this many
     /// standard errors of the paired difference (0: a higher mean, on two campaigns at least).

@@ -5,9 +5,9 @@
 //! LR on the new campaign's tokens is fitted on top of it (a GLM offset whose coefficient is fitted).
 //! `k` is chosen on the library itself, leaving each campaign out in turn (0: plain LR).
 //!
-//! MetaHeac takes the same prior in its wide part before the online stage ([`Library::fold`]) where a
-//! general model's validation campaigns chose it ([`crate::schedule::choose_similar`]); the record
-//! then carries the library ([`Library::to_bytes`]).
+//! MetaHeac takes the same prior in its wide part before the online stage ([`Library::fold`]; by
+//! default, or where its validation campaigns choose it: [`crate::meta::MetaConfig::similar`],
+//! [`crate::schedule::choose_similar`]); the record then carries the library ([`Library::to_bytes`]).
 
 use crate::data::{Campaign, Row, UserTable};
 use crate::lr::{Lr, LrConfig, OneHot};
@@ -147,6 +147,15 @@ impl Library {
 
     pub fn is_empty(&self) -> bool {
         self.weights.is_empty()
+    }
+
+    /// How many campaigns a prior averages, for people: "all" where `k` reaches every campaign.
+    pub fn k_label(&self) -> String {
+        if self.k >= self.len() && self.k > 0 {
+            "all".into()
+        } else {
+            k_name(self.k)
+        }
     }
 
     /// The ids of the campaigns `prior` averages, most similar first.

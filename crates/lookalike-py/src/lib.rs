@@ -106,6 +106,7 @@ impl Model {
     /// ({field: value}). Starts from the similar campaigns' prior where the record carries it
     /// (`similar=False`: without). Returns the campaign's model.
     #[pyo3(signature = (pool, seeds, like_aid=None, ad=None, seed=2021, similar=true))]
+    #[allow(clippy::too_many_arguments)] // Python's keyword arguments, one per option.
     fn finetune(
         &self,
         py: Python<'_>,
