@@ -183,7 +183,7 @@ pub struct MetaConfig {
     /// training campaign's LR (the library) and every online stage folds the prior in. Needs a wide
     /// part. Always by default (unless leaving each training campaign out chooses k = 0): over 5
     /// seeds on twelve development worlds the prior raised MetaHeac's cold mean AUC on ten (mean
-    /// +0.0066; independent world +0.023, InstEval +0.022, flights +0.012) and cost nowhere
+    /// +0.0063; independent world +0.023, InstEval +0.022, flights +0.012) and cost nowhere
     /// significantly (abortion −0.003, p 0.63), while letting the validation campaigns choose
     /// ([`SimilarRule::Choose`]) declined it where it paid most (README, "Similar past campaigns, in
     /// the product"). The validation comparison is made and kept either way.
