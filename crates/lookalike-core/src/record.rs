@@ -67,8 +67,9 @@ pub struct TrainingInfo {
     /// (`MetaConfig::val_refit`), where the record's weights come from one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refit: Option<usize>,
-    /// Whether its validation campaigns chose the similar campaigns' prior for the online stage
-    /// (`MetaConfig::similar`); where they did, the record carries the library.
+    /// The validation campaigns' comparison with and without the similar campaigns' prior, and
+    /// whether the online stage takes it (`MetaConfig::similar`; where it does, the record carries
+    /// the library).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub similar: Option<crate::schedule::SimilarChoice>,
 }

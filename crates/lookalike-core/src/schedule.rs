@@ -503,10 +503,12 @@ impl ExpertsChoice {
     }
 }
 
-/// Whether a general model's validation campaigns chose the similar campaigns' prior
-/// ([`choose_similar`]).
+/// A general model's validation campaigns with and without the similar campaigns' prior
+/// ([`choose_similar`]), and whether the online stage takes it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SimilarChoice {
+    /// Taken: by the rule (`pretrain` and `bench` then set it to whether the record carries a
+    /// library, which [`crate::meta::SimilarRule::Always`] and a library's k > 0 also decide).
     pub used: bool,
     /// The `k` of the library of the campaigns meta-trained on (its leave-one-out choice; 0: no
     /// prior, nothing fine-tuned).
