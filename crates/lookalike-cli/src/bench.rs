@@ -474,13 +474,10 @@ pub fn run(a: Args) -> Result<()> {
                 base_meta.similar,
                 base_meta.select_similar_margin,
             )?;
-            let k = library.as_ref().map_or(0, |l| l.k);
-            similar_used = k > 0
-                && (base_meta.similar == SimilarRule::Always
-                    || choice.as_ref().is_some_and(|c| c.used));
-            if let Some(c) = &mut choice {
-                c.used = similar_used;
-            }
+            let deployed = library
+                .as_ref()
+                .expect("made when MetaHeac may take the prior");
+            similar_used = schedule::settle_similar(base_meta.similar, &mut choice, deployed);
             eprintln!(
                 "  seed {seed} MetaHeac: {} the similar campaigns' prior{}; {:.1} s",
                 if similar_used {
@@ -562,13 +559,8 @@ pub fn run(a: Args) -> Result<()> {
                     let b = tune(OnlineRecipe::WideOnly)?;
                     baselines::Expansion::averaged(a, &b)
                 } else {
-                    // MetaHeac as shipped: the prior where its validation chose it.
-                    let run_as = match m {
-                        Method::MetaHeac if similar_used => Method::MetaHeacSimilar,
-                        m => m,
-                    };
                     baselines::expand(
-                        run_as,
+                        as_run(m, similar_used),
                         general,
                         &base_model,
                         &device,
@@ -766,6 +758,15 @@ fn online(
     }
 }
 
+/// What runs for `method`: MetaHeac as shipped starts from the similar campaigns' prior where its
+/// general model takes it (`prior`), as `metaheac-similar` does on every campaign.
+fn as_run(method: Method, prior: bool) -> Method {
+    match method {
+        Method::MetaHeac if prior => Method::MetaHeacSimilar,
+        m => m,
+    }
+}
+
 /// Fine-tunes the methods of the paper's Fig. 3 that were run (MLP one-stage, MMoE, Hubble, MetaHeac)
 /// on one cold campaign, the one with the median seed count (chosen by size, not by result), scoring
 /// its candidates along the way (`prior`: the library MetaHeac's prior comes from, where its
@@ -813,14 +814,14 @@ fn trace_campaign(
             continue;
         }
         let general = m.general().map(|g| &models[&g]);
-        // MetaHeac as the bench ran it: with the prior where its validation chose it.
-        let run_as = match m {
-            Method::MetaHeac if prior.is_some() => Method::MetaHeacSimilar,
-            m => m,
-        };
-        if let baselines::Start::Model(start) =
-            baselines::start(run_as, general, scratch, device, &task, lr_config)?
-        {
+        if let baselines::Start::Model(start) = baselines::start(
+            as_run(m, prior.is_some()),
+            general,
+            scratch,
+            device,
+            &task,
+            lr_config,
+        )? {
             let points = trace(
                 *start,
                 &online(m, recipes, meta, finetune),

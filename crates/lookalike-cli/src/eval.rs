@@ -166,19 +166,7 @@ pub fn run(a: Args) -> Result<()> {
         // other training campaigns', as when validation chose it.
         let ours = match &library {
             Some(_) => {
-                let held: std::collections::HashSet<&str> = validation.aids().into_iter().collect();
-                let others: Vec<_> = train
-                    .iter()
-                    .copied()
-                    .filter(|c| !held.contains(c.aid.as_str()))
-                    .collect();
-                let onehot = OneHot::of_wide(&general);
-                let lib = lookalike_core::similar::Library::fit(
-                    &onehot,
-                    &data.users,
-                    &others,
-                    &LrConfig::default(),
-                );
+                let lib = validation.library_of_others(&general, &train, &LrConfig::default());
                 validation.aucs_with_library(&general, &ft, &lib)?
             }
             None => validation.aucs(&general)?,

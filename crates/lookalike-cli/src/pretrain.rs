@@ -704,17 +704,11 @@ pub fn run(a: Args) -> Result<()> {
             meta.similar,
             meta.select_similar_margin,
         )?;
-        let wanted = meta.similar == SimilarRule::Always || choice.as_ref().is_some_and(|c| c.used);
-        if wanted {
-            let onehot = lookalike_core::lr::OneHot::of_wide(&general);
-            let lib = lookalike_core::similar::Library::fit(&onehot, &data.users, &all_train, &lr);
-            // k = 0: leaving each training campaign out, no prior helped; nothing to carry.
-            if lib.k > 0 {
-                library = Some(std::sync::Arc::new(lib));
-            }
-        }
-        if let Some(c) = &mut choice {
-            c.used = library.is_some();
+        // The library the record would carry: every training campaign's LR.
+        let onehot = lookalike_core::lr::OneHot::of_wide(&general);
+        let lib = lookalike_core::similar::Library::fit(&onehot, &data.users, &all_train, &lr);
+        if schedule::settle_similar(meta.similar, &mut choice, &lib) {
+            library = Some(std::sync::Arc::new(lib));
         }
         bar.suspend(|| {
             let validated = choice.as_ref().map_or(String::new(), |c| {

@@ -177,6 +177,23 @@ impl<'a> Validation<'a> {
         })
     }
 
+    /// The LR library of `campaigns` but the validation ones, over `general`'s wide part: what a
+    /// validation campaign's prior may come from without looking at itself or its peers.
+    pub fn library_of_others(
+        &self,
+        general: &MetaHeac,
+        campaigns: &[&Campaign],
+        lr: &LrConfig,
+    ) -> Library {
+        let held: std::collections::HashSet<&str> = self.aids().into_iter().collect();
+        let others: Vec<&Campaign> = campaigns
+            .iter()
+            .copied()
+            .filter(|c| !held.contains(c.aid.as_str()))
+            .collect();
+        Library::fit(&OneHot::of_wide(general), self.users, &others, lr)
+    }
+
     /// The seed of campaign `i`'s fine-tune on half `fold`.
     fn fine_tune_seed(&self, i: usize, fold: u64) -> u64 {
         self.seed ^ i as u64 ^ (fold << 32)
@@ -543,13 +560,13 @@ impl SimilarChoice {
 }
 
 /// Whether `general` (an autodiff model with a wide part) is better fine-tuned from the prior of the
-/// similar past campaigns ([`crate::similar`]): a library of the LR fits of the campaigns meta-trained
-/// on (`campaigns` but `validation`'s), each validation campaign fine-tuned as `recipe` says with and
-/// without the prior from its own fine-tuning rows, the prior kept where its lead clears `margin`
-/// standard errors of the paired difference ([`Ahead::clears`]; 0: a higher mean on two campaigns
-/// at least), or whatever the lead with [`SimilarRule::Always`]. On InstEval the prior cost 0.015 cold mean AUC and raised it on eight other worlds
-/// (README, "Similar past campaigns"), so validation decides, as it decides the experts. `None`
-/// without a wide part or validation campaigns.
+/// similar past campaigns ([`crate::similar`]): each validation campaign fine-tuned as `recipe` says
+/// with and without the prior from its own fine-tuning rows, over the library of the campaigns
+/// meta-trained on ([`Validation::library_of_others`]). `used` says whether the rule takes it: its
+/// lead clears `margin` standard errors of the paired difference ([`Ahead::clears`]; 0: a higher mean
+/// on two campaigns at least), or whatever the lead with [`SimilarRule::Always`];
+/// [`settle_similar`] then decides with the library the record would carry. `None` without a wide
+/// part or validation campaigns, or with [`SimilarRule::Never`].
 pub fn choose_similar(
     validation: &Validation,
     general: &MetaHeac,
@@ -562,14 +579,7 @@ pub fn choose_similar(
     if general.wide.is_empty() || validation.is_empty() || rule == SimilarRule::Never {
         return Ok(None);
     }
-    let held: std::collections::HashSet<&str> = validation.aids().into_iter().collect();
-    let trained: Vec<&Campaign> = campaigns
-        .iter()
-        .copied()
-        .filter(|c| !held.contains(c.aid.as_str()))
-        .collect();
-    let onehot = OneHot::of_wide(general);
-    let library = Library::fit(&onehot, validation.users, &trained, lr);
+    let library = validation.library_of_others(general, campaigns, lr);
     let finetune = recipe.apply(validation.finetune.clone());
     let aucs_without = validation.aucs_as(general, &finetune)?;
     let aucs_with = match library.k {
@@ -587,6 +597,27 @@ pub fn choose_similar(
         aucs_without,
         aucs_with,
     }))
+}
+
+/// Whether the online stage takes the prior of `deployed` (the library the record would carry: every
+/// training campaign's LR) under `rule`, given the validation campaigns' comparison where one was made
+/// ([`choose_similar`]; its `used` becomes the answer): never where leaving each training campaign
+/// out chose k = 0 (no prior to take).
+pub fn settle_similar(
+    rule: SimilarRule,
+    choice: &mut Option<SimilarChoice>,
+    deployed: &Library,
+) -> bool {
+    let taken = deployed.k > 0
+        && match rule {
+            SimilarRule::Always => true,
+            SimilarRule::Choose => choice.as_ref().is_some_and(|c| c.used),
+            SimilarRule::Never => false,
+        };
+    if let Some(c) = choice {
+        c.used = taken;
+    }
+    taken
 }
 
 /// The mean of the values present (NaN when none is).

@@ -1068,6 +1068,14 @@ fn validation_chooses_whether_to_take_the_similar_campaigns_prior() {
             .unwrap()
             .is_none()
     );
+    // Settled against the library a record would carry: taken by the rule where it has a prior,
+    // and the choice then says so.
+    for (rule, want) in [(Choose, choice.used), (Always, true), (Never, false)] {
+        let mut c = Some(choice.clone());
+        let taken = schedule::settle_similar(rule, &mut c, &library);
+        assert_eq!(taken, want && library.k > 0, "{rule:?}");
+        assert_eq!(c.unwrap().used, taken);
+    }
     // Without a wide part there is nothing to fold into.
     let narrow = model(&config(&s).with_wide(false), &device, 4);
     assert!(
