@@ -214,7 +214,8 @@ pub fn to_bytes(model: &MetaHeac, header: &RecordHeader) -> Result<Vec<u8>, Reco
     Ok(out)
 }
 
-/// Reads only the header (cheap: no weights are decoded).
+/// Reads the header and, where there is one, the similar campaigns' library (no weights are decoded;
+/// the library is dense in memory, campaigns × the wide part's columns).
 pub fn read_header(bytes: &[u8]) -> Result<(RecordHeader, &[u8]), RecordError> {
     let (version, json, mut rest) = frame::read_head(bytes, MAGIC, 1..=FORMAT_VERSION)?;
     let mut value: serde_json::Value = serde_json::from_slice(json)?;
