@@ -39,8 +39,8 @@ pub struct Args {
     /// leads it on validation by more than the experts choice's margin, lr-similar: LR over a
     /// prior from the training campaigns whose LR ranks the campaign's seeds best, and
     /// metaheac-similar: MetaHeac with that prior in its wide part before fine-tuning on every
-    /// campaign, whatever its validation campaigns chose)
-    /// [default: all but those eleven].
+    /// campaign, whatever its validation campaigns chose, and wo-similar: MetaHeac without it on
+    /// every campaign) [default: all but those twelve].
     #[arg(long, value_delimiter = ',')]
     methods: Option<Vec<String>>,
     /// Number of seeds (general models and fine-tuning are redone for each).
@@ -465,18 +465,17 @@ pub fn run(a: Args) -> Result<()> {
         let mut similar_used = false;
         if select_similar {
             let t = Instant::now();
+            let deployed = library
+                .as_ref()
+                .expect("made when MetaHeac may take the prior");
             let mut choice = schedule::choose_similar(
                 &validations[&General::MetaHeac],
                 &models[&General::MetaHeac],
                 recipes[&General::MetaHeac].chosen,
-                &train,
-                &lr_config,
+                deployed,
                 base_meta.similar,
                 base_meta.select_similar_margin,
             )?;
-            let deployed = library
-                .as_ref()
-                .expect("made when MetaHeac may take the prior");
             similar_used = schedule::settle_similar(base_meta.similar, &mut choice, deployed);
             eprintln!(
                 "  seed {seed} MetaHeac: {} the similar campaigns' prior{}; {:.1} s",

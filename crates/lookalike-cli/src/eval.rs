@@ -165,10 +165,7 @@ pub fn run(a: Args) -> Result<()> {
         // The record's library holds the validation campaigns too: the prior for each comes from the
         // other training campaigns', as when validation chose it.
         let ours = match &library {
-            Some(_) => {
-                let lib = validation.library_of_others(&general, &train, &LrConfig::default());
-                validation.aucs_with_library(&general, &ft, &lib)?
-            }
+            Some(lib) => validation.aucs_with_library(&general, &ft, lib)?,
             None => validation.aucs(&general)?,
         };
         let onehot = OneHot::new(&config.tables, &config.multi_lens);

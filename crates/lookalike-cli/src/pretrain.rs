@@ -694,19 +694,19 @@ pub fn run(a: Args) -> Result<()> {
             .as_ref()
             .map(|o| o.applied(true))
             .unwrap_or_default();
+        // The library the record would carry: every training campaign's LR; each validation
+        // campaign's prior comes from the others.
         let lr = lookalike_core::lr::LrConfig::default();
+        let onehot = lookalike_core::lr::OneHot::of_wide(&general);
+        let lib = lookalike_core::similar::Library::fit(&onehot, &data.users, &all_train, &lr);
         let mut choice = schedule::choose_similar(
             &validation,
             &general,
             recipe,
-            &all_train,
-            &lr,
+            &lib,
             meta.similar,
             meta.select_similar_margin,
         )?;
-        // The library the record would carry: every training campaign's LR.
-        let onehot = lookalike_core::lr::OneHot::of_wide(&general);
-        let lib = lookalike_core::similar::Library::fit(&onehot, &data.users, &all_train, &lr);
         if schedule::settle_similar(meta.similar, &mut choice, &lib) {
             library = Some(std::sync::Arc::new(lib));
         }

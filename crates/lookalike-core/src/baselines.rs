@@ -76,6 +76,10 @@ pub enum Method {
     /// training campaigns most like it ([`crate::similar::fold_into`]) in its wide part; same general
     /// model and recipe as `MetaHeac`.
     MetaHeacSimilar,
+    /// MetaHeac fine-tuned without that prior on every campaign, whatever its validation campaigns
+    /// chose; same general model and recipe as `MetaHeac` (with `MetaHeacSimilar`, both arms of the
+    /// choice on the same campaigns).
+    MetaHeacWoSimilar,
 }
 
 /// How a method's general model is trained (one per kind and seed, shared between methods).
@@ -114,7 +118,7 @@ impl Method {
     ];
 
     /// Methods run only when asked for.
-    pub const EXTRA: [Method; 11] = [
+    pub const EXTRA: [Method; 12] = [
         Method::LrSimilar,
         Method::MetaHeacDense,
         Method::MetaHeacOneHalf,
@@ -126,6 +130,7 @@ impl Method {
         Method::MetaHeacSingle,
         Method::MetaHeacMargin,
         Method::MetaHeacSimilar,
+        Method::MetaHeacWoSimilar,
     ];
 
     /// The paper's name (the key in `bench`'s JSON).
@@ -154,6 +159,7 @@ impl Method {
             Method::MetaHeacSingle => "MetaHeac single run",
             Method::MetaHeacMargin => "MetaHeac recipe by margin",
             Method::MetaHeacSimilar => "MetaHeac+similar campaigns",
+            Method::MetaHeacWoSimilar => "MetaHeac w/o similar campaigns",
         }
     }
 
@@ -191,6 +197,7 @@ impl Method {
             Method::MetaHeacSingle => "metaheac-single",
             Method::MetaHeacMargin => "metaheac-margin",
             Method::MetaHeacSimilar => "metaheac-similar",
+            Method::MetaHeacWoSimilar => "wo-similar",
         }
     }
 
@@ -236,7 +243,8 @@ impl Method {
             | Method::MetaHeacSoup
             | Method::MetaHeacSingle
             | Method::MetaHeacMargin
-            | Method::MetaHeacSimilar => Some(General::MetaHeac),
+            | Method::MetaHeacSimilar
+            | Method::MetaHeacWoSimilar => Some(General::MetaHeac),
         }
     }
 }
@@ -386,7 +394,8 @@ pub fn start(
         | Method::MetaHeacBlend
         | Method::MetaHeacSoup
         | Method::MetaHeacSingle
-        | Method::MetaHeacMargin => need().clone(),
+        | Method::MetaHeacMargin
+        | Method::MetaHeacWoSimilar => need().clone(),
     };
     Ok(Start::Model(Box::new(model)))
 }

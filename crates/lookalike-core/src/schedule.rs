@@ -141,8 +141,9 @@ impl<'a> Validation<'a> {
     }
 
     /// [`Self::aucs_as`] with the prior of the campaigns of `library` most like each one (from the
-    /// rows it is fine-tuned on) folded into `general`'s wide part first ([`Library::fold`]); the
-    /// same seeds, so paired with [`Self::aucs_as`] only the prior differs.
+    /// rows it is fine-tuned on; never the campaign itself, where the library holds it) folded into
+    /// `general`'s wide part first ([`Library::fold_leaving_out`]); the same seeds, so paired with
+    /// [`Self::aucs_as`] only the prior differs.
     pub fn aucs_with_library(
         &self,
         general: &MetaHeac,
@@ -162,7 +163,8 @@ impl<'a> Validation<'a> {
             // Fresh leaves: the fine-tunes on other threads share no graph with this one.
             let mut model = crate::grads::releaf(general.clone());
             if let Some(library) = library {
-                model = library.fold(model, self.users, tune);
+                let aid = &self.sets[i].campaign.aid;
+                model = library.fold_leaving_out(model, self.users, tune, aid);
             }
             let (scores, _) = tune_and_score(
                 model,
@@ -175,23 +177,6 @@ impl<'a> Validation<'a> {
             )?;
             Ok(scores)
         })
-    }
-
-    /// The LR library of `campaigns` but the validation ones, over `general`'s wide part: what a
-    /// validation campaign's prior may come from without looking at itself or its peers.
-    pub fn library_of_others(
-        &self,
-        general: &MetaHeac,
-        campaigns: &[&Campaign],
-        lr: &LrConfig,
-    ) -> Library {
-        let held: std::collections::HashSet<&str> = self.aids().into_iter().collect();
-        let others: Vec<&Campaign> = campaigns
-            .iter()
-            .copied()
-            .filter(|c| !held.contains(c.aid.as_str()))
-            .collect();
-        Library::fit(&OneHot::of_wide(general), self.users, &others, lr)
     }
 
     /// The seed of campaign `i`'s fine-tune on half `fold`.
@@ -527,8 +512,8 @@ pub struct SimilarChoice {
     /// Taken: by the rule (`pretrain` and `bench` then set it to whether the record carries a
     /// library, which [`crate::meta::SimilarRule::Always`] and a library's k > 0 also decide).
     pub used: bool,
-    /// The `k` of the library of the campaigns meta-trained on (its leave-one-out choice; 0: no
-    /// prior, nothing fine-tuned).
+    /// The `k` of the library the record would carry (its leave-one-out choice; 0: no prior,
+    /// nothing fine-tuned).
     pub k: usize,
     /// Validation mean AUC without and with the prior (the online recipe chosen, the same seeds).
     pub without: f64,
@@ -561,35 +546,34 @@ impl SimilarChoice {
 
 /// Whether `general` (an autodiff model with a wide part) is better fine-tuned from the prior of the
 /// similar past campaigns ([`crate::similar`]): each validation campaign fine-tuned as `recipe` says
-/// with and without the prior from its own fine-tuning rows, over the library of the campaigns
-/// meta-trained on ([`Validation::library_of_others`]). `used` says whether the rule takes it: its
-/// lead clears `margin` standard errors of the paired difference ([`Ahead::clears`]; 0: a higher mean
-/// on two campaigns at least), or whatever the lead with [`SimilarRule::Always`];
-/// [`settle_similar`] then decides with the library the record would carry. `None` without a wide
-/// part or validation campaigns, or with [`SimilarRule::Never`].
+/// with and without the prior from its own fine-tuning rows, as the online stage would take it from
+/// `deployed` (the library the record would carry: every training campaign's LR, with the `k` its
+/// leave-one-out chose), leaving the campaign itself out. `used` says whether the rule takes it:
+/// its lead clears `margin` standard errors of the paired difference ([`Ahead::clears`]; 0: a
+/// higher mean on two campaigns at least), or whatever the lead with [`SimilarRule::Always`];
+/// [`settle_similar`] then decides. `None` without a wide part or validation campaigns, or with
+/// [`SimilarRule::Never`].
 pub fn choose_similar(
     validation: &Validation,
     general: &MetaHeac,
     recipe: OnlineRecipe,
-    campaigns: &[&Campaign],
-    lr: &LrConfig,
+    deployed: &Library,
     rule: SimilarRule,
     margin: f64,
 ) -> Result<Option<SimilarChoice>, NonFinite> {
     if general.wide.is_empty() || validation.is_empty() || rule == SimilarRule::Never {
         return Ok(None);
     }
-    let library = validation.library_of_others(general, campaigns, lr);
     let finetune = recipe.apply(validation.finetune.clone());
     let aucs_without = validation.aucs_as(general, &finetune)?;
-    let aucs_with = match library.k {
+    let aucs_with = match deployed.k {
         0 => aucs_without.clone(),
-        _ => validation.aucs_with_library(general, &finetune, &library)?,
+        _ => validation.aucs_with_library(general, &finetune, deployed)?,
     };
     let ahead = Ahead::of(0, &aucs_with, &aucs_without);
     Ok(Some(SimilarChoice {
-        used: library.k > 0 && (rule == SimilarRule::Always || ahead.clears(margin)),
-        k: library.k,
+        used: deployed.k > 0 && (rule == SimilarRule::Always || ahead.clears(margin)),
+        k: deployed.k,
         without: mean_of(&aucs_without),
         with: mean_of(&aucs_with),
         ahead,

@@ -36,8 +36,9 @@ pub fn k_name(k: usize) -> String {
 #[derive(Debug, Clone)]
 pub struct Library {
     /// One weight vector (bias dropped: standardising over a campaign's rows removes it) per
-    /// campaign, `dim` long.
-    weights: Vec<Vec<f32>>,
+    /// campaign, over `dim` columns, kept sparse: an L2 fit leaves the columns its rows lack at
+    /// exactly 0, so a campaign costs what its users' tokens are, not the whole vocabulary.
+    weights: Vec<Sparse>,
     /// Each campaign's id, in the same order.
     aids: Vec<String>,
     pub dim: usize,
@@ -47,6 +48,41 @@ pub struct Library {
     pub k: usize,
     /// Mean held-out AUC of each candidate `k` over the campaigns left out (what `k` was chosen by).
     pub scores: Vec<(usize, f64)>,
+}
+
+/// A campaign's non-zero weights: columns in increasing order, and their values.
+#[derive(Debug, Clone, Default)]
+struct Sparse {
+    cols: Vec<u32>,
+    vals: Vec<f32>,
+}
+
+impl Sparse {
+    fn of_dense(w: &[f64]) -> Sparse {
+        let (cols, vals) = w
+            .iter()
+            .enumerate()
+            .filter(|&(_, &v)| v as f32 != 0.0)
+            .map(|(j, &v)| (j as u32, v as f32))
+            .unzip();
+        Sparse { cols, vals }
+    }
+
+    /// Each row's logit (Σ of the weights of its columns), through `dense`, a zeroed buffer `dim`
+    /// long that is zeroed again after.
+    fn logits(&self, x: &[Vec<u32>], dense: &mut [f32]) -> Vec<f64> {
+        for (&j, &v) in self.cols.iter().zip(&self.vals) {
+            dense[j as usize] = v;
+        }
+        let z = x
+            .iter()
+            .map(|cols| cols.iter().map(|&c| dense[c as usize] as f64).sum())
+            .collect();
+        for &j in &self.cols {
+            dense[j as usize] = 0.0;
+        }
+        z
+    }
 }
 
 /// A prior logit over tokens: Σ of the weights of a user's columns, plus `bias`.
@@ -76,12 +112,11 @@ impl Library {
         cfg: &LrConfig,
     ) -> Library {
         let threads = crate::meta::threads(0);
-        let weights: Vec<Vec<f32>> = crate::meta::per_task(campaigns.len(), threads, |i| {
+        let weights: Vec<Sparse> = crate::meta::per_task(campaigns.len(), threads, |i| {
             let c = campaigns[i];
             let x = onehot.rows(users, &c.stage1);
             let y: Vec<bool> = c.stage1.iter().map(|r| r.label).collect();
-            let lr = Lr::fit(&x, &y, onehot.dim, cfg);
-            lr.weights.iter().map(|&w| w as f32).collect()
+            Sparse::of_dense(&Lr::fit(&x, &y, onehot.dim, cfg).weights)
         });
         let mut lib = Library {
             weights,
@@ -190,11 +225,34 @@ impl Library {
         self.prior(&self.onehot.rows(users, rows), &y, self.k, None)
     }
 
+    /// [`Self::prior_for`] for campaign `aid`, which may be in the library: its prior comes from the
+    /// other campaigns, as a campaign the library has never seen gets it (validation campaigns are in
+    /// the library a record carries).
+    pub fn prior_leaving_out(&self, users: &UserTable, rows: &[Row], aid: &str) -> Option<Prior> {
+        let y: Vec<bool> = rows.iter().map(|r| r.label).collect();
+        let exclude = self.aids.iter().position(|a| a == aid);
+        self.prior(&self.onehot.rows(users, rows), &y, self.k, exclude)
+    }
+
     /// `model` with the prior of the campaign whose fine-tuning rows are `rows` in its wide part
     /// ([`fold_into`]): where MetaHeac's online stage starts when its validation chose the prior.
     /// Unchanged where there is no prior (k = 0, rows of one label) or no wide part.
     pub fn fold(&self, model: MetaHeac, users: &UserTable, rows: &[Row]) -> MetaHeac {
         match self.prior_for(users, rows) {
+            Some(prior) => fold_into(model, &prior),
+            None => model,
+        }
+    }
+
+    /// [`Self::fold`] with the prior of [`Self::prior_leaving_out`].
+    pub fn fold_leaving_out(
+        &self,
+        model: MetaHeac,
+        users: &UserTable,
+        rows: &[Row],
+        aid: &str,
+    ) -> MetaHeac {
+        match self.prior_leaving_out(users, rows, aid) {
             Some(prior) => fold_into(model, &prior),
             None => model,
         }
@@ -217,17 +275,11 @@ impl Library {
         for (w, aid) in self.weights.iter().zip(&self.aids) {
             u32s(&mut out, aid.len());
             out.extend_from_slice(aid.as_bytes());
-            let nz: Vec<(usize, f32)> = w
-                .iter()
-                .copied()
-                .enumerate()
-                .filter(|&(_, v)| v != 0.0)
-                .collect();
-            u32s(&mut out, nz.len());
-            for &(j, _) in &nz {
-                u32s(&mut out, j);
+            u32s(&mut out, w.cols.len());
+            for &j in &w.cols {
+                out.extend_from_slice(&j.to_le_bytes());
             }
-            for &(_, v) in &nz {
+            for &v in &w.vals {
                 out.extend_from_slice(&v.to_le_bytes());
             }
         }
@@ -264,16 +316,19 @@ impl Library {
             let nz = r.u32("a campaign's weights")?;
             let cols = r.take(nz.saturating_mul(4), "a campaign's columns")?;
             let vals = r.take(nz.saturating_mul(4), "a campaign's weights")?;
-            let mut w = vec![0f32; dim];
+            let mut w = Sparse::default();
             for (j, v) in cols.chunks_exact(4).zip(vals.chunks_exact(4)) {
-                let j = u32::from_le_bytes(j.try_into().expect("4 bytes")) as usize;
+                let j = u32::from_le_bytes(j.try_into().expect("4 bytes"));
                 let v = f32::from_le_bytes(v.try_into().expect("4 bytes"));
-                if j >= dim || !v.is_finite() {
+                // Increasing columns, as written: a repeated one would count twice.
+                let after_last = w.cols.last().is_none_or(|&l| j > l);
+                if j as usize >= dim || !v.is_finite() || !after_last {
                     return Err(format!(
                         "the similar campaigns' library is not valid (campaign {c}: column {j}, weight {v})"
                     ));
                 }
-                w[j] = v;
+                w.cols.push(j);
+                w.vals.push(v);
             }
             weights.push(w);
         }
@@ -298,14 +353,11 @@ impl Library {
         if pos == 0 || pos == y.len() {
             return Vec::new();
         }
+        let mut dense = vec![0f32; self.dim];
         let mut ranked: Vec<Ranked> = (0..self.weights.len())
             .filter(|&j| Some(j) != exclude)
             .map(|j| {
-                let w = &self.weights[j];
-                let z: Vec<f64> = x
-                    .iter()
-                    .map(|cols| cols.iter().map(|&c| w[c as usize] as f64).sum())
-                    .collect();
+                let z = self.weights[j].logits(x, &mut dense);
                 let n = z.len() as f64;
                 let mean = z.iter().sum::<f64>() / n;
                 let sd = (z.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
@@ -330,8 +382,9 @@ impl Library {
         let mut bias = 0.0;
         for &(_, j, mean, sd) in top {
             let s = 1.0 / (sd * n);
-            for (p, &w) in weights.iter_mut().zip(&self.weights[j]) {
-                *p += w as f64 * s;
+            let w = &self.weights[j];
+            for (&c, &v) in w.cols.iter().zip(&w.vals) {
+                weights[c as usize] += v as f64 * s;
             }
             bias -= mean * s;
         }

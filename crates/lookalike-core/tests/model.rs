@@ -996,10 +996,10 @@ fn validation_chooses_the_online_recipe() {
     }
 }
 
-/// With `MetaConfig::similar` at its default, the validation campaigns are fine-tuned with the chosen recipe with and
-/// without the prior of the campaigns most like each (from a library of the campaigns meta-trained on,
-/// never of the validation ones), on the same seeds; the prior is taken where its lead clears the
-/// margin, and never without a wide part.
+/// The validation campaigns are fine-tuned with the chosen recipe with and without the prior of the
+/// campaigns most like each, from the library a record would carry (every training campaign's LR and
+/// its k) leaving the campaign itself out, on the same seeds; the prior is taken where its lead
+/// clears the margin (`Choose`), and never without a wide part.
 #[test]
 fn validation_chooses_whether_to_take_the_similar_campaigns_prior() {
     use lookalike_core::lr::{LrConfig, OneHot};
@@ -1020,7 +1020,14 @@ fn validation_chooses_whether_to_take_the_similar_campaigns_prior() {
     let report = schedule::fit(&mut trainer, Some(&validation), None, &mut |_| {}).unwrap();
     let recipe = report.online.as_ref().unwrap().applied(true);
     let general = trainer.model();
-    let choice = schedule::choose_similar(&validation, general, recipe, &refs, &lr, Choose, 0.0)
+    // The library the record would carry: every training campaign, the validation ones included.
+    let library = Library::fit(&OneHot::of_wide(general), &u, &refs, &lr);
+    assert_eq!(library.len(), refs.len());
+    assert!(
+        library.k > 0,
+        "the test world has similar campaigns to take"
+    );
+    let choice = schedule::choose_similar(&validation, general, recipe, &library, Choose, 0.0)
         .unwrap()
         .expect("a wide model with validation campaigns chooses");
     let tuned = recipe.apply(finetune.clone().with_max_steps(10));
@@ -1030,41 +1037,33 @@ fn validation_chooses_whether_to_take_the_similar_campaigns_prior() {
         choice.aucs_without,
         validation.aucs_as(general, &tuned).unwrap()
     );
-    // With: the library of the other campaigns.
-    let held = validation.aids();
-    let others: Vec<&Campaign> = refs
-        .iter()
-        .copied()
-        .filter(|c| !held.contains(&c.aid.as_str()))
-        .collect();
-    assert_eq!(others.len(), refs.len() - validation.len());
-    let library = Library::fit(&OneHot::of_wide(general), &u, &others, &lr);
+    // With: that library, each campaign's prior from the others'.
     assert_eq!(choice.k, library.k);
-    if library.k > 0 {
-        assert_eq!(
-            choice.aucs_with,
-            validation
-                .aucs_with_library(general, &tuned, &library)
-                .unwrap()
-        );
-    }
+    let with = validation
+        .aucs_with_library(general, &tuned, &library)
+        .unwrap();
+    assert_eq!(choice.aucs_with, with);
+    assert_ne!(
+        with, choice.aucs_without,
+        "the prior changes the fine-tunes"
+    );
     assert_eq!(choice.with, mean_of(&choice.aucs_with));
     assert_eq!(choice.without, mean_of(&choice.aucs_without));
-    assert_eq!(choice.used, library.k > 0 && choice.ahead.clears(0.0));
+    assert_eq!(choice.used, choice.ahead.clears(0.0));
     // A margin no lead clears keeps the model without it.
-    let strict = schedule::choose_similar(&validation, general, recipe, &refs, &lr, Choose, 1e9)
+    let strict = schedule::choose_similar(&validation, general, recipe, &library, Choose, 1e9)
         .unwrap()
         .unwrap();
     assert!(!strict.used);
     assert_eq!(strict.aucs_with, choice.aucs_with);
     // Always: taken whatever the lead, where there is a prior; never: no comparison.
-    let always = schedule::choose_similar(&validation, general, recipe, &refs, &lr, Always, 1e9)
+    let always = schedule::choose_similar(&validation, general, recipe, &library, Always, 1e9)
         .unwrap()
         .unwrap();
-    assert_eq!(always.used, library.k > 0);
+    assert!(always.used);
     assert_eq!(always.aucs_with, choice.aucs_with);
     assert!(
-        schedule::choose_similar(&validation, general, recipe, &refs, &lr, Never, 0.0)
+        schedule::choose_similar(&validation, general, recipe, &library, Never, 0.0)
             .unwrap()
             .is_none()
     );
@@ -1073,13 +1072,13 @@ fn validation_chooses_whether_to_take_the_similar_campaigns_prior() {
     for (rule, want) in [(Choose, choice.used), (Always, true), (Never, false)] {
         let mut c = Some(choice.clone());
         let taken = schedule::settle_similar(rule, &mut c, &library);
-        assert_eq!(taken, want && library.k > 0, "{rule:?}");
+        assert_eq!(taken, want, "{rule:?}");
         assert_eq!(c.unwrap().used, taken);
     }
     // Without a wide part there is nothing to fold into.
     let narrow = model(&config(&s).with_wide(false), &device, 4);
     assert!(
-        schedule::choose_similar(&validation, &narrow, recipe, &refs, &lr, Choose, 0.0)
+        schedule::choose_similar(&validation, &narrow, recipe, &library, Choose, 0.0)
             .unwrap()
             .is_none()
     );

@@ -6,7 +6,7 @@ mod common;
 use lookalike_core::data::{Campaign, Role, Row, UserTable};
 use lookalike_core::finetune::predict;
 use lookalike_core::lr::{self, LrConfig, OneHot};
-use lookalike_core::similar::{K_CHOICES, Library, Prior, fold_into};
+use lookalike_core::similar::{self, K_CHOICES, Library, Prior, fold_into};
 
 /// A campaign labelled by `rule` over users `from..to`.
 fn campaign(aid: &str, from: usize, to: usize, rule: impl Fn(usize) -> bool) -> Campaign {
@@ -87,6 +87,32 @@ fn the_prior_takes_the_campaigns_that_rank_the_seeds_best() {
     // No prior at k = 0 or without a seed.
     assert!(lib.prior(&x, &y, 0, None).is_none());
     assert!(lib.prior(&x, &vec![false; y.len()], 3, None).is_none());
+}
+
+/// A campaign the library holds (a validation campaign, in the library a record carries) gets its
+/// prior from the other campaigns, as a campaign the library never saw; one it does not hold gets
+/// the library's own prior.
+#[test]
+fn a_campaign_in_the_library_takes_its_prior_from_the_others() {
+    let (users, onehot, campaigns) = world();
+    let refs: Vec<&Campaign> = campaigns.iter().collect();
+    let mut lib = Library::fit(&onehot, &users, &refs, &LrConfig::default());
+    lib.k = 1;
+    let rows = &campaigns[0].stage1;
+    let (x, y) = columns(&onehot, &users, rows);
+    // Itself ranks its own seeds best; left out, the other age campaign comes first.
+    assert_eq!(lib.prior_for(&users, rows).unwrap().campaigns, vec![0]);
+    let left = lib.prior_leaving_out(&users, rows, "age").unwrap();
+    assert_eq!(left.campaigns, vec![2]);
+    assert_eq!(left.weights, lib.prior(&x, &y, 1, Some(0)).unwrap().weights);
+    // An id the library does not hold leaves nothing out.
+    let unseen = lib.prior_leaving_out(&users, rows, "new").unwrap();
+    assert_eq!(unseen.campaigns, vec![0]);
+    // Every k the same way: never the campaign itself.
+    lib.k = similar::ALL;
+    let all = lib.prior_leaving_out(&users, rows, "age").unwrap();
+    assert_eq!(all.campaigns.len(), 3);
+    assert!(!all.campaigns.contains(&0));
 }
 
 #[test]
@@ -212,4 +238,25 @@ fn the_library_round_trips_through_a_record() {
     assert!(err.contains("columns"), "{err}");
     let err = Library::from_bytes(&library_bytes[..library_bytes.len() - 1], &onehot).unwrap_err();
     assert!(err.contains("truncated"), "{err}");
+    // Read back, it writes the same bytes.
+    assert_eq!(back.to_bytes(), library_bytes);
+    // A column listed twice would count twice: refused.
+    let le = |v: u32| v.to_le_bytes();
+    let mut twice = Vec::new();
+    for v in [0, onehot.dim as u32, 0, 1, 1] {
+        twice.extend_from_slice(&le(v));
+    }
+    twice.extend_from_slice(b"a");
+    for v in [2, 3, 3] {
+        twice.extend_from_slice(&le(v));
+    }
+    for v in [0.5f32, 0.5] {
+        twice.extend_from_slice(&v.to_le_bytes());
+    }
+    let err = Library::from_bytes(&twice, &onehot).unwrap_err();
+    assert!(err.contains("column 3"), "{err}");
+    // The same with increasing columns is read.
+    let second = twice.len() - 12;
+    twice[second..second + 4].copy_from_slice(&le(4));
+    assert_eq!(Library::from_bytes(&twice, &onehot).unwrap().len(), 1);
 }
