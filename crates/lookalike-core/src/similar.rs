@@ -36,9 +36,10 @@ pub fn k_name(k: usize) -> String {
 #[derive(Debug, Clone)]
 pub struct Library {
     /// One weight vector (bias dropped: standardising over a campaign's rows removes it) per
-    /// campaign, over `dim` columns, kept sparse: an L2 fit leaves the columns its rows lack at
-    /// exactly 0, so a campaign costs what its users' tokens are, not the whole vocabulary.
-    weights: Vec<Sparse>,
+    /// campaign, over `dim` columns, kept sparse where that is smaller: an L2 fit leaves the
+    /// columns its rows lack at exactly 0, so a campaign costs what its users' tokens are, not the
+    /// whole vocabulary.
+    weights: Vec<Weights>,
     /// Each campaign's id, in the same order.
     aids: Vec<String>,
     pub dim: usize,
@@ -50,38 +51,74 @@ pub struct Library {
     pub scores: Vec<(usize, f64)>,
 }
 
-/// A campaign's non-zero weights: columns in increasing order, and their values.
-#[derive(Debug, Clone, Default)]
-struct Sparse {
-    cols: Vec<u32>,
-    vals: Vec<f32>,
+/// A campaign's weights: its non-zero ones (columns in increasing order, and their values), or all
+/// `dim` of them where most are non-zero (a small vocabulary every campaign's users cover), whichever
+/// takes less memory.
+#[derive(Debug, Clone)]
+enum Weights {
+    Sparse { cols: Vec<u32>, vals: Vec<f32> },
+    Dense(Vec<f32>),
 }
 
-impl Sparse {
-    fn of_dense(w: &[f64]) -> Sparse {
+impl Weights {
+    /// From the non-zero weights (columns increasing) over `dim` columns.
+    fn new(cols: Vec<u32>, vals: Vec<f32>, dim: usize) -> Weights {
+        if cols.len() * 2 <= dim {
+            return Weights::Sparse { cols, vals };
+        }
+        let mut w = vec![0f32; dim];
+        for (&j, &v) in cols.iter().zip(&vals) {
+            w[j as usize] = v;
+        }
+        Weights::Dense(w)
+    }
+
+    fn of_fit(w: &[f64]) -> Weights {
         let (cols, vals) = w
             .iter()
             .enumerate()
             .filter(|&(_, &v)| v as f32 != 0.0)
             .map(|(j, &v)| (j as u32, v as f32))
             .unzip();
-        Sparse { cols, vals }
+        Weights::new(cols, vals, w.len())
     }
 
-    /// Each row's logit (Σ of the weights of its columns), through `dense`, a zeroed buffer `dim`
-    /// long that is zeroed again after.
+    /// The non-zero weights, columns increasing.
+    fn non_zero(&self) -> Box<dyn Iterator<Item = (u32, f32)> + '_> {
+        match self {
+            Weights::Sparse { cols, vals } => {
+                Box::new(cols.iter().copied().zip(vals.iter().copied()))
+            }
+            Weights::Dense(w) => Box::new(
+                w.iter()
+                    .enumerate()
+                    .filter(|&(_, &v)| v != 0.0)
+                    .map(|(j, &v)| (j as u32, v)),
+            ),
+        }
+    }
+
+    /// Each row's logit (Σ of the weights of its columns); a sparse campaign's go through `dense`,
+    /// a zeroed buffer `dim` long that is zeroed again after.
     fn logits(&self, x: &[Vec<u32>], dense: &mut [f32]) -> Vec<f64> {
-        for (&j, &v) in self.cols.iter().zip(&self.vals) {
-            dense[j as usize] = v;
+        let sum = |w: &[f32]| -> Vec<f64> {
+            x.iter()
+                .map(|cols| cols.iter().map(|&c| w[c as usize] as f64).sum())
+                .collect()
+        };
+        match self {
+            Weights::Dense(w) => sum(w),
+            Weights::Sparse { cols, vals } => {
+                for (&j, &v) in cols.iter().zip(vals) {
+                    dense[j as usize] = v;
+                }
+                let z = sum(dense);
+                for &j in cols {
+                    dense[j as usize] = 0.0;
+                }
+                z
+            }
         }
-        let z = x
-            .iter()
-            .map(|cols| cols.iter().map(|&c| dense[c as usize] as f64).sum())
-            .collect();
-        for &j in &self.cols {
-            dense[j as usize] = 0.0;
-        }
-        z
     }
 }
 
@@ -112,11 +149,11 @@ impl Library {
         cfg: &LrConfig,
     ) -> Library {
         let threads = crate::meta::threads(0);
-        let weights: Vec<Sparse> = crate::meta::per_task(campaigns.len(), threads, |i| {
+        let weights: Vec<Weights> = crate::meta::per_task(campaigns.len(), threads, |i| {
             let c = campaigns[i];
             let x = onehot.rows(users, &c.stage1);
             let y: Vec<bool> = c.stage1.iter().map(|r| r.label).collect();
-            Sparse::of_dense(&Lr::fit(&x, &y, onehot.dim, cfg).weights)
+            Weights::of_fit(&Lr::fit(&x, &y, onehot.dim, cfg).weights)
         });
         let mut lib = Library {
             weights,
@@ -275,11 +312,12 @@ impl Library {
         for (w, aid) in self.weights.iter().zip(&self.aids) {
             u32s(&mut out, aid.len());
             out.extend_from_slice(aid.as_bytes());
-            u32s(&mut out, w.cols.len());
-            for &j in &w.cols {
+            let (cols, vals): (Vec<u32>, Vec<f32>) = w.non_zero().unzip();
+            u32s(&mut out, cols.len());
+            for j in cols {
                 out.extend_from_slice(&j.to_le_bytes());
             }
-            for &v in &w.vals {
+            for v in vals {
                 out.extend_from_slice(&v.to_le_bytes());
             }
         }
@@ -316,21 +354,21 @@ impl Library {
             let nz = r.u32("a campaign's weights")?;
             let cols = r.take(nz.saturating_mul(4), "a campaign's columns")?;
             let vals = r.take(nz.saturating_mul(4), "a campaign's weights")?;
-            let mut w = Sparse::default();
+            let (mut cs, mut vs): (Vec<u32>, Vec<f32>) = (Vec::new(), Vec::new());
             for (j, v) in cols.chunks_exact(4).zip(vals.chunks_exact(4)) {
                 let j = u32::from_le_bytes(j.try_into().expect("4 bytes"));
                 let v = f32::from_le_bytes(v.try_into().expect("4 bytes"));
                 // Increasing columns, as written: a repeated one would count twice.
-                let after_last = w.cols.last().is_none_or(|&l| j > l);
+                let after_last = cs.last().is_none_or(|&l| j > l);
                 if j as usize >= dim || !v.is_finite() || !after_last {
                     return Err(format!(
                         "the similar campaigns' library is not valid (campaign {c}: column {j}, weight {v})"
                     ));
                 }
-                w.cols.push(j);
-                w.vals.push(v);
+                cs.push(j);
+                vs.push(v);
             }
-            weights.push(w);
+            weights.push(Weights::new(cs, vs, dim));
         }
         if !r.0.is_empty() {
             return Err("the similar campaigns' library has bytes after its last campaign".into());
@@ -382,8 +420,7 @@ impl Library {
         let mut bias = 0.0;
         for &(_, j, mean, sd) in top {
             let s = 1.0 / (sd * n);
-            let w = &self.weights[j];
-            for (&c, &v) in w.cols.iter().zip(&w.vals) {
+            for (c, v) in self.weights[j].non_zero() {
                 weights[c as usize] += v as f64 * s;
             }
             bias -= mean * s;
@@ -482,4 +519,32 @@ pub fn fold_into(model: MetaHeac, prior: &Prior) -> MetaHeac {
         return model;
     }
     crate::finetune::scale_and_add_wide(model, 1.0, &prior.weights, prior.bias)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Weights;
+
+    /// Kept sparse or dense by how many are non-zero, a campaign's weights give the same logits and
+    /// the same non-zero entries either way.
+    #[test]
+    fn sparse_and_dense_weights_agree() {
+        let (cols, vals) = (vec![1u32, 3, 4], vec![0.5f32, 1.25, -2.0]);
+        let sparse = Weights::new(cols.clone(), vals.clone(), 8);
+        let dense = Weights::new(cols.clone(), vals.clone(), 5);
+        assert!(matches!(sparse, Weights::Sparse { .. }));
+        assert!(matches!(dense, Weights::Dense(_)));
+        let x = vec![vec![1, 4], vec![0], vec![4, 3, 1], vec![]];
+        let mut buffer = vec![0f32; 8];
+        let want = vec![-1.5, 0.0, -0.25, 0.0];
+        assert_eq!(sparse.logits(&x, &mut buffer), want);
+        assert!(
+            buffer.iter().all(|&v| v == 0.0),
+            "the buffer is zeroed again"
+        );
+        assert_eq!(dense.logits(&x, &mut buffer), want);
+        let nz: Vec<(u32, f32)> = cols.into_iter().zip(vals).collect();
+        assert_eq!(sparse.non_zero().collect::<Vec<_>>(), nz);
+        assert_eq!(dense.non_zero().collect::<Vec<_>>(), nz);
+    }
 }
