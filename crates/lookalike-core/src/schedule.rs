@@ -66,6 +66,8 @@ pub struct Validation<'a> {
     /// The fine-tunes run on this many threads ([`MetaConfig::threads`], resolved); each has its own
     /// seed, so the count does not change the result.
     threads: usize,
+    /// At most this many stage-1 rows per campaign ([`MetaConfig::val_max_rows`]).
+    max_rows: usize,
 }
 
 impl<'a> Validation<'a> {
@@ -78,9 +80,39 @@ impl<'a> Validation<'a> {
         meta: &MetaConfig,
         seed: u64,
     ) -> Self {
-        let max_rows = meta.val_max_rows;
+        Validation {
+            users,
+            sets: Self::split(campaigns, meta.val_max_rows, seed),
+            finetune,
+            seed,
+            crossfit: meta.val_crossfit,
+            threads: crate::meta::threads(meta.threads),
+            max_rows: meta.val_max_rows,
+        }
+    }
+
+    /// The same campaigns split again from `seed`: other rows to fine-tune on and to score, other
+    /// fine-tune seeds. A comparison made after choices were made on this validation (the kept
+    /// iteration, the recipe, the experts: each the best of several on these very rows) is then not
+    /// flattered on one side by them.
+    pub fn resplit(&self, seed: u64) -> Validation<'a> {
+        let campaigns: Vec<&'a Campaign> = self.sets.iter().map(|v| v.campaign).collect();
+        Validation {
+            sets: Self::split(&campaigns, self.max_rows, seed),
+            finetune: self.finetune.clone(),
+            seed,
+            ..*self
+        }
+    }
+
+    /// The split [`choose_similar`] compares on ([`Self::resplit`] from a seed of its own).
+    pub fn similar_split(&self) -> Validation<'a> {
+        self.resplit(self.seed ^ 0x51_0000_0000)
+    }
+
+    fn split(campaigns: &[&'a Campaign], max_rows: usize, seed: u64) -> Vec<ValidationSet<'a>> {
         let mut rng = StdRng::seed_from_u64(seed);
-        let sets = campaigns
+        campaigns
             .iter()
             .map(|c| {
                 let rows = if c.stage1.len() > max_rows {
@@ -96,15 +128,7 @@ impl<'a> Validation<'a> {
                     eval,
                 }
             })
-            .collect();
-        Validation {
-            users,
-            sets,
-            finetune,
-            seed,
-            crossfit: meta.val_crossfit,
-            threads: crate::meta::threads(meta.threads),
-        }
+            .collect()
     }
 
     pub fn len(&self) -> usize {
@@ -548,7 +572,10 @@ impl SimilarChoice {
 /// similar past campaigns ([`crate::similar`]): each validation campaign fine-tuned as `recipe` says
 /// with and without the prior from its own fine-tuning rows, as the online stage would take it from
 /// `deployed` (the library the record would carry: every training campaign's LR, with the `k` its
-/// leave-one-out chose), leaving the campaign itself out. `used` says whether the rule takes it:
+/// leave-one-out chose), leaving the campaign itself out; both on the validation campaigns split
+/// again ([`Validation::resplit`]), since the rows the kept weights, recipe and experts were chosen
+/// on favour the model without the prior (on those rows the validation campaigns put it behind on
+/// every seed of the survey and of InstEval, where the test campaigns put it ahead). `used` says whether the rule takes it:
 /// its lead clears `margin` standard errors of the paired difference ([`Ahead::clears`]; 0: a
 /// higher mean on two campaigns at least), or whatever the lead with [`SimilarRule::Always`];
 /// [`settle_similar`] then decides. `None` without a wide part or validation campaigns, or with
@@ -564,11 +591,12 @@ pub fn choose_similar(
     if general.wide.is_empty() || validation.is_empty() || rule == SimilarRule::Never {
         return Ok(None);
     }
+    let fresh = validation.similar_split();
     let finetune = recipe.apply(validation.finetune.clone());
-    let aucs_without = validation.aucs_as(general, &finetune)?;
+    let aucs_without = fresh.aucs_as(general, &finetune)?;
     let aucs_with = match deployed.k {
         0 => aucs_without.clone(),
-        _ => validation.aucs_with_library(general, &finetune, deployed)?,
+        _ => fresh.aucs_with_library(general, &finetune, deployed)?,
     };
     let ahead = Ahead::of(0, &aucs_with, &aucs_without);
     Ok(Some(SimilarChoice {
@@ -1166,6 +1194,7 @@ mod tests {
             seed: 0,
             crossfit,
             threads: 2,
+            max_rows: usize::MAX,
         };
         let seen = std::sync::Mutex::new(Vec::new());
         let by_user = |i: usize, fold: u64, tune: &[Row], eval: &[Row]| {

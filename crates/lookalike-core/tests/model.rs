@@ -1031,17 +1031,15 @@ fn validation_chooses_whether_to_take_the_similar_campaigns_prior() {
         .unwrap()
         .expect("a wide model with validation campaigns chooses");
     let tuned = recipe.apply(finetune.clone().with_max_steps(10));
-    // Without: the recipe as deployed (the fit's own AUCs for the kept weights).
-    assert_eq!(choice.aucs_without, report.aucs);
-    assert_eq!(
-        choice.aucs_without,
-        validation.aucs_as(general, &tuned).unwrap()
-    );
+    // Both on the validation campaigns split again, not on the rows the kept weights were chosen on.
+    let fresh = validation.similar_split();
+    assert_eq!(fresh.aids(), validation.aids());
+    // Without: the recipe as deployed.
+    assert_eq!(choice.aucs_without, fresh.aucs_as(general, &tuned).unwrap());
+    assert_ne!(choice.aucs_without, report.aucs, "other rows");
     // With: that library, each campaign's prior from the others'.
     assert_eq!(choice.k, library.k);
-    let with = validation
-        .aucs_with_library(general, &tuned, &library)
-        .unwrap();
+    let with = fresh.aucs_with_library(general, &tuned, &library).unwrap();
     assert_eq!(choice.aucs_with, with);
     assert_ne!(
         with, choice.aucs_without,
