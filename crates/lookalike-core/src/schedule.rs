@@ -573,13 +573,13 @@ impl SimilarChoice {
 /// with and without the prior from its own fine-tuning rows, as the online stage would take it from
 /// `deployed` (the library the record would carry: every training campaign's LR, with the `k` its
 /// leave-one-out chose), leaving the campaign itself out; both on the validation campaigns split
-/// again ([`Validation::resplit`]), since the rows the kept weights, recipe and experts were chosen
-/// on favour the model without the prior (on those rows the validation campaigns put it behind on
-/// every seed of the survey and of InstEval, where the test campaigns put it ahead). `used` says whether the rule takes it:
-/// its lead clears `margin` standard errors of the paired difference ([`Ahead::clears`]; 0: a
-/// higher mean on two campaigns at least), or whatever the lead with [`SimilarRule::Always`];
-/// [`settle_similar`] then decides. `None` without a wide part or validation campaigns, or with
-/// [`SimilarRule::Never`].
+/// again ([`Validation::similar_split`]), since the rows the kept weights, recipe and experts were
+/// chosen on favour the model without the prior (on those rows the validation campaigns put it
+/// behind on every seed of the survey and of InstEval, where the test campaigns put it ahead).
+/// `used` says whether the rule takes it: its lead clears `margin` standard errors of the paired
+/// difference ([`Ahead::clears`]; 0: a higher mean on two campaigns at least), or whatever the lead
+/// with [`SimilarRule::Always`]; [`settle_similar`] then decides. `None` without a wide part or
+/// validation campaigns, or with [`SimilarRule::Never`].
 pub fn choose_similar(
     validation: &Validation,
     general: &MetaHeac,
