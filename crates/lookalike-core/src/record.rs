@@ -215,7 +215,7 @@ pub fn to_bytes(model: &MetaHeac, header: &RecordHeader) -> Result<Vec<u8>, Reco
 }
 
 /// Reads the header and, where there is one, the similar campaigns' library (no weights are decoded;
-/// the library is dense in memory, campaigns × the wide part's columns).
+/// the library keeps each campaign's non-zero weights, or all of them where that is smaller).
 pub fn read_header(bytes: &[u8]) -> Result<(RecordHeader, &[u8]), RecordError> {
     let (version, json, mut rest) = frame::read_head(bytes, MAGIC, 1..=FORMAT_VERSION)?;
     let mut value: serde_json::Value = serde_json::from_slice(json)?;

@@ -258,16 +258,23 @@ impl Library {
 
     /// [`Self::prior`] with the library's `k` for a campaign's rows.
     pub fn prior_for(&self, users: &UserTable, rows: &[Row]) -> Option<Prior> {
-        let y: Vec<bool> = rows.iter().map(|r| r.label).collect();
-        self.prior(&self.onehot.rows(users, rows), &y, self.k, None)
+        self.prior_of_rows(users, rows, None)
     }
 
     /// [`Self::prior_for`] for campaign `aid`, which may be in the library: its prior comes from the
     /// other campaigns, as a campaign the library has never seen gets it (validation campaigns are in
     /// the library a record carries).
     pub fn prior_leaving_out(&self, users: &UserTable, rows: &[Row], aid: &str) -> Option<Prior> {
+        self.prior_of_rows(users, rows, self.aids.iter().position(|a| a == aid))
+    }
+
+    fn prior_of_rows(
+        &self,
+        users: &UserTable,
+        rows: &[Row],
+        exclude: Option<usize>,
+    ) -> Option<Prior> {
         let y: Vec<bool> = rows.iter().map(|r| r.label).collect();
-        let exclude = self.aids.iter().position(|a| a == aid);
         self.prior(&self.onehot.rows(users, rows), &y, self.k, exclude)
     }
 
@@ -275,10 +282,7 @@ impl Library {
     /// ([`fold_into`]): where MetaHeac's online stage starts when its validation chose the prior.
     /// Unchanged where there is no prior (k = 0, rows of one label) or no wide part.
     pub fn fold(&self, model: MetaHeac, users: &UserTable, rows: &[Row]) -> MetaHeac {
-        match self.prior_for(users, rows) {
-            Some(prior) => fold_into(model, &prior),
-            None => model,
-        }
+        fold_some(model, self.prior_for(users, rows))
     }
 
     /// [`Self::fold`] with the prior of [`Self::prior_leaving_out`].
@@ -289,10 +293,7 @@ impl Library {
         rows: &[Row],
         aid: &str,
     ) -> MetaHeac {
-        match self.prior_leaving_out(users, rows, aid) {
-            Some(prior) => fold_into(model, &prior),
-            None => model,
-        }
+        fold_some(model, self.prior_leaving_out(users, rows, aid))
     }
 
     /// The library as bytes (a record's section): `k`, the leave-one-out scores, then each
@@ -509,6 +510,14 @@ pub fn expand(
     let y: Vec<bool> = train.iter().map(|r| r.label).collect();
     let s = library.onehot.rows(users, candidates);
     library.fit_and_score(&x, &y, &s, library.k, None, cfg)
+}
+
+/// [`fold_into`] where there is a prior; `model` unchanged where there is none.
+fn fold_some(model: MetaHeac, prior: Option<Prior>) -> MetaHeac {
+    match prior {
+        Some(prior) => fold_into(model, &prior),
+        None => model,
+    }
 }
 
 /// `model` with `prior` added to its wide part, so that its logit becomes s · logit ŷ + w(x) +
