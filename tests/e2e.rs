@@ -348,6 +348,8 @@ fn pipeline_end_to_end() {
     );
     // `--similar always` takes it whatever validation measured; `eval` folds it in before every
     // fine-tune, and `--similar false` fine-tunes without it, as the model without a library does.
+    // With `--online-with-prior true` the recipe is chosen again with the prior and the record
+    // carries both choices: the online stage applies the one for how it runs.
     let always = w.path("always.rec");
     let out = ok(&[
         "pretrain",
@@ -359,8 +361,14 @@ fn pipeline_end_to_end() {
         "3",
         "--similar",
         "always",
+        "--online-with-prior",
+        "true",
     ]);
     assert!(out.contains("similar campaigns' prior: taken"), "{out}");
+    assert!(
+        out.contains("online recipe with the similar campaigns' prior:"),
+        "{out}"
+    );
     let (ha, _) = lookalike_core::record::read_header(&std::fs::read(&always).unwrap()).unwrap();
     let library = ha
         .library
@@ -397,6 +405,31 @@ fn pipeline_end_to_end() {
         info_always.contains("library: the LR fits of"),
         "{info_always}"
     );
+    assert!(
+        info_always
+            .contains("chosen on validation with the similar campaigns' prior, on a fresh split"),
+        "{info_always}"
+    );
+    let chosen = |o: &Option<lookalike_core::schedule::OnlineChoice>| {
+        o.as_ref().expect("both recipes in the record").recipe
+    };
+    let (with_prior, without_prior) = (
+        chosen(&ha.training.online),
+        chosen(&ha.training.online_without_prior),
+    );
+    for (out, recipe) in [(&with, with_prior), (&without, without_prior)] {
+        let said = match recipe {
+            OnlineRecipe::AsConfigured => None,
+            OnlineRecipe::Averaged => Some("online rule: the average of two runs".to_string()),
+            r => Some(format!(
+                "online recipe chosen by the model's validation campaigns: {}",
+                r.name()
+            )),
+        };
+        if let Some(said) = said {
+            assert!(out.contains(&said), "{recipe:?}: {out}");
+        }
+    }
 
     // Expand: seeds = the stage-1 seeds of one campaign.
     let raw = w.path("raw");

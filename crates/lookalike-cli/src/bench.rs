@@ -39,8 +39,10 @@ pub struct Args {
     /// leads it on validation by more than the experts choice's margin, lr-similar: LR over a
     /// prior from the training campaigns whose LR ranks the campaign's seeds best, and
     /// metaheac-similar: MetaHeac with that prior in its wide part before fine-tuning on every
-    /// campaign, whatever its validation campaigns chose, and wo-similar: MetaHeac without it on
-    /// every campaign) [default: all but those twelve].
+    /// campaign, whatever its validation campaigns chose, wo-similar: MetaHeac without it on
+    /// every campaign, and metaheac-recipe-prior: metaheac-similar with the recipe its validation
+    /// campaigns choose with that prior, on a fresh split of them) [default: all but those
+    /// thirteen].
     #[arg(long, value_delimiter = ',')]
     methods: Option<Vec<String>>,
     /// Number of seeds (general models and fine-tuning are redone for each).
@@ -61,6 +63,10 @@ pub struct Args {
     /// reference: never].
     #[arg(long, value_enum)]
     similar: Option<crate::pretrain::SimilarArg>,
+    /// Where MetaHeac takes that prior, fine-tune it with the recipe its validation campaigns choose
+    /// with the prior folded in, as `pretrain --online-with-prior` [default: as `pretrain`].
+    #[arg(long)]
+    online_with_prior: Option<bool>,
     /// Once validation has chosen, meta-train every general model again on all training campaigns,
     /// the validation ones included, as `pretrain --val-refit` does [default: as `pretrain`].
     #[arg(long)]
@@ -164,6 +170,10 @@ struct PretrainResult {
     /// MetaHeac's: whether its validation campaigns chose the similar campaigns' prior.
     #[serde(skip_serializing_if = "Option::is_none")]
     similar: Option<lookalike_core::schedule::SimilarChoice>,
+    /// MetaHeac's: the online recipe its validation campaigns chose with the similar campaigns' prior
+    /// folded in, on a fresh split (`metaheac-recipe-prior`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    online_with_prior: Option<lookalike_core::schedule::OnlineChoice>,
 }
 
 #[derive(Serialize)]
@@ -220,6 +230,7 @@ pub fn run(a: Args) -> Result<()> {
         base_meta.similar = r.into();
     }
     base_meta.val_refit = a.val_refit.unwrap_or(base_meta.val_refit);
+    base_meta.online_with_prior = a.online_with_prior.unwrap_or(base_meta.online_with_prior);
     if let Some(v) = a.task_sampling {
         base_meta.task_sampling = v.into();
     }
@@ -418,6 +429,7 @@ pub fn run(a: Args) -> Result<()> {
                     online: report.online.clone(),
                     experts: None,
                     similar: None,
+                    online_with_prior: None,
                 });
             models.insert(g, general);
             reports.insert(g, report);
@@ -497,6 +509,38 @@ pub fn run(a: Args) -> Result<()> {
                 r.similar = choice;
             }
         }
+        // The recipe chosen again with the prior folded in: for `metaheac-recipe-prior`, and for
+        // MetaHeac where it takes the prior and `MetaConfig::online_with_prior` says so.
+        if base_meta.online_select
+            && (methods.contains(&Method::MetaHeacRecipePrior)
+                || (similar_used && base_meta.online_with_prior))
+        {
+            let t = Instant::now();
+            let deployed = library.as_ref().expect("made for a method that needs it");
+            let (choice, _) = schedule::choose_online_with_prior(
+                &validations[&General::MetaHeac],
+                &models[&General::MetaHeac],
+                deployed,
+                base_meta.online_average,
+                base_meta.online_margin,
+            )?;
+            eprintln!(
+                "  seed {seed} MetaHeac: recipe with the similar campaigns' prior, on a fresh split: {} \
+                 ({}); {:.1} s",
+                choice.recipe.name(),
+                choice.tried_summary(),
+                t.elapsed().as_secs_f64()
+            );
+            if let Some(r) = recipes.get_mut(&General::MetaHeac) {
+                r.with_prior = Some(choice.applied(true));
+            }
+            if let Some(r) = pretrain
+                .get_mut(&format!("{:?}", General::MetaHeac))
+                .and_then(|v| v.last_mut())
+            {
+                r.online_with_prior = Some(choice);
+            }
+        }
         let bar = progress::steps(
             (tests.len() * methods.len()) as u64,
             &format!("seed {seed} expand"),
@@ -564,7 +608,7 @@ pub fn run(a: Args) -> Result<()> {
                         &base_model,
                         &device,
                         &task,
-                        &online(m, &recipes, &base_meta, &finetune),
+                        &online(m, &recipes, &base_meta, &finetune, similar_used),
                         &lr_config,
                     )?
                 };
@@ -723,6 +767,9 @@ struct Recipes {
     single: OnlineRecipe,
     /// The one the choice gives with a margin of this many standard errors (`metaheac-margin`).
     margin: OnlineRecipe,
+    /// The one chosen with the similar campaigns' prior (`metaheac-recipe-prior`; set after the
+    /// experts choice, for the model it kept, where it was chosen).
+    with_prior: Option<OnlineRecipe>,
 }
 
 impl Recipes {
@@ -731,18 +778,21 @@ impl Recipes {
             chosen: c.applied(true),
             single: c.applied(false),
             margin: c.with_margin(margin),
+            with_prior: None,
         })
     }
 }
 
 /// How `method` fine-tunes: `finetune`, with the online recipe its general model's validation chose
 /// where the method uses one (see [`Method::chooses_online`]; `meta`: the offline configuration as
-/// given).
+/// given; `prior`: whether MetaHeac takes the similar campaigns' prior, and then with the recipe
+/// chosen with it where `meta.online_with_prior` says so, as `pretrain` does).
 fn online(
     method: Method,
     recipes: &BTreeMap<General, Recipes>,
     meta: &MetaConfig,
     finetune: &FineTuneConfig,
+    prior: bool,
 ) -> FineTuneConfig {
     let recipe = match method.general() {
         Some(g) if method.chooses_online(meta) => recipes[&g],
@@ -753,6 +803,14 @@ fn online(
         Method::MetaHeacSoup => finetune.clone().with_soup(true),
         Method::MetaHeacSingle => recipe.single.apply(finetune.clone()),
         Method::MetaHeacMargin => recipe.margin.apply(finetune.clone()),
+        Method::MetaHeacRecipePrior => recipe
+            .with_prior
+            .unwrap_or(recipe.chosen)
+            .apply(finetune.clone()),
+        Method::MetaHeac if prior && meta.online_with_prior => recipe
+            .with_prior
+            .unwrap_or(recipe.chosen)
+            .apply(finetune.clone()),
         _ => recipe.chosen.apply(finetune.clone()),
     }
 }
@@ -823,7 +881,7 @@ fn trace_campaign(
         )? {
             let points = trace(
                 *start,
-                &online(m, recipes, meta, finetune),
+                &online(m, recipes, meta, finetune, prior.is_some()),
                 users,
                 &c.ad,
                 &c.stage1,

@@ -96,12 +96,20 @@ pub fn run(a: Args) -> Result<()> {
         None => println!("  not trained"),
     }
     println!("  seed {}, data {}, {}", t.seed, t.data, t.created_by);
-    if let Some(o) = &t.online {
-        println!(
+    match (&t.online, &t.online_without_prior) {
+        (Some(o), Some(w)) => println!(
+            "  online recipe: {} (chosen on validation with the similar campaigns' prior, on a fresh split: {}; without it: {}, {})",
+            o.recipe.name(),
+            o.tried_summary(),
+            w.recipe.name(),
+            w.tried_summary()
+        ),
+        (Some(o), None) => println!(
             "  online recipe: {} (chosen on validation: {})",
             o.recipe.name(),
             o.tried_summary()
-        );
+        ),
+        _ => {}
     }
     if let Some(e) = &t.experts {
         println!(

@@ -312,7 +312,10 @@ impl FineTuneArgs {
         sampled: bool,
     ) -> lookalike_core::finetune::OnlineRecipe {
         match (self.protocol, training) {
-            (Protocol::Product, Some(t)) => t.online_recipe(!sampled && self.soup != Some(false)),
+            (Protocol::Product, Some(t)) => t.online_recipe_with(
+                !sampled && self.soup != Some(false),
+                self.similar != Some(false),
+            ),
             _ => lookalike_core::finetune::OnlineRecipe::AsConfigured,
         }
     }

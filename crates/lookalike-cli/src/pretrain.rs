@@ -252,6 +252,10 @@ pub struct Args {
     /// exceeds this many standard errors of the paired difference [default: 0, a higher mean].
     #[arg(long)]
     similar_margin: Option<f64>,
+    /// Where the prior is taken, choose the online recipe again with it folded in, on the
+    /// validation campaigns split again; the record carries that recipe [default: false].
+    #[arg(long)]
+    online_with_prior: Option<bool>,
     /// Write a checkpoint (atomically, replacing the last) every this many minutes, so that a killed
     /// run can go on with --resume; 0 writes one after every iteration.
     #[arg(long, default_value_t = 10.0)]
@@ -306,6 +310,7 @@ pub fn meta_config(a: &Args, base: MetaConfig) -> MetaConfig {
         m.similar = r.into();
     }
     m.select_similar_margin = a.similar_margin.unwrap_or(m.select_similar_margin);
+    m.online_with_prior = a.online_with_prior.unwrap_or(m.online_with_prior);
     // Experts the user fixed stay fixed unless they ask for the choice too.
     m.select_experts = a
         .select_experts
@@ -729,6 +734,32 @@ pub fn run(a: Args) -> Result<()> {
         });
         similar = choice;
     }
+    // With the prior taken, the recipe chosen again as the online stage will run.
+    let mut online_without_prior = None;
+    if let Some(l) = &library
+        && meta.online_select
+        && meta.online_with_prior
+    {
+        bar.reset();
+        bar.set_message("online recipe with the prior");
+        let t = Instant::now();
+        let (choice, _) = schedule::choose_online_with_prior(
+            &validation,
+            &general,
+            l,
+            meta.online_average,
+            meta.online_margin,
+        )?;
+        bar.suspend(|| {
+            println!(
+                "online recipe with the similar campaigns' prior: {} (validation mean AUC on a fresh split: {}; {:.1} s)",
+                choice.recipe.name(),
+                choice.tried_summary(),
+                t.elapsed().as_secs_f64()
+            )
+        });
+        online_without_prior = report.online.replace(choice);
+    }
     // Validation has chosen: the kept configuration learns from its campaigns too. Not
     // checkpointed (it is as long as the fit up to its kept iteration): a run killed here resumes
     // from the fit's last checkpoint and refits again, to the same weights.
@@ -797,6 +828,7 @@ pub fn run(a: Args) -> Result<()> {
             experts,
             refit,
             similar,
+            online_without_prior,
         },
         parameters,
         campaign: None,

@@ -80,6 +80,10 @@ pub enum Method {
     /// chose; same general model and recipe as `MetaHeac` (with `MetaHeacSimilar`, both arms of the
     /// choice on the same campaigns).
     MetaHeacWoSimilar,
+    /// `MetaHeacSimilar` fine-tuned by the recipe its validation campaigns choose with that prior
+    /// folded in, on a fresh split of them ([`crate::schedule::choose_online_with_prior`]), instead
+    /// of the one they chose without it at the end of the fit; same general model.
+    MetaHeacRecipePrior,
 }
 
 /// How a method's general model is trained (one per kind and seed, shared between methods).
@@ -118,7 +122,7 @@ impl Method {
     ];
 
     /// Methods run only when asked for.
-    pub const EXTRA: [Method; 12] = [
+    pub const EXTRA: [Method; 13] = [
         Method::LrSimilar,
         Method::MetaHeacDense,
         Method::MetaHeacOneHalf,
@@ -131,6 +135,7 @@ impl Method {
         Method::MetaHeacMargin,
         Method::MetaHeacSimilar,
         Method::MetaHeacWoSimilar,
+        Method::MetaHeacRecipePrior,
     ];
 
     /// The paper's name (the key in `bench`'s JSON).
@@ -160,6 +165,7 @@ impl Method {
             Method::MetaHeacMargin => "MetaHeac recipe by margin",
             Method::MetaHeacSimilar => "MetaHeac+similar campaigns",
             Method::MetaHeacWoSimilar => "MetaHeac w/o similar campaigns",
+            Method::MetaHeacRecipePrior => "MetaHeac+similar campaigns, recipe chosen with them",
         }
     }
 
@@ -198,6 +204,7 @@ impl Method {
             Method::MetaHeacMargin => "metaheac-margin",
             Method::MetaHeacSimilar => "metaheac-similar",
             Method::MetaHeacWoSimilar => "wo-similar",
+            Method::MetaHeacRecipePrior => "metaheac-recipe-prior",
         }
     }
 
@@ -209,7 +216,10 @@ impl Method {
 
     /// Whether it needs the training campaigns' LR fits ([`Task::library`]).
     pub fn needs_library(self) -> bool {
-        matches!(self, Method::LrSimilar | Method::MetaHeacSimilar)
+        matches!(
+            self,
+            Method::LrSimilar | Method::MetaHeacSimilar | Method::MetaHeacRecipePrior
+        )
     }
 
     /// Whether it fine-tunes with the online recipe its general model's validation campaigns chose
@@ -244,7 +254,8 @@ impl Method {
             | Method::MetaHeacSingle
             | Method::MetaHeacMargin
             | Method::MetaHeacSimilar
-            | Method::MetaHeacWoSimilar => Some(General::MetaHeac),
+            | Method::MetaHeacWoSimilar
+            | Method::MetaHeacRecipePrior => Some(General::MetaHeac),
         }
     }
 }
@@ -367,7 +378,7 @@ pub fn start(
             m.ad = m.ad.into_iter().map(|e| e.no_grad()).collect();
             m
         }
-        Method::MetaHeacSimilar => {
+        Method::MetaHeacSimilar | Method::MetaHeacRecipePrior => {
             let library = task
                 .library
                 .expect("MetaHeac+similar campaigns needs the training campaigns' library");

@@ -193,6 +193,13 @@ pub struct MetaConfig {
     /// standard errors of the paired difference (0: a higher mean, on two campaigns at least).
     #[config(default = 0.0)]
     pub select_similar_margin: f64,
+    /// Where the online stage takes that prior, choose its recipe again with the prior folded in
+    /// ([`crate::schedule::choose_online_with_prior`]): the recipe chosen at the end of the fit was
+    /// chosen without it, on the rows the kept iteration was chosen on with the configured recipe;
+    /// this one is chosen as the online stage will run, on the validation campaigns split again. The
+    /// record carries it (and the earlier choice beside it).
+    #[config(default = false)]
+    pub online_with_prior: bool,
     /// Once validation has chosen (the kept iteration, the online recipe, the experts), meta-train
     /// the kept configuration again from its initial weights on every training campaign, the
     /// validation ones included, for as many passes over the rows as the kept iteration made

@@ -72,16 +72,32 @@ pub struct TrainingInfo {
     /// the library).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub similar: Option<crate::schedule::SimilarChoice>,
+    /// The recipe the fit's validation chose without that prior, where `online` was chosen again with
+    /// it (`MetaConfig::online_with_prior`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online_without_prior: Option<crate::schedule::OnlineChoice>,
 }
 
 impl TrainingInfo {
     /// The online recipe to apply: the chosen one (the best single run where `averaging` is false:
     /// see [`crate::schedule::OnlineChoice::applied`]), or the configuration as given.
     pub fn online_recipe(&self, averaging: bool) -> crate::finetune::OnlineRecipe {
-        self.online
-            .as_ref()
-            .map(|c| c.applied(averaging))
-            .unwrap_or_default()
+        self.online_recipe_with(averaging, true)
+    }
+
+    /// [`Self::online_recipe`] for an online stage that starts from the similar campaigns' prior
+    /// where the record carries one (`prior`) or not: without it, the recipe chosen without it where
+    /// `online` was chosen again with it ([`Self::online_without_prior`]).
+    pub fn online_recipe_with(
+        &self,
+        averaging: bool,
+        prior: bool,
+    ) -> crate::finetune::OnlineRecipe {
+        let choice = match prior {
+            true => self.online.as_ref(),
+            false => self.online_without_prior.as_ref().or(self.online.as_ref()),
+        };
+        choice.map(|c| c.applied(averaging)).unwrap_or_default()
     }
 }
 

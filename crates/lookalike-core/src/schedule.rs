@@ -110,6 +110,12 @@ impl<'a> Validation<'a> {
         self.resplit(self.seed ^ 0x51_0000_0000)
     }
 
+    /// The split [`choose_online_with_prior`] chooses on (another seed of its own: the recipe chosen
+    /// there would flatter the side of the similar campaigns' comparison that uses it).
+    pub fn recipe_split(&self) -> Validation<'a> {
+        self.resplit(self.seed ^ 0x52_0000_0000)
+    }
+
     fn split(campaigns: &[&'a Campaign], max_rows: usize, seed: u64) -> Vec<ValidationSet<'a>> {
         let mut rng = StdRng::seed_from_u64(seed);
         campaigns
@@ -230,9 +236,25 @@ impl<'a> Validation<'a> {
         general: &MetaHeac,
         finetune: &FineTuneConfig,
     ) -> Result<[Vec<Option<f64>>; 3], NonFinite> {
+        self.both_and_averaged_from(general, finetune, None)
+    }
+
+    /// [`Self::aucs_both_and_averaged`], with the prior of `library` folded in first where one is
+    /// given (as [`Self::aucs_with_library`]).
+    fn both_and_averaged_from(
+        &self,
+        general: &MetaHeac,
+        finetune: &FineTuneConfig,
+        library: Option<&Library>,
+    ) -> Result<[Vec<Option<f64>>; 3], NonFinite> {
         let sets = self.per_campaign_sets(3, |i, fold, tune, eval| {
+            let mut model = crate::grads::releaf(general.clone());
+            if let Some(library) = library {
+                let aid = &self.sets[i].campaign.aid;
+                model = library.fold_leaving_out(model, self.users, tune, aid);
+            }
             let scores = crate::finetune::tune_and_score_both(
-                crate::grads::releaf(general.clone()),
+                model,
                 finetune,
                 self.users,
                 &self.sets[i].campaign.ad,
@@ -390,6 +412,35 @@ pub fn choose_online(
     averaging: bool,
     margin: f64,
 ) -> Result<(OnlineChoice, Vec<Option<f64>>), NonFinite> {
+    choose_online_from(validation, general, as_configured, averaging, margin, None)
+}
+
+/// [`choose_online`] for the online stage as it will run with the similar campaigns' prior: each
+/// validation campaign starts from the prior of `deployed` (the library the record carries, the
+/// campaign itself left out, as [`choose_similar`] gives it), and the recipes are compared on the
+/// validation campaigns split again ([`Validation::recipe_split`]), not on the rows the kept
+/// iteration was chosen on with the configured recipe (which flatter that recipe). The recipe
+/// [`choose_online`] chose at the end of the fit was chosen without the prior, which changes what
+/// the wide fit and the Adam steps start from.
+pub fn choose_online_with_prior(
+    validation: &Validation,
+    general: &MetaHeac,
+    deployed: &Library,
+    averaging: bool,
+    margin: f64,
+) -> Result<(OnlineChoice, Vec<Option<f64>>), NonFinite> {
+    let fresh = validation.recipe_split();
+    choose_online_from(&fresh, general, None, averaging, margin, Some(deployed))
+}
+
+fn choose_online_from(
+    validation: &Validation,
+    general: &MetaHeac,
+    as_configured: Option<Vec<Option<f64>>>,
+    averaging: bool,
+    margin: f64,
+    library: Option<&Library>,
+) -> Result<(OnlineChoice, Vec<Option<f64>>), NonFinite> {
     let wide = !general.wide.is_empty();
     let finetune = &validation.finetune;
     let mut tried = Vec::new();
@@ -400,7 +451,7 @@ pub fn choose_online(
     // Where the average is tried and is the average of the two single runs tried, all three come
     // from the same two fine-tunes.
     let both = if averaging && OnlineRecipe::Averaged.apply(finetune.clone()).soups(wide) {
-        Some(validation.aucs_both_and_averaged(general, finetune)?)
+        Some(validation.both_and_averaged_from(general, finetune, library)?)
     } else {
         None
     };
@@ -410,7 +461,7 @@ pub fn choose_online(
             (OnlineRecipe::NoWideFit, _, Some([adam, _, _])) => adam.clone(),
             (OnlineRecipe::WideOnly, _, Some([_, wide_only, _])) => wide_only.clone(),
             (OnlineRecipe::Averaged, _, Some([_, _, averaged])) => averaged.clone(),
-            _ => validation.aucs_as(general, &recipe.apply(finetune.clone()))?,
+            _ => validation.aucs_from(general, &recipe.apply(finetune.clone()), library)?,
         };
         tried.push((recipe, mean_of(&aucs)));
         per_campaign.push(aucs);

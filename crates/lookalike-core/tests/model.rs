@@ -1082,6 +1082,72 @@ fn validation_chooses_whether_to_take_the_similar_campaigns_prior() {
     );
 }
 
+/// The online recipe chosen again for the online stage as it runs with the similar campaigns'
+/// prior: every recipe tried, each validation campaign starting from the prior of the others, on
+/// the validation campaigns split a third way (neither the fit's rows nor the similar comparison's).
+#[test]
+fn the_recipe_is_chosen_again_with_the_prior_on_a_fresh_split() {
+    use lookalike_core::finetune::OnlineRecipe;
+    use lookalike_core::lr::{LrConfig, OneHot};
+    use lookalike_core::schedule::{self, OnlineChoice, Setup, mean_of};
+    use lookalike_core::similar::Library;
+    let device = Device::flex().autodiff();
+    let (s, u, camps, finetune) = choosing_world();
+    let refs: Vec<&Campaign> = camps.iter().collect();
+    let c = config(&s).with_wide(true);
+    let Setup {
+        mut trainer,
+        validation,
+        ..
+    } = schedule::setup(
+        model(&c, &device, 4),
+        choosing_meta(),
+        &finetune,
+        &u,
+        &refs,
+        5,
+    );
+    let report = schedule::fit(&mut trainer, Some(&validation), None, &mut |_| {}).unwrap();
+    let general = trainer.model();
+    let library = Library::fit(&OneHot::of_wide(general), &u, &refs, &LrConfig::default());
+    assert!(library.k > 0);
+    let (choice, aucs) =
+        schedule::choose_online_with_prior(&validation, general, &library, true, 0.0).unwrap();
+    let tried: Vec<OnlineRecipe> = choice.tried.iter().map(|t| t.0).collect();
+    assert_eq!(tried, OnlineRecipe::ALL);
+    let fresh = validation.recipe_split();
+    assert_eq!(fresh.aids(), validation.aids());
+    let tuned = finetune.clone().with_max_steps(10);
+    // Each recipe's AUCs are its fine-tunes from the prior, on the fresh split (the average's too,
+    // though it is scored from the two single runs' fine-tunes).
+    for ((recipe, mean), per) in choice.tried.iter().zip(&choice.aucs) {
+        let again = fresh
+            .aucs_with_library(general, &recipe.apply(tuned.clone()), &library)
+            .unwrap();
+        assert_eq!(per, &again, "{recipe:?}");
+        assert_eq!(mean_of(per), *mean);
+    }
+    assert_eq!(
+        choice.recipe,
+        choice.tried[OnlineChoice::pick(&choice.tried, &choice.aucs, 0.0)].0
+    );
+    assert_eq!(
+        aucs,
+        choice.aucs[tried.iter().position(|&r| r == choice.recipe).unwrap()]
+    );
+    // Not the rows the fit chose on, nor those the similar comparison uses.
+    let without = report.online.as_ref().unwrap();
+    assert_ne!(choice.aucs[0], without.aucs[0], "other rows, and the prior");
+    let similar = validation.similar_split();
+    assert_ne!(
+        similar
+            .aucs_with_library(general, &tuned, &library)
+            .unwrap(),
+        choice.aucs[0],
+        "another split than the similar comparison's"
+    );
+}
+
 /// Where the two runs' average is not wanted (non-seeds sampled from the pool), a choice of it gives
 /// way to the best single run tried; any other choice stands. With a margin, the default recipe stays
 /// unless another clearly leads it.
@@ -1147,6 +1213,19 @@ fn a_chosen_average_gives_way_to_the_best_single_run() {
     assert_eq!(OnlineChoice::pick(&tried[..2], &noisy[..2], 1.0), 0);
     // Without per-campaign AUCs (older records), the choice stands.
     assert_eq!(averaged.with_margin(1e9), R::Averaged);
+    // A record whose recipe was chosen again with the similar campaigns' prior applies the earlier
+    // choice to an online stage without the prior; one chosen once applies it either way.
+    let mut t = TrainingInfo {
+        online: Some(averaged.clone()),
+        online_without_prior: Some(single.clone()),
+        ..TrainingInfo::default()
+    };
+    assert_eq!(t.online_recipe(true), R::Averaged);
+    assert_eq!(t.online_recipe_with(true, true), R::Averaged);
+    assert_eq!(t.online_recipe_with(false, true), R::NonNegativeOffset);
+    assert_eq!(t.online_recipe_with(true, false), R::WideOnly);
+    t.online_without_prior = None;
+    assert_eq!(t.online_recipe_with(true, false), R::Averaged);
     assert_eq!(single.with_margin(1e9), R::WideOnly);
     // Applied, the average turns on the two runs; the others leave them off.
     let ft = lookalike_core::finetune::FineTuneConfig::new();

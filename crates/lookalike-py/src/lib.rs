@@ -138,7 +138,7 @@ impl Model {
                 // `lookalike finetune`.
                 finetune: header
                     .training
-                    .online_recipe(false)
+                    .online_recipe_with(false, similar)
                     .apply(FineTuneConfig::new().sampled_negatives())
                     .with_similar(similar),
                 seed,
