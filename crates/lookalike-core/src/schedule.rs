@@ -190,14 +190,8 @@ impl<'a> Validation<'a> {
         library: Option<&Library>,
     ) -> Result<Vec<Option<f64>>, NonFinite> {
         self.per_campaign(|i, fold, tune, eval| {
-            // Fresh leaves: the fine-tunes on other threads share no graph with this one.
-            let mut model = crate::grads::releaf(general.clone());
-            if let Some(library) = library {
-                let aid = &self.sets[i].campaign.aid;
-                model = library.fold_leaving_out(model, self.users, tune, aid);
-            }
             let (scores, _) = tune_and_score(
-                model,
+                self.start(general, i, tune, library),
                 finetune,
                 self.users,
                 &self.sets[i].campaign.ad,
@@ -207,6 +201,23 @@ impl<'a> Validation<'a> {
             )?;
             Ok(scores)
         })
+    }
+
+    /// What campaign `i`'s fine-tune on `tune` starts from: `general` with fresh leaves (the
+    /// fine-tunes on other threads share no graph with this one), and the prior of `library` from
+    /// those rows folded in where one is given, the campaign itself left out.
+    fn start(
+        &self,
+        general: &MetaHeac,
+        i: usize,
+        tune: &[Row],
+        library: Option<&Library>,
+    ) -> MetaHeac {
+        let model = crate::grads::releaf(general.clone());
+        match library {
+            Some(l) => l.fold_leaving_out(model, self.users, tune, &self.sets[i].campaign.aid),
+            None => model,
+        }
     }
 
     /// The seed of campaign `i`'s fine-tune on half `fold`.
@@ -248,13 +259,8 @@ impl<'a> Validation<'a> {
         library: Option<&Library>,
     ) -> Result<[Vec<Option<f64>>; 3], NonFinite> {
         let sets = self.per_campaign_sets(3, |i, fold, tune, eval| {
-            let mut model = crate::grads::releaf(general.clone());
-            if let Some(library) = library {
-                let aid = &self.sets[i].campaign.aid;
-                model = library.fold_leaving_out(model, self.users, tune, aid);
-            }
             let scores = crate::finetune::tune_and_score_both(
-                model,
+                self.start(general, i, tune, library),
                 finetune,
                 self.users,
                 &self.sets[i].campaign.ad,
