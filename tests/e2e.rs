@@ -698,6 +698,29 @@ fn user_errors_are_clear() {
     let e = fails(&["eval", "--data", p(&w.path("data.lkd"))]);
     assert!(e.contains("--model is required"), "{e}");
     assert!(!w.path("x.rec").exists());
+    // A record evaluated on data prepared another way (other fields, other vocabularies).
+    let listed = w.path("listed.lkd");
+    ok(&[
+        "prepare",
+        "--raw",
+        p(&w.path("raw")),
+        "--out",
+        p(&listed),
+        "--fields",
+        "listed",
+    ]);
+    let rec = w.path("listed.rec");
+    ok(&[
+        "pretrain",
+        "--data",
+        p(&listed),
+        "--out",
+        p(&rec),
+        "--max-iterations",
+        "1",
+    ]);
+    let e = fails(&["eval", "--data", p(&w.path("data.lkd")), "--model", p(&rec)]);
+    assert!(e.contains("was trained on other data than"), "{e}");
 }
 
 #[test]

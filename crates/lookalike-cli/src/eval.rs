@@ -86,8 +86,10 @@ pub fn run(a: Args) -> Result<()> {
         Some(path) => {
             let bytes =
                 std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-            let (h, _) =
-                record::read_header(&bytes).with_context(|| format!("{}", path.display()))?;
+            // One decode of the header and library (the weights do not depend on the data).
+            let (h, model) =
+                record::from_bytes_or_fresh(&bytes, a.no_pretrain.then_some(a.seed), &train_device)
+                    .with_context(|| format!("{}", path.display()))?;
             if h.schema != data.schema {
                 bail!(
                     "{} was trained on other data than {} (their vocabularies differ); evaluate on the prepared file it was trained on",
@@ -95,9 +97,6 @@ pub fn run(a: Args) -> Result<()> {
                     a.data.display()
                 );
             }
-            let (h, model) =
-                record::from_bytes_or_fresh(&bytes, a.no_pretrain.then_some(a.seed), &train_device)
-                    .with_context(|| format!("{}", path.display()))?;
             training = Some(h.training);
             // A fresh model's online stage has no prior.
             library = h.library.filter(|_| !a.no_pretrain);
