@@ -812,14 +812,14 @@ fn online(
         Method::MetaHeacSoup => finetune.clone().with_soup(true),
         Method::MetaHeacSingle => recipe.single.apply(finetune.clone()),
         Method::MetaHeacMargin => recipe.margin.apply(finetune.clone()),
-        Method::MetaHeacRecipePrior => recipe
-            .with_prior
-            .unwrap_or(recipe.chosen)
-            .apply(finetune.clone()),
-        Method::MetaHeac if prior && meta.online_with_prior => recipe
-            .with_prior
-            .unwrap_or(recipe.chosen)
-            .apply(finetune.clone()),
+        m if m == Method::MetaHeacRecipePrior
+            || (m == Method::MetaHeac && prior && meta.online_with_prior) =>
+        {
+            recipe
+                .with_prior
+                .unwrap_or(recipe.chosen)
+                .apply(finetune.clone())
+        }
         _ => recipe.chosen.apply(finetune.clone()),
     }
 }
