@@ -697,6 +697,26 @@ fn user_errors_are_clear() {
     );
     let e = fails(&["eval", "--data", p(&w.path("data.lkd"))]);
     assert!(e.contains("--model is required"), "{e}");
+    // Margins are standard errors ≥ 0, refused the same way by every command that takes one.
+    for (cmd, flag, value) in [
+        ("pretrain", "--online-margin", "-1"),
+        ("pretrain", "--similar-margin", "NaN"),
+        ("bench", "--online-margin", "inf"),
+    ] {
+        let (data, rec) = (w.path("data.lkd"), w.path("x.rec"));
+        let mut args = vec![cmd, "--data", p(&data)];
+        if cmd == "pretrain" {
+            args.extend(["--out", p(&rec)]);
+        }
+        let flag_value = format!("{flag}={value}");
+        args.push(&flag_value);
+        let e = fails(&args);
+        assert!(
+            e.contains(&format!("invalid value '{value}' for '{flag}"))
+                && e.contains("not a number of standard errors ≥ 0"),
+            "{cmd} {flag}: {e}"
+        );
+    }
     assert!(!w.path("x.rec").exists());
     // A record evaluated on data prepared another way (other fields, other vocabularies).
     let listed = w.path("listed.lkd");

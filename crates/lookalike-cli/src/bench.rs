@@ -66,7 +66,7 @@ pub struct Args {
     /// Every general model's validation campaigns keep the default online recipe (the average of two
     /// runs) unless another leads it by more than this many standard errors, as `pretrain
     /// --online-margin` [default: as `pretrain`].
-    #[arg(long)]
+    #[arg(long, value_parser = crate::standard_errors)]
     online_margin: Option<f64>,
     /// Where MetaHeac takes that prior, fine-tune it with the recipe its validation campaigns choose
     /// with the prior folded in, as `pretrain --online-with-prior` [default: as `pretrain`].
@@ -237,9 +237,6 @@ pub fn run(a: Args) -> Result<()> {
     base_meta.val_refit = a.val_refit.unwrap_or(base_meta.val_refit);
     base_meta.online_with_prior = a.online_with_prior.unwrap_or(base_meta.online_with_prior);
     base_meta.online_margin = a.online_margin.unwrap_or(base_meta.online_margin);
-    if base_meta.online_margin.is_nan() || base_meta.online_margin < 0.0 {
-        bail!("--online-margin must be a number of standard errors ≥ 0");
-    }
     if let Some(v) = a.task_sampling {
         base_meta.task_sampling = v.into();
     }

@@ -137,6 +137,15 @@ pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
         .with_context(|| format!("{}", path.display()))
 }
 
+/// A margin in standard errors (`--online-margin`, `--similar-margin`): a finite number ≥ 0. A
+/// negative margin would let a recipe that trails the default displace it, and NaN would never lead.
+pub fn standard_errors(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a number of standard errors ≥ 0")),
+    }
+}
+
 /// `--backend`: where the model runs.
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 pub enum BackendArg {

@@ -230,7 +230,7 @@ pub struct Args {
     online_average: Option<bool>,
     /// ... keeping the default recipe (that average, where tried) unless another leads it on the
     /// validation campaigns by more than this many standard errors (0: the highest mean) [default: 0].
-    #[arg(long)]
+    #[arg(long, value_parser = crate::standard_errors)]
     online_margin: Option<f64>,
     /// After training, let the validation campaigns choose between these experts and one (a second
     /// general model, one expert, trained on the same campaigns in about a third of the time; the
@@ -250,7 +250,7 @@ pub struct Args {
     similar: Option<SimilarArg>,
     /// With `--similar choose`: take the prior only where its lead over the validation campaigns
     /// exceeds this many standard errors of the paired difference [default: 0, a higher mean].
-    #[arg(long)]
+    #[arg(long, value_parser = crate::standard_errors)]
     similar_margin: Option<f64>,
     /// Where the prior is taken, choose the online recipe again with it folded in, on the
     /// validation campaigns split again; the record carries that recipe [default: false].
