@@ -252,12 +252,6 @@ pub fn run(a: Args) -> Result<()> {
             fmt(g.precision),
             fmt(g.recall)
         );
-        if !g.skipped.is_empty() {
-            eprintln!(
-                "note: {name} campaigns without both positives and negatives in stage 2 (left out of the means): {}",
-                g.skipped.join(", ")
-            );
-        }
     }
     println!();
     println!(

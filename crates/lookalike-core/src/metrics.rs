@@ -129,6 +129,9 @@ pub struct TestCampaigns {
     pub candidates: Option<Spread>,
     pub positives: Option<Spread>,
     pub top: Option<Spread>,
+    /// Campaigns left out of the means (no positive or no negative candidate: no AUC), by aid.
+    #[serde(default)]
+    pub left_out: Vec<String>,
 }
 
 impl TestCampaigns {
@@ -140,11 +143,28 @@ impl TestCampaigns {
             candidates: Spread::of(kept.iter().map(|c| c.rows).collect()),
             positives: Spread::of(kept.iter().map(|c| c.positives).collect()),
             top: Spread::of(kept.iter().map(|c| cutoff(c.rows, frac)).collect()),
+            left_out: per_campaign
+                .iter()
+                .filter(|c| c.auc.is_none())
+                .map(|c| c.aid.clone())
+                .collect(),
         }
     }
 
-    /// One line for people: "cold 6 campaigns: 23–62 (median 25) candidates, …".
+    /// One line for people: "cold 6 campaigns: 23–62 (median 25) candidates, …", and the
+    /// campaigns the means leave out, by aid, so that a group smaller than the data's is explained.
     pub fn describe(&self, group: &str, frac: f64) -> String {
+        let kept = self.describe_kept(group, frac);
+        match self.left_out.len() {
+            0 => kept,
+            n => format!(
+                "{kept} ({n} more left out, without a positive or without a negative candidate: aid {})",
+                self.left_out.join(", ")
+            ),
+        }
+    }
+
+    fn describe_kept(&self, group: &str, frac: f64) -> String {
         match (&self.candidates, &self.positives, &self.top) {
             (Some(n), Some(pos), Some(top)) => format!(
                 "{group} {} campaign{}: {n} candidates, {pos} positive, top {}% = {top}",
@@ -319,20 +339,31 @@ mod tests {
         assert_eq!(t.positives, spread(2, 4, 7));
         // floor(5 % of n), at least 1: 40 → 2, 60 → 3, 500 → 25.
         assert_eq!(t.top, spread(2, 3, 25));
+        assert_eq!(t.left_out.len(), 2);
+        let named: Vec<CampaignMetrics> = cs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| CampaignMetrics {
+                aid: format!("a{i}"),
+                ..c.clone()
+            })
+            .collect();
         assert_eq!(
-            t.describe("cold", 0.05),
-            "cold 4 campaigns: 40–500 (median 60) candidates, 2–7 (median 4) positive, top 5% = 2–25 (median 3)"
+            TestCampaigns::of(&named, 0.05).describe("cold", 0.05),
+            "cold 4 campaigns: 40–500 (median 60) candidates, 2–7 (median 4) positive, top 5% = 2–25 (median 3) \
+             (2 more left out, without a positive or without a negative candidate: aid a2, a3)"
         );
         let one = TestCampaigns::of(&cs[..1], 0.05);
         assert_eq!(
             one.describe("hot", 0.05),
             "hot 1 campaign: 500 candidates, 2 positive, top 5% = 25"
         );
-        let none = TestCampaigns::of(&cs[2..4], 0.05);
+        let none = TestCampaigns::of(&named[2..4], 0.05);
         assert_eq!(none.campaigns, 0);
         assert_eq!(
             none.describe("hot", 0.05),
-            "hot: no campaign with both labels among its candidates"
+            "hot: no campaign with both labels among its candidates \
+             (2 more left out, without a positive or without a negative candidate: aid a2, a3)"
         );
     }
 }
