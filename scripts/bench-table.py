@@ -2,7 +2,9 @@
 """The README's comparison table from `lookalike bench --json` runs: one row per world, MetaHeac against
 LR and MLP+pre-training on the cold group (and the hot group's AUCs), paired per campaign.
 
-usage: bench-table.py NAME=RUN.json[,RUN.json…] [NAME=…]
+usage: bench-table.py [--one-stage] NAME=RUN.json[,RUN.json…] [NAME=…]
+
+--one-stage adds a last column: MetaHeac against MLP one-stage on the cold group, as the other "vs" cells.
 
 A world's runs are merged by method: one run may hold MetaHeac and LR, another MLP+pre-training, when
 they ran at different times. They must be of the same prepared file and the same seeds: every method is
@@ -60,14 +62,17 @@ def cell_vs(methods, other, group):
 
 
 def main():
-    if len(sys.argv) < 2 or any("=" not in a for a in sys.argv[1:]):
+    args = sys.argv[1:]
+    one_stage = "--one-stage" in args
+    args = [a for a in args if a != "--one-stage"]
+    if not args or any("=" not in a for a in args):
         raise SystemExit(__doc__)
     print(
         "| world (cold / hot campaigns) | LR cold | MLP+pre cold | **MetaHeac cold** | vs LR | vs MLP+pre "
-        "| LR hot | MLP+pre hot | **MetaHeac hot** |"
+        "| LR hot | MLP+pre hot | **MetaHeac hot** |" + (" vs MLP one-stage |" if one_stage else "")
     )
-    print("|---|---|---|---|---|---|---|---|---|")
-    for arg in sys.argv[1:]:
+    print("|---|---|---|---|---|---|---|---|---|" + ("---|" if one_stage else ""))
+    for arg in args:
         name, paths = arg.split("=", 1)
         methods = merged(paths.split(","))
         if "MetaHeac" not in methods:
@@ -94,6 +99,7 @@ def main():
             f"| {cell_vs(methods, 'LR', 'cold')} | {cell_vs(methods, 'MLP+pre-training', 'cold')} "
             f"| {plain('LR', 'hot')} | {plain('MLP+pre-training', 'hot')} "
             f"| **{plain('MetaHeac', 'hot')}** |"
+            + (f" {cell_vs(methods, 'MLP one-stage', 'cold')} |" if one_stage else "")
         )
 
 
