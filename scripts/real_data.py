@@ -648,22 +648,10 @@ def birds(out, rng, min_strikes=150, cap=800):
             "kw1": token(atype, r.atype),
             "topic1": token(operator, r.operator),
         }
-    camps, rows = {}, {}
-    for k, (state, g) in enumerate(d.groupby("state")):
-        aid = k + 1
-        if len(g) > cap:
-            g = g.iloc[sorted(rng.sample(range(len(g)), cap))]
-        camps[aid] = {
-            "advertiserId": 1,
-            "campaignId": aid,
-            "creativeSize": bucket(len(g), [200, 400, 800]),
-            "adCategoryId": 1,
-            "productId": 1,
-            "productType": 1,
-        }
-        # A campaign is a state; its seeds are the strikes that changed the flight (a precautionary
-        # landing, an aborted take-off, an engine shut down, other).
-        rows[aid] = [(int(u), e == e) for u, e in zip(g.rownames, g.effect)]
+    # A campaign is a state; its seeds are the strikes that changed the flight (a precautionary landing,
+    # an aborted take-off, an engine shut down, other).
+    camps, rows = one_campaign_per(d, "state", rng, cap, lambda g: g.effect.notna(),
+                                   lambda g: bucket(len(g), [200, 400, 800]))
     write(out, users, camps, rows, rng)
 
 
@@ -744,23 +732,30 @@ def pets(out, rng, min_pets=300, cap=800):
             "initial": [ord(name[0]) - ord("a") + 2 if name and "a" <= name[0] <= "z" else 1],
             "named": [1 if name else 2],
         }
+    # A campaign is a zip code; its seeds are the licensed cats.
+    camps, rows = one_campaign_per(d, "zip", rng, cap, lambda g: g.species == "Cat")
+    used = {u for rs in rows.values() for u, _ in rs}
+    write(out, {u: f for u, f in users.items() if u in used}, camps, rows, rng)
+
+
+def one_campaign_per(d, column, rng, cap, is_seed, size=lambda g: 1):
+    """A campaign for each value of `column` (in sorted order, aids from 1), on at most `cap` of its rows
+    sampled; `is_seed(rows)` says which rows are seeds, `size(rows)` gives the creativeSize ad field."""
     camps, rows = {}, {}
-    for k, (z, g) in enumerate(d.groupby("zip")):
+    for k, (_, g) in enumerate(d.groupby(column)):
         aid = k + 1
         if len(g) > cap:
             g = g.iloc[sorted(rng.sample(range(len(g)), cap))]
         camps[aid] = {
             "advertiserId": 1,
             "campaignId": aid,
-            "creativeSize": 1,
+            "creativeSize": size(g),
             "adCategoryId": 1,
             "productId": 1,
             "productType": 1,
         }
-        # A campaign is a zip code; its seeds are the licensed cats.
-        rows[aid] = [(int(u), sp == "Cat") for u, sp in zip(g.rownames, g.species)]
-    used = {u for rs in rows.values() for u, _ in rs}
-    write(out, {u: f for u, f in users.items() if u in used}, camps, rows, rng)
+        rows[aid] = [(int(u), bool(y)) for u, y in zip(g.rownames, is_seed(g))]
+    return camps, rows
 
 
 def title_words(title):
