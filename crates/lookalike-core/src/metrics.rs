@@ -143,11 +143,7 @@ impl TestCampaigns {
             candidates: Spread::of(kept.iter().map(|c| c.rows).collect()),
             positives: Spread::of(kept.iter().map(|c| c.positives).collect()),
             top: Spread::of(kept.iter().map(|c| cutoff(c.rows, frac)).collect()),
-            left_out: per_campaign
-                .iter()
-                .filter(|c| c.auc.is_none())
-                .map(|c| c.aid.clone())
-                .collect(),
+            left_out: without_auc(per_campaign),
         }
     }
 
@@ -201,6 +197,15 @@ pub struct GroupMetrics {
     pub per_campaign: Vec<CampaignMetrics>,
 }
 
+/// The aids of the campaigns the means leave out: no positive or no negative candidate, so no AUC.
+fn without_auc(per_campaign: &[CampaignMetrics]) -> Vec<String> {
+    per_campaign
+        .iter()
+        .filter(|c| c.auc.is_none())
+        .map(|c| c.aid.clone())
+        .collect()
+}
+
 fn mean(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
     let v: Vec<f64> = values.flatten().collect();
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
@@ -220,11 +225,7 @@ impl GroupMetrics {
             precision: mean(kept.iter().map(|c| c.precision)),
             recall: mean(kept.iter().map(|c| c.recall)),
             campaigns: kept.len(),
-            skipped: per_campaign
-                .iter()
-                .filter(|c| c.auc.is_none())
-                .map(|c| c.aid.clone())
-                .collect(),
+            skipped: without_auc(&per_campaign),
             per_campaign,
         }
     }
