@@ -1,5 +1,6 @@
-//! The paper's metrics: AUC (Mann–Whitney, ties count ½), precision and recall at the top 5 %, per
-//! campaign and aggregated per group (pooled AUC, mean campaign AUC, mean P, mean R).
+//! The paper's metrics: AUC (Mann–Whitney, ties count ½), precision and recall at the top 5 % (ties at
+//! the cutoff share its places), per campaign and aggregated per group (pooled AUC, mean campaign AUC,
+//! mean P, mean R).
 
 use serde::{Deserialize, Serialize};
 
@@ -43,14 +44,30 @@ pub fn cutoff(n: usize, frac: f64) -> usize {
 }
 
 /// Precision and recall of the top `frac` of rows; `None` without positives.
+///
+/// Rows tied with the k-th score share its remaining places: they add their positives' share of them
+/// (the expected hits when ties are broken at random), as AUC counts a tie ½. Breaking them by row
+/// order would let the order of the candidates, not the scores, decide P@k wherever users' features
+/// are identical (a world of a few coarse fields has many such users).
 pub fn precision_recall_at(labels: &[bool], scores: &[f32], frac: f64) -> Option<(f64, f64)> {
     let pos = labels.iter().filter(|&&l| l).count();
     if pos == 0 || labels.is_empty() {
         return None;
     }
     let k = cutoff(labels.len(), frac);
-    let hits = top_k(scores, k).into_iter().filter(|&i| labels[i]).count();
-    Some((hits as f64 / k as f64, hits as f64 / pos as f64))
+    let kth = scores[*top_k(scores, k).last()?];
+    let (mut above, mut hits_above, mut tied, mut hits_tied) = (0usize, 0usize, 0usize, 0usize);
+    for (&s, &l) in scores.iter().zip(labels) {
+        if s > kth {
+            above += 1;
+            hits_above += l as usize;
+        } else if s == kth {
+            tied += 1;
+            hits_tied += l as usize;
+        }
+    }
+    let hits = hits_above as f64 + (k - above) as f64 * hits_tied as f64 / tied as f64;
+    Some((hits / k as f64, hits / pos as f64))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -298,6 +315,29 @@ mod tests {
     #[test]
     fn ties_at_the_cutoff_break_by_row_order() {
         assert_eq!(top_k(&[0.5, 0.7, 0.5, 0.5], 2), vec![1, 0]);
+    }
+
+    #[test]
+    fn ties_at_the_cutoff_share_its_places() {
+        // 40 rows, k = 2: one clear best (negative), then three tied at 0.5 of which one is positive.
+        let mut labels = vec![false; 40];
+        let mut scores = vec![0.0f32; 40];
+        scores[0] = 0.9;
+        for i in [5, 6, 7] {
+            scores[i] = 0.5;
+        }
+        labels[7] = true;
+        labels[30] = true;
+        let (p, r) = precision_recall_at(&labels, &scores, 0.05).unwrap();
+        // One place left for three tied rows, one of them positive: ⅓ of a hit.
+        assert!((p - 1.0 / 6.0).abs() < 1e-12, "{p}");
+        assert!((r - 1.0 / 6.0).abs() < 1e-12, "{r}");
+        // The candidates' order does not matter: the positive first among the tied gives the same.
+        labels.swap(7, 5);
+        assert_eq!(precision_recall_at(&labels, &scores, 0.05).unwrap(), (p, r));
+        // A constant scorer's P@k is the base rate, whatever the order.
+        let (p, _) = precision_recall_at(&labels, &[0.3; 40], 0.05).unwrap();
+        assert!((p - 2.0 / 40.0).abs() < 1e-12, "{p}");
     }
 
     #[test]
