@@ -6,6 +6,11 @@ usage: bench-table.py [--one-stage] NAME=RUN.json[,RUN.json…] [NAME=…]
 
 --one-stage adds a last column: MetaHeac against MLP one-stage on the cold group, as the other "vs" cells.
 
+Under the table, "across worlds": each world is one unit (the question a new data set asks is whether
+MetaHeac will be ahead on it). Per baseline, group and metric: the worlds where MetaHeac's mean is ahead
+and behind, the median of its per-world lead, the two-sided sign test and the exact two-sided Wilcoxon
+signed-rank test over the worlds' leads (a world with no lead at all counts for neither).
+
 A world's runs are merged by method: one run may hold MetaHeac and LR, another MLP+pre-training, when
 they ran at different times. They must be of the same prepared file and the same seeds: every method is
 deterministic per seed, so a method of an earlier run repeats in a later one (`bench` on the same build).
@@ -18,7 +23,9 @@ same for P@5%.
 
 import importlib.util
 import json
+import math
 import os
+import statistics
 import sys
 
 spec = importlib.util.spec_from_file_location(
@@ -61,6 +68,69 @@ def cell_vs(methods, other, group):
     return f"{m:+.4f}, {wins} of {n}{tied}, {fmt_p(p)}; P@5% {pm:+.3f}, {fmt_p(pp)}"
 
 
+def sign_test(ahead, behind):
+    """Two-sided exact binomial test of ahead against behind at one half."""
+    n = ahead + behind
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(ahead, behind) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def signed_rank(d):
+    """Exact two-sided Wilcoxon signed-rank p of the differences d (zeros dropped, tied |d| share ranks)."""
+    d = [x for x in d if x != 0]
+    n = len(d)
+    if n == 0:
+        return 1.0
+    order = sorted(range(n), key=lambda i: abs(d[i]))
+    rank2 = [0] * n  # twice the average rank, so that shared ranks stay integers
+    i = 0
+    while i < n:
+        j = i
+        while j + 1 < n and abs(d[order[j + 1]]) == abs(d[order[i]]):
+            j += 1
+        for k in range(i, j + 1):
+            rank2[order[k]] = i + j + 2
+        i = j + 1
+    # The null distribution of the positive ranks' sum: every sign equally likely.
+    total = sum(rank2)
+    ways = [0] * (total + 1)
+    ways[0] = 1
+    for r in rank2:
+        for t in range(total, r - 1, -1):
+            ways[t] += ways[t - r]
+    w = sum(r for r, x in zip(rank2, d) if x > 0)
+    low = min(w, total - w)
+    tail = sum(ways[: low + 1]) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def across(worlds, others):
+    """Markdown lines: MetaHeac against each baseline over the worlds, one world one unit."""
+    lines = [
+        "| MetaHeac against | group, metric | worlds ahead | behind | median lead | sign test | signed-rank test |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for other in others:
+        for group in ("cold", "hot"):
+            for k, metric in ((2, "AUC"), (3, "P@5%")):
+                leads = [
+                    versus(methods, other, group, k)[0]
+                    for methods in worlds
+                    if other in methods and methods["MetaHeac"][group]["campaigns"]
+                ]
+                if not leads:
+                    continue
+                ahead, behind = sum(x > 0 for x in leads), sum(x < 0 for x in leads)
+                lines.append(
+                    f"| {other} | {group}, {metric} | {ahead} of {len(leads)} | {behind} "
+                    f"| {statistics.median(leads):+.4f} | {fmt_p(sign_test(ahead, behind))} "
+                    f"| {fmt_p(signed_rank(leads))} |"
+                )
+    return lines
+
+
 def main():
     args = sys.argv[1:]
     one_stage = "--one-stage" in args
@@ -72,9 +142,11 @@ def main():
         "| LR hot | MLP+pre hot | **MetaHeac hot** |" + (" vs MLP one-stage |" if one_stage else "")
     )
     print("|---|---|---|---|---|---|---|---|---|" + ("---|" if one_stage else ""))
+    worlds = []
     for arg in args:
         name, paths = arg.split("=", 1)
         methods = merged(paths.split(","))
+        worlds.append(methods)
         if "MetaHeac" not in methods:
             raise SystemExit(f"{name}: no MetaHeac run")
 
@@ -101,6 +173,9 @@ def main():
             f"| **{plain('MetaHeac', 'hot')}** |"
             + (f" {cell_vs(methods, 'MLP one-stage', 'cold')} |" if one_stage else "")
         )
+    others = ["LR", "MLP+pre-training"] + (["MLP one-stage"] if one_stage else [])
+    print(f"\nAcross the {len(worlds)} worlds (one world one unit; lead = MetaHeac − method):\n")
+    print("\n".join(across(worlds, others)))
 
 
 if __name__ == "__main__":
