@@ -970,6 +970,44 @@ fn bench_reports_every_method_over_seeds() {
     assert_eq!(lr["hot"]["campaigns"], 0, "{lr}");
     assert!(lr["hot"]["vs_metaheac"].is_null(), "{lr}");
     assert!(lr["cold"]["vs_metaheac"]["n"].as_u64() > Some(0), "{lr}");
+
+    // The README's table and its summary across worlds read these runs: the full one as two worlds,
+    // the all-cold one (no hot group, no MLP) as a third.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/bench-table.py");
+    let table = Command::new("python3")
+        .arg(script)
+        .arg("--one-stage")
+        .arg(format!("a={}", p(&w.path("bench.json"))))
+        .arg(format!("b={}", p(&w.path("bench.json"))))
+        .arg(format!("cold={}", p(&json)))
+        .output()
+        .expect("python3 runs scripts/bench-table.py");
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&table.stderr)
+    );
+    for row in ["| a (", "| b (", "| cold ("] {
+        assert!(text.contains(row), "{row}: {text}");
+    }
+    assert!(text.contains("Across the 3 worlds"), "{text}");
+    // LR is in every run; MLP+pre-training and the hot group only in the full one (twice).
+    assert!(text.contains("| LR | cold, AUC | "), "{text}");
+    let lr_cold = text
+        .lines()
+        .find(|l| l.starts_with("| LR | cold, AUC"))
+        .unwrap();
+    let cells: Vec<&str> = lr_cold.split('|').map(str::trim).collect();
+    assert!(cells[3].ends_with(" of 3"), "{lr_cold}");
+    let mlp_hot = text
+        .lines()
+        .find(|l| l.starts_with("| MLP+pre-training | hot, AUC"))
+        .unwrap();
+    assert!(
+        mlp_hot.split('|').nth(3).unwrap().trim().ends_with(" of 2"),
+        "{mlp_hot}"
+    );
 }
 
 /// Output into a closed pipe (`lookalike inspect R | head`) ends the process quietly, as other Unix
