@@ -174,7 +174,8 @@ def main():
             + (f" {cell_vs(methods, 'MLP one-stage', 'cold')} |" if one_stage else "")
         )
     others = ["LR", "MLP+pre-training"] + (["MLP one-stage"] if one_stage else [])
-    print(f"\nAcross the {len(worlds)} worlds (one world one unit; lead = MetaHeac − method):\n")
+    plural = "s" if len(worlds) != 1 else ""
+    print(f"\nAcross the {len(worlds)} world{plural} (one world one unit; lead = MetaHeac − method):\n")
     print("\n".join(across(worlds, others)))
 
 
