@@ -3,8 +3,9 @@
 # two synthetic stories on their seeds, the independent generator's world, the real sets of
 # scripts/fetch-real-data.sh), prepares each with the cold threshold the README gives it (its median
 # stage-1 seed count, read before any run), runs one `lookalike bench` per world and merges them with
-# scripts/bench-table.py --one-stage into OUT/table.md. A world whose JSON exists is not run again, so an
-# interrupted run continues where it stopped.
+# scripts/bench-table.py --one-stage into OUT/table.md (the table, then MetaHeac against each baseline
+# across the worlds). A world whose JSON exists is not run again, so an interrupted run continues where it
+# stopped.
 #
 # usage: scripts/bench-worlds.sh OUT [WORLD …]   (default: every world, in the order below)
 # env:   LOOKALIKE (binary; default target/release/lookalike), SEEDS (5), MAX_ITERATIONS (200),
