@@ -152,6 +152,12 @@ def bucket(x, edges):
     return 1 + sum(x > e for e in edges)
 
 
+def optional(x, offset=0):
+    """A code (an integer, shifted by offset) as a field's values; a missing answer (NaN) leaves the field
+    off the user's line, as missing fields are in the Tencent data."""
+    return [int(x) + offset] if x == x else []
+
+
 def movielens(out, rng, campaigns=60):
     d = load("dslabs", "movielens")
     d = d[["userId", "movieId", "rating", "genres", "year"]].copy()
@@ -252,8 +258,6 @@ def survey(out, rng, states=20, cap=1200):
     state_id = numbered(by_size)
     race_id = numbered(d.racef.dropna())
     d = d[d.state.isin(chosen)]
-    # A missing answer leaves its field off the user's line, as missing fields are in the Tencent data.
-    opt = lambda x, offset=0: [int(x) + offset] if x == x else []
     users = {}
     for r in d.itertuples():
         users[int(r.uid)] = {
@@ -262,10 +266,10 @@ def survey(out, rng, states=20, cap=1200):
             "education": [int(r.collegeed) + 1],
             "LBS": [state_id[r.state]],
             "carrier": [race_id[r.racef]] if r.racef == r.racef else [],
-            "consumptionAbility": opt(r.famincr),
-            "house": opt(r.ideo),
-            "interest1": opt(r.pid7na) + opt(r.ideo, 10),
-            "interest2": opt(r.religimp) + opt(r.churchatd, 10) + opt(r.prayerfreq, 20),
+            "consumptionAbility": optional(r.famincr),
+            "house": optional(r.ideo),
+            "interest1": optional(r.pid7na) + optional(r.ideo, 10),
+            "interest2": optional(r.religimp) + optional(r.churchatd, 10) + optional(r.prayerfreq, 20),
         }
     camps, rows = {}, {}
     for k, (column, yes, category) in enumerate(OPINIONS):
@@ -556,12 +560,12 @@ def bfi(out, rng, per_trait=2):
     for r in d.itertuples():
         u = {
             "gender": [int(r.gender)],
-            "education": [int(r.education)] if r.education == r.education else [],
+            "education": optional(r.education),
             "age": [bucket(r.age, [17, 19, 21, 23, 25, 28, 31, 35, 40, 50])],
         }
         for i in described:
             v = getattr(r, i)
-            u[f"item{i}"] = [int(v)] if v == v else []
+            u[f"item{i}"] = optional(v)
         users[int(r.rownames)] = u
     aid = 0
     for item in targets:
@@ -603,8 +607,8 @@ def abortion(out, rng, cap=600):
             "race": [race[r.race]] if r.race == r.race else [],
             "education": [bucket(r.educ, [8, 11, 12, 14, 15, 16])] if r.educ == r.educ else [],
             "party": [party[r.partyid]] if r.partyid == r.partyid else [],
-            "religion": [int(r.relactiv) + 1] if r.relactiv == r.relactiv else [],
-            "hispanic": [int(r.hispaniccat)] if r.hispaniccat == r.hispaniccat else [],
+            "religion": optional(r.relactiv, 1),
+            "hispanic": optional(r.hispaniccat),
             "year": [int(r.year) - 1971],
         }
     aid = 0
@@ -637,22 +641,19 @@ def spending(out, rng):
     bands = [(0, 40), (40, 60), (60, 200)]
     race, party, work = numbered(d.race.dropna()), numbered(d.partyid.dropna()), numbered(d.wrkstat.dropna())
 
-    def code(v, shift=1):
-        return [int(v) + shift] if v == v else []
-
     users, camps, rows = {}, {}, {}
     for r in d.itertuples():
         users[int(r.rownames)] = {
             "age": [bucket(r.age, [24, 29, 34, 39, 44, 49, 54, 59, 64, 69, 74])] if r.age == r.age else [],
             "gender": [int(r.sex) + 1],
             "education": [bucket(r.educ, [8, 11, 12, 13, 14, 15, 16, 17])] if r.educ == r.educ else [],
-            "degree": code(r.degree),
+            "degree": optional(r.degree, 1),
             "race": [race[r.race]],
-            "income": code(r.rincom16, 0),
+            "income": optional(r.rincom16),
             "party": [party[r.partyid]] if r.partyid == r.partyid else [],
-            "views": code(r.polviews, 0),
-            "place": code(r.xnorcsiz, 0),
-            "news": code(r.news, 0),
+            "views": optional(r.polviews),
+            "place": optional(r.xnorcsiz),
+            "news": optional(r.news),
             "work": [work[r.wrkstat]] if r.wrkstat == r.wrkstat else [],
         }
     aid = 0
@@ -699,13 +700,13 @@ def birds(out, rng, min_strikes=150, cap=800):
         # A strike as it was reported before its outcome: the effect on the flight and the remarks
         # (which describe the damage) are never features.
         users[int(r.rownames)] = {
-            "age": [int(r.year) - 1989] if r.year == r.year else [],
-            "month": [int(r.month)] if r.month == r.month else [],
+            "age": optional(r.year, -1989),
+            "month": optional(r.month),
             "phase": token(phase, r.phase_of_flt),
             "sky": token(sky, r.sky),
             "time_of_day": token(tod, r.time_of_day),
-            "mass": [int(r.ac_mass)] if r.ac_mass == r.ac_mass else [],
-            "engines": [int(r.num_engs)] if r.num_engs == r.num_engs else [],
+            "mass": optional(r.ac_mass),
+            "engines": optional(r.num_engs),
             "height": [bucket(r.height, [1, 50, 200, 500, 1000, 2000, 5000])] if r.height == r.height else [],
             "speed": [bucket(r.speed, [90, 120, 140, 160, 200, 250])] if r.speed == r.speed else [],
             "birds_seen": token(seen, r.birds_seen),
@@ -792,7 +793,7 @@ def pets(out, rng, min_pets=300, cap=800):
         # A licence as the city records it, without the species or the breed (which names the species).
         users[int(r.rownames)] = {
             "age": [bucket(r.year, [2015, 2016, 2017, 2018])] if r.year == r.year else [],
-            "month": [int(r.month)] if r.month == r.month else [],
+            "month": optional(r.month),
             "kw1": [name_id[name]] if name in name_id else [],
             "name_length": [min(len(name), 12) + 1],
             "initial": [ord(name[0]) - ord("a") + 2 if name and "a" <= name[0] <= "z" else 1],
