@@ -992,22 +992,19 @@ fn bench_reports_every_method_over_seeds() {
         assert!(text.contains(row), "{row}: {text}");
     }
     assert!(text.contains("Across the 3 worlds"), "{text}");
+    // The "worlds ahead" cell of a summary row: "N of M".
+    let worlds_ahead = |row: &str| -> String {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(row))
+            .unwrap_or_else(|| panic!("no row {row}: {text}"));
+        line.split('|').nth(3).unwrap().trim().to_string()
+    };
     // LR is in every run; MLP+pre-training and the hot group only in the full one (twice).
-    assert!(text.contains("| LR | cold, AUC | "), "{text}");
-    let lr_cold = text
-        .lines()
-        .find(|l| l.starts_with("| LR | cold, AUC"))
-        .unwrap();
-    let cells: Vec<&str> = lr_cold.split('|').map(str::trim).collect();
-    assert!(cells[3].ends_with(" of 3"), "{lr_cold}");
-    let mlp_hot = text
-        .lines()
-        .find(|l| l.starts_with("| MLP+pre-training | hot, AUC"))
-        .unwrap();
-    assert!(
-        mlp_hot.split('|').nth(3).unwrap().trim().ends_with(" of 2"),
-        "{mlp_hot}"
-    );
+    let lr_cold = worlds_ahead("| LR | cold, AUC |");
+    assert!(lr_cold.ends_with(" of 3"), "{lr_cold}");
+    let mlp_hot = worlds_ahead("| MLP+pre-training | hot, AUC |");
+    assert!(mlp_hot.ends_with(" of 2"), "{mlp_hot}");
 }
 
 /// Output into a closed pipe (`lookalike inspect R | head`) ends the process quietly, as other Unix
