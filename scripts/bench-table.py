@@ -2,7 +2,7 @@
 """The README's comparison table from `lookalike bench --json` runs: one row per world, MetaHeac against
 LR and MLP+pre-training on the cold group (and the hot group's AUCs), paired per campaign.
 
-usage: bench-table.py [--one-stage] NAME=RUN.json[,RUN.json…] [NAME=…]
+usage: bench-table.py [--one-stage] NAME=RUN.json[,RUN.json…][+RUN.json[,RUN.json…]…] [NAME=…]
 
 --one-stage adds a last column: MetaHeac against MLP one-stage on the cold group, as the other "vs" cells.
 
@@ -15,6 +15,11 @@ A world's runs are merged by method: one run may hold MetaHeac and LR, another M
 they ran at different times. They must be of the same prepared file and the same seeds: every method is
 deterministic per seed, so a method of an earlier run repeats in a later one (`bench` on the same build).
 Where two runs hold the same method, the first one's is used.
+
+Folds of one world (`prepare --folds N --fold K`, one bench per fold, joined by "+") are pooled: their test
+campaigns must be disjoint, and each method present in every fold gets the union of their campaigns, its
+per-seed means weighted by the campaigns each fold scored (so a seed's figure is its mean over all of the
+world's test campaigns) and the std over seeds of those. The folds must have run the same seeds.
 
 Cells: mean campaign AUC (± std over seeds for MetaHeac) and P@5%; "vs" columns: MetaHeac − method
 of the per-campaign means over seeds, campaigns MetaHeac wins (ties), two-sided paired t-test p, then the
@@ -36,6 +41,7 @@ spec.loader.exec_module(compare)
 
 
 def merged(paths):
+    """The methods of runs of one prepared file, and their seeds."""
     methods, data, seeds = {}, None, None
     for p in paths:
         run = json.load(open(p))
@@ -45,7 +51,55 @@ def merged(paths):
             raise SystemExit(f"{p}: another prepared file or other seeds than {paths[0]}")
         for name, result in run["methods"].items():
             methods.setdefault(name, result)
-    return methods
+    return methods, seeds
+
+
+def pooled_metric(parts, k, key):
+    """One metric over the folds' campaigns: per seed, the folds' means weighted by the campaigns each
+    scored (column k of per_campaign holds the campaign's mean over seeds, None where undefined)."""
+    per_seed, weight = None, 0
+    for group in parts:
+        n = sum(c[k] is not None for c in group["per_campaign"])
+        if n == 0:
+            continue
+        values = group[key]["per_seed"]
+        per_seed = [0.0] * len(values) if per_seed is None else per_seed
+        if len(values) != len(per_seed) or any(v is None for v in values):
+            raise SystemExit(f"{key}: the folds' per-seed figures do not line up")
+        per_seed = [a + n * v for a, v in zip(per_seed, values)]
+        weight += n
+    if per_seed is None:
+        return {"mean": None, "std": None, "per_seed": []}
+    per_seed = [v / weight for v in per_seed]
+    std = statistics.stdev(per_seed) if len(per_seed) > 1 else 0.0
+    return {"mean": statistics.fmean(per_seed), "std": std, "per_seed": per_seed}
+
+
+def pooled(folds):
+    """Folds of one world as one run: see the module's doc."""
+    if len(folds) == 1:
+        return folds[0][0]
+    if any(seeds != folds[0][1] for _, seeds in folds):
+        raise SystemExit("the folds ran other seeds")
+    names = [n for n in folds[0][0] if all(n in methods for methods, _ in folds)]
+    out = {}
+    for name in names:
+        out[name] = {}
+        for group in ("cold", "hot"):
+            parts = [methods[name][group] for methods, _ in folds]
+            seen = set()
+            for part in parts:
+                aids = {c[0] for c in part["per_campaign"]}
+                if aids & seen:
+                    raise SystemExit(f"{name}: campaign {sorted(aids & seen)[0]} is in two folds")
+                seen |= aids
+            out[name][group] = {
+                "campaigns": sum(p["campaigns"] for p in parts),
+                "per_campaign": [c for p in parts for c in p["per_campaign"]],
+                "mean_auc": pooled_metric(parts, 2, "mean_auc"),
+                "precision": pooled_metric(parts, 3, "precision"),
+            }
+    return out
 
 
 def versus(methods, other, group, k):
@@ -145,7 +199,7 @@ def main():
     worlds = []
     for arg in args:
         name, paths = arg.split("=", 1)
-        methods = merged(paths.split(","))
+        methods = pooled([merged(fold.split(",")) for fold in paths.split("+")])
         worlds.append(methods)
         if "MetaHeac" not in methods:
             raise SystemExit(f"{name}: no MetaHeac run")

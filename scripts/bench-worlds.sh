@@ -7,9 +7,15 @@
 # across the worlds). A world whose JSON exists is not run again, so an interrupted run continues where it
 # stopped.
 #
+# With FOLDS=N (N ≥ 2) every world is prepared N times, `prepare --folds N --fold K` for each K, each fold
+# benched on its own (OUT/WORLD.foldK.json) and the folds pooled into the world's row (bench-table.py's
+# NAME=A.json+B.json): every campaign is then a test campaign once, N/2 times the default split's
+# test campaigns for N = 2 (whose fold 1 is the default split).
+#
 # usage: scripts/bench-worlds.sh OUT [WORLD …]   (default: every world, in the order below)
 # env:   LOOKALIKE (binary; default target/release/lookalike), SEEDS (5), MAX_ITERATIONS (200),
-#        METHODS (lr,mlp,mlp-pre,metaheac), BENCH_FLAGS (more bench flags, e.g. "--similar never").
+#        METHODS (lr,mlp,mlp-pre,metaheac), BENCH_FLAGS (more bench flags, e.g. "--similar never"),
+#        FOLDS (1: the default split only).
 # Every world at the defaults takes about two and a half hours on 2 cores; the real sets need Python 3
 # and pip (a virtual environment in out/.real-venv).
 set -euo pipefail
@@ -55,28 +61,39 @@ raw() { # the raw directory of world $1, made if missing
     echo "$dir"
 }
 
+folds=${FOLDS:-1}
+[[ $folds =~ ^[1-9][0-9]*$ ]] || { echo "FOLDS must be a whole number ≥ 1, got $folds" >&2; exit 1; }
 args=()
 for w in "${worlds[@]}"; do
-    data="$out/$w.lkd"
-    if [[ ! -f "$data" ]]; then
-        if [[ $w == demo ]]; then
-            "$bin" prepare --out "$data" --cold-threshold "${cold[$w]}" >"$out/$w.prepare.log" 2>&1
-        else
-            "$bin" prepare --raw "$(raw "$w")" --out "$data" --cold-threshold "${cold[$w]}" \
-                >"$out/$w.prepare.log" 2>&1
+    runs=()
+    for ((k = 0; k < folds; k++)); do
+        name=$w split=()
+        if ((folds > 1)); then
+            name=$w.fold$k split=(--folds "$folds" --fold "$k")
         fi
-    fi
-    if [[ ! -f "$out/$w.json" ]]; then
-        echo "bench $w …" >&2
-        start=$SECONDS
-        # shellcheck disable=SC2086 # BENCH_FLAGS is a list of flags
-        "$bin" bench --data "$data" --seeds "${SEEDS:-5}" --max-iterations "${MAX_ITERATIONS:-200}" \
-            --methods "${METHODS:-lr,mlp,mlp-pre,metaheac}" ${BENCH_FLAGS:-} --json "$out/$w.json.tmp" \
-            >"$out/$w.log" 2>"$out/$w.err"
-        mv "$out/$w.json.tmp" "$out/$w.json"
-        echo "bench $w: $((SECONDS - start)) s" >&2
-    fi
-    args+=("$w=$out/$w.json")
+        data="$out/$name.lkd"
+        if [[ ! -f "$data" ]]; then
+            if [[ $w == demo ]]; then
+                "$bin" prepare --out "$data" --cold-threshold "${cold[$w]}" "${split[@]}" \
+                    >"$out/$name.prepare.log" 2>&1
+            else
+                "$bin" prepare --raw "$(raw "$w")" --out "$data" --cold-threshold "${cold[$w]}" "${split[@]}" \
+                    >"$out/$name.prepare.log" 2>&1
+            fi
+        fi
+        if [[ ! -f "$out/$name.json" ]]; then
+            echo "bench $name …" >&2
+            start=$SECONDS
+            # shellcheck disable=SC2086 # BENCH_FLAGS is a list of flags
+            "$bin" bench --data "$data" --seeds "${SEEDS:-5}" --max-iterations "${MAX_ITERATIONS:-200}" \
+                --methods "${METHODS:-lr,mlp,mlp-pre,metaheac}" ${BENCH_FLAGS:-} --json "$out/$name.json.tmp" \
+                >"$out/$name.log" 2>"$out/$name.err"
+            mv "$out/$name.json.tmp" "$out/$name.json"
+            echo "bench $name: $((SECONDS - start)) s" >&2
+        fi
+        runs+=("$out/$name.json")
+    done
+    args+=("$w=$(IFS=+; echo "${runs[*]}")")
 done
 python3 scripts/bench-table.py --one-stage "${args[@]}" >"$out/table.md"
 cat "$out/table.md"

@@ -1005,6 +1005,117 @@ fn bench_reports_every_method_over_seeds() {
     assert!(lr_cold.ends_with(" of 3"), "{lr_cold}");
     let mlp_hot = worlds_ahead("| MLP+pre-training | hot, AUC |");
     assert!(mlp_hot.ends_with(" of 2"), "{mlp_hot}");
+
+    // Cross-fitting: the two folds of one seed test every campaign once, and the table pools them
+    // into one row whose means are over all of their campaigns.
+    let e = fails(&[
+        "prepare",
+        "--raw",
+        p(&w.path("raw")),
+        "--out",
+        p(&w.path("fold.lkd")),
+        "--folds",
+        "2",
+        "--fold",
+        "2",
+    ]);
+    assert!(e.contains("fold 2 of 2"), "{e}");
+    let mut folds = Vec::new();
+    for k in ["0", "1"] {
+        let data = w.path(&format!("fold{k}.lkd"));
+        let json = w.path(&format!("fold{k}.json"));
+        let out = ok(&[
+            "prepare",
+            "--raw",
+            p(&w.path("raw")),
+            "--out",
+            p(&data),
+            "--cold-threshold",
+            "30",
+            "--folds",
+            "2",
+            "--fold",
+            k,
+        ]);
+        assert!(out.contains(&format!("fold {k} of 2 tests")), "{out}");
+        ok(&[
+            "bench",
+            "--data",
+            p(&data),
+            "--methods",
+            "lr,metaheac",
+            "--seeds",
+            "2",
+            "--max-iterations",
+            "3",
+            "--json",
+            p(&json),
+        ]);
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        folds.push(v);
+    }
+    // The folds' test campaigns are disjoint.
+    let tested = |v: &serde_json::Value| -> Vec<String> {
+        ["cold", "hot"]
+            .iter()
+            .flat_map(|g| v["methods"]["LR"][g]["per_campaign"].as_array().unwrap())
+            .map(|c| c[0].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (a, b) = (tested(&folds[0]), tested(&folds[1]));
+    assert!(!a.is_empty() && !b.is_empty());
+    assert!(a.iter().all(|aid| !b.contains(aid)), "{a:?} {b:?}");
+    let pooled = |runs: &str| {
+        Command::new("python3")
+            .arg(script)
+            .arg(format!("f={runs}"))
+            .output()
+            .expect("python3 runs scripts/bench-table.py")
+    };
+    let fold_json = |k: usize| p(&w.path(&format!("fold{k}.json"))).to_string();
+    let table = pooled(&format!("{}+{}", fold_json(0), fold_json(1)));
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(table.status.success(), "{text}");
+    let campaigns = |g: &str| -> u64 {
+        folds
+            .iter()
+            .map(|v| v["methods"]["MetaHeac"][g]["campaigns"].as_u64().unwrap())
+            .sum()
+    };
+    let row = text.lines().find(|l| l.starts_with("| f (")).unwrap();
+    assert!(
+        row.starts_with(&format!(
+            "| f ({} / {})",
+            campaigns("cold"),
+            campaigns("hot")
+        )),
+        "{row}"
+    );
+    // LR's pooled cold mean: the mean over both folds' cold campaigns that have one (per campaign,
+    // over seeds), not the mean of the two folds' means.
+    let cold: Vec<f64> = folds
+        .iter()
+        .flat_map(|v| {
+            v["methods"]["LR"]["cold"]["per_campaign"]
+                .as_array()
+                .unwrap()
+        })
+        .filter_map(|c| c[2].as_f64())
+        .collect();
+    let mean = cold.iter().sum::<f64>() / cold.len() as f64;
+    let lr = row.split('|').nth(2).unwrap().trim();
+    assert!(
+        lr.starts_with(&format!("{mean:.4}, P@5%")),
+        "{lr} vs {mean}"
+    );
+    // A campaign in two folds is refused.
+    let twice = pooled(&format!("{}+{}", fold_json(0), fold_json(0)));
+    assert!(!twice.status.success());
+    assert!(
+        String::from_utf8_lossy(&twice.stderr).contains("is in two folds"),
+        "{}",
+        String::from_utf8_lossy(&twice.stderr)
+    );
 }
 
 /// Output into a closed pipe (`lookalike inspect R | head`) ends the process quietly, as other Unix

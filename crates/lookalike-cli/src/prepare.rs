@@ -2,7 +2,7 @@
 
 use crate::{demo, progress};
 use anyhow::{Context, Result, bail};
-use lookalike_data::prepare::{ColdCount, PrepareConfig, UserFields};
+use lookalike_data::prepare::{ColdCount, Fold, PrepareConfig, UserFields};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -20,10 +20,20 @@ pub struct Args {
     #[arg(long)]
     cold_count_both_stages: bool,
     /// Fraction of campaigns used for meta-training (reference code 0.5, paper 0.6).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, conflicts_with = "folds")]
     train_fraction: f64,
+    /// Seeds the campaign split (which campaigns train, which test).
     #[arg(long, default_value_t = 2021)]
     seed: u64,
+    /// Cross-fitting over campaigns: cut the seeded order of campaigns into N folds; `--fold K`
+    /// tests the K-th (0-based) and trains on the rest. Preparing (and benching) every fold of one
+    /// seed tests each campaign once: `--folds 2` doubles the test campaigns of the default split,
+    /// whose test half is `--fold 1`.
+    #[arg(long, requires = "fold", value_parser = clap::value_parser!(u64).range(2..))]
+    folds: Option<u64>,
+    /// Which fold tests (0 to --folds − 1).
+    #[arg(long, requires = "folds")]
+    fold: Option<usize>,
     /// Single-valued user fields, comma-separated (default: the reference's 7).
     #[arg(long, value_delimiter = ',')]
     user_single: Option<Vec<String>>,
@@ -71,6 +81,8 @@ pub fn run(a: Args) -> Result<()> {
         cold_count_both_stages,
         train_fraction,
         seed,
+        folds,
+        fold,
         user_single,
         user_multi,
         ad_fields,
@@ -97,6 +109,7 @@ pub fn run(a: Args) -> Result<()> {
         seed,
         user_fields,
         max_tokens,
+        fold: folds.zip(fold).map(|(n, k)| Fold { k, n: n as usize }),
         ..Default::default()
     };
     if let Some(f) = user_single {
@@ -148,6 +161,9 @@ pub fn run(a: Args) -> Result<()> {
     );
     let count = |r| p.campaigns.iter().filter(|c| c.role == r).count();
     use lookalike_core::data::Role;
+    if let Some(f) = config.fold {
+        println!("fold {} of {} tests (0-based; seed {seed})", f.k, f.n);
+    }
     println!(
         "campaigns: {} train, {} cold (≤ {} seeds), {} hot; rows: {} stage 1, {} stage 2",
         count(Role::Train),
@@ -192,7 +208,8 @@ pub fn run(a: Args) -> Result<()> {
     );
     if count(Role::Train) == 0 || count(Role::Cold) + count(Role::Hot) == 0 {
         bail!(
-            "the split left no training or no test campaigns; add campaigns or change --train-fraction"
+            "the split left no training or no test campaigns; add campaigns or change --train-fraction \
+             (or --folds)"
         );
     }
     Ok(())

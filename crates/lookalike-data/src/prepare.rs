@@ -56,6 +56,27 @@ pub struct PrepareConfig {
     pub cold_threshold: usize,
     pub cold_count: ColdCount,
     pub seed: u64,
+    /// Cross-fitting over campaigns: the test campaigns are this fold of the seeded order, the
+    /// others train, instead of [`Self::train_fraction`]'s split. The folds of one seed cover every
+    /// campaign once, so their bench runs together test each campaign once (files prepared before
+    /// this setting existed have none).
+    #[serde(default)]
+    pub fold: Option<Fold>,
+}
+
+/// Fold `k` of `n` (0-based): the campaigns at positions ⌊k·N/n⌋ .. ⌊(k+1)·N/n⌋ of the seeded
+/// order of N campaigns. Fold 1 of 2 is the default split's test half (train fraction 0.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fold {
+    pub k: usize,
+    pub n: usize,
+}
+
+impl Fold {
+    /// The positions of the seeded order that this fold tests, out of `campaigns`.
+    pub fn range(self, campaigns: usize) -> std::ops::Range<usize> {
+        self.k * campaigns / self.n..(self.k + 1) * campaigns / self.n
+    }
 }
 
 fn listed() -> UserFields {
@@ -76,6 +97,7 @@ impl Default for PrepareConfig {
             cold_threshold: 2000,
             cold_count: ColdCount::Stage1,
             seed: 2021,
+            fold: None,
         }
     }
 }
@@ -149,6 +171,17 @@ pub fn prepare(
             format!(
                 "train fraction must be in (0, 1), got {}",
                 config.train_fraction
+            ),
+        ));
+    }
+    if let Some(f) = config.fold
+        && !(f.n >= 2 && f.k < f.n)
+    {
+        return Err(DataError::new(
+            dir,
+            format!(
+                "fold {} of {}: need at least 2 folds and a fold from 0 to folds - 1",
+                f.k, f.n
             ),
         ));
     }
@@ -354,18 +387,25 @@ fn screen_added(
     (keep_single, keep_multi)
 }
 
-/// Seeded campaign split, then cold/hot by seed count.
+/// Seeded campaign split (the first part of the order trains, or every position outside the
+/// fold), then cold/hot by seed count.
 pub fn split(campaigns: &mut [Campaign], config: &PrepareConfig) {
     let n = campaigns.len();
     let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(&mut StdRng::seed_from_u64(config.seed));
-    let mut n_train = (n as f64 * config.train_fraction).floor() as usize;
-    if n >= 2 {
-        n_train = n_train.clamp(1, n - 1);
-    }
+    let test = match config.fold {
+        Some(f) => f.range(n),
+        None => {
+            let mut n_train = (n as f64 * config.train_fraction).floor() as usize;
+            if n >= 2 {
+                n_train = n_train.clamp(1, n - 1);
+            }
+            n_train..n
+        }
+    };
     for (k, &i) in order.iter().enumerate() {
         let c = &mut campaigns[i];
-        c.role = if k < n_train {
+        c.role = if !test.contains(&k) {
             Role::Train
         } else {
             let seeds = match config.cold_count {

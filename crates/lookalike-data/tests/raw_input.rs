@@ -2,7 +2,7 @@
 //! and nothing is half-written.
 
 use lookalike_core::data::Role;
-use lookalike_data::prepare::{PrepareConfig, Prepared, prepare};
+use lookalike_data::prepare::{Fold, PrepareConfig, Prepared, prepare};
 use lookalike_data::synth::{Scale, SynthConfig, synth};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -205,6 +205,62 @@ fn bad_files_are_explained() {
             .to_string()
             .contains("train fraction")
     );
+}
+
+#[test]
+fn the_folds_of_one_seed_test_every_campaign_once() {
+    let (_d, raw) = world("folds");
+    let tested = |p: &Prepared| -> Vec<String> {
+        let mut aids: Vec<String> = p
+            .campaigns
+            .iter()
+            .filter(|c| c.role != Role::Train)
+            .map(|c| c.aid.clone())
+            .collect();
+        aids.sort();
+        aids
+    };
+    let fold = |k, n| {
+        let c = PrepareConfig {
+            fold: Some(Fold { k, n }),
+            ..config()
+        };
+        prepare(&raw, &c, &quiet).unwrap()
+    };
+    // Fold 1 of 2 is the default split (train fraction 0.5), roles and all.
+    let default = prepare(&raw, &config(), &quiet).unwrap();
+    let second = fold(1, 2);
+    let roles = |p: &Prepared| -> Vec<(String, Role)> {
+        p.campaigns
+            .iter()
+            .map(|c| (c.aid.clone(), c.role))
+            .collect()
+    };
+    assert_eq!(roles(&second), roles(&default));
+    // Three folds: disjoint test sets that together hold every campaign, each near a third.
+    let n = default.campaigns.len();
+    let folds: Vec<Vec<String>> = (0..3).map(|k| tested(&fold(k, 3))).collect();
+    let mut all: Vec<String> = folds.concat();
+    all.sort();
+    let mut every: Vec<String> = default.campaigns.iter().map(|c| c.aid.clone()).collect();
+    every.sort();
+    assert_eq!(all, every);
+    for f in &folds {
+        assert!(
+            f.len() == n / 3 || f.len() == n / 3 + 1,
+            "{} of {n}",
+            f.len()
+        );
+    }
+    // A fold past the last, or a single fold, is refused with the reason.
+    for (k, n) in [(2, 2), (0, 1)] {
+        let c = PrepareConfig {
+            fold: Some(Fold { k, n }),
+            ..config()
+        };
+        let e = prepare(&raw, &c, &quiet).unwrap_err().to_string();
+        assert!(e.contains(&format!("fold {k} of {n}")), "{e}");
+    }
 }
 
 #[test]
