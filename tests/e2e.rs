@@ -1020,6 +1020,20 @@ fn bench_reports_every_method_over_seeds() {
         "2",
     ]);
     assert!(e.contains("fold 2 of 2"), "{e}");
+    // More folds than campaigns leaves fold 0 empty: refused, and no file is written.
+    let e = fails(&[
+        "prepare",
+        "--raw",
+        p(&w.path("raw")),
+        "--out",
+        p(&w.path("fold.lkd")),
+        "--folds",
+        "1000",
+        "--fold",
+        "0",
+    ]);
+    assert!(e.contains("no training or no test campaigns"), "{e}");
+    assert!(!w.path("fold.lkd").exists());
     let mut folds = Vec::new();
     for k in ["0", "1"] {
         let data = w.path(&format!("fold{k}.lkd"));

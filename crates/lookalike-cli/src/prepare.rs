@@ -148,6 +148,15 @@ pub fn run(a: Args) -> Result<()> {
         bar.set_position(bytes);
     })?;
     bar.finish_and_clear();
+    let count = |r| p.campaigns.iter().filter(|c| c.role == r).count();
+    use lookalike_core::data::Role;
+    // Before writing: a split that leaves nothing to train or test on is no prepared file.
+    if count(Role::Train) == 0 || count(Role::Cold) + count(Role::Hot) == 0 {
+        bail!(
+            "the split left no training or no test campaigns; add campaigns or change --train-fraction \
+             (or --folds)"
+        );
+    }
     p.save(&out)?;
     let u = &p.info.users;
     println!(
@@ -159,8 +168,6 @@ pub fn run(a: Args) -> Result<()> {
         u.kept,
         p.info.missing_users
     );
-    let count = |r| p.campaigns.iter().filter(|c| c.role == r).count();
-    use lookalike_core::data::Role;
     if let Some(f) = config.fold {
         println!("fold {} of {} tests (0-based; seed {seed})", f.k, f.n);
     }
@@ -206,11 +213,5 @@ pub fn run(a: Args) -> Result<()> {
         std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0) as f64 / 1e6,
         t.elapsed().as_secs_f64()
     );
-    if count(Role::Train) == 0 || count(Role::Cold) + count(Role::Hot) == 0 {
-        bail!(
-            "the split left no training or no test campaigns; add campaigns or change --train-fraction \
-             (or --folds)"
-        );
-    }
     Ok(())
 }
