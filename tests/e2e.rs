@@ -1008,49 +1008,24 @@ fn bench_reports_every_method_over_seeds() {
 
     // Cross-fitting: the two folds of one seed test every campaign once, and the table pools them
     // into one row whose means are over all of their campaigns.
-    let e = fails(&[
-        "prepare",
-        "--raw",
-        p(&w.path("raw")),
-        "--out",
-        p(&w.path("fold.lkd")),
-        "--folds",
-        "2",
-        "--fold",
-        "2",
-    ]);
+    // `prepare` of the test world into `out`, testing fold `k` of `n`.
+    let fold_args = |out: &Path, n: &str, k: &str| -> Vec<String> {
+        let raw = w.path("raw");
+        let args = ["prepare", "--raw", p(&raw), "--out", p(out)];
+        let split = ["--cold-threshold", "30", "--folds", n, "--fold", k];
+        args.iter().chain(&split).map(|s| s.to_string()).collect()
+    };
+    let e = fails(&strs(&fold_args(&w.path("fold.lkd"), "2", "2")));
     assert!(e.contains("fold 2 of 2"), "{e}");
     // More folds than campaigns leaves fold 0 empty: refused, and no file is written.
-    let e = fails(&[
-        "prepare",
-        "--raw",
-        p(&w.path("raw")),
-        "--out",
-        p(&w.path("fold.lkd")),
-        "--folds",
-        "1000",
-        "--fold",
-        "0",
-    ]);
+    let e = fails(&strs(&fold_args(&w.path("fold.lkd"), "1000", "0")));
     assert!(e.contains("no training or no test campaigns"), "{e}");
     assert!(!w.path("fold.lkd").exists());
     let mut folds = Vec::new();
     for k in ["0", "1"] {
         let data = w.path(&format!("fold{k}.lkd"));
         let json = w.path(&format!("fold{k}.json"));
-        let out = ok(&[
-            "prepare",
-            "--raw",
-            p(&w.path("raw")),
-            "--out",
-            p(&data),
-            "--cold-threshold",
-            "30",
-            "--folds",
-            "2",
-            "--fold",
-            k,
-        ]);
+        let out = ok(&strs(&fold_args(&data, "2", k)));
         assert!(out.contains(&format!("fold {k} of 2 tests")), "{out}");
         ok(&[
             "bench",
