@@ -947,19 +947,23 @@ fn bench_reports_every_method_over_seeds() {
         "1000000",
     ]);
     let json = w.path("cold.json");
-    let out = ok(&[
-        "bench",
-        "--data",
-        p(&w.path("cold.lkd")),
-        "--methods",
-        "lr,metaheac",
-        "--seeds",
-        "2",
-        "--max-iterations",
-        "3",
-        "--json",
-        p(&json),
-    ]);
+    // LR and MetaHeac only, two seeds, a few iterations: the runs the table checks below read.
+    let quick_bench = |data: &Path, json: &Path| {
+        ok(&[
+            "bench",
+            "--data",
+            p(data),
+            "--methods",
+            "lr,metaheac",
+            "--seeds",
+            "2",
+            "--max-iterations",
+            "3",
+            "--json",
+            p(json),
+        ])
+    };
+    let out = quick_bench(&w.path("cold.lkd"), &json);
     assert!(!out.contains("NaN"), "{out}");
     assert!(
         out.contains("| LR | +") || out.contains("| LR | -"),
@@ -1027,19 +1031,7 @@ fn bench_reports_every_method_over_seeds() {
         let json = w.path(&format!("fold{k}.json"));
         let out = ok(&strs(&fold_args(&data, "2", k)));
         assert!(out.contains(&format!("fold {k} of 2 tests")), "{out}");
-        ok(&[
-            "bench",
-            "--data",
-            p(&data),
-            "--methods",
-            "lr,metaheac",
-            "--seeds",
-            "2",
-            "--max-iterations",
-            "3",
-            "--json",
-            p(&json),
-        ]);
+        quick_bench(&data, &json);
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
         folds.push(v);
     }
