@@ -73,13 +73,10 @@ for w in "${worlds[@]}"; do
         fi
         data="$out/$name.lkd"
         if [[ ! -f "$data" ]]; then
-            if [[ $w == demo ]]; then
-                "$bin" prepare --out "$data" --cold-threshold "${cold[$w]}" "${split[@]}" \
-                    >"$out/$name.prepare.log" 2>&1
-            else
-                "$bin" prepare --raw "$(raw "$w")" --out "$data" --cold-threshold "${cold[$w]}" "${split[@]}" \
-                    >"$out/$name.prepare.log" 2>&1
-            fi
+            source=() # the demo is bundled: prepare without --raw
+            [[ $w == demo ]] || source=(--raw "$(raw "$w")")
+            "$bin" prepare "${source[@]}" --out "$data" --cold-threshold "${cold[$w]}" "${split[@]}" \
+                >"$out/$name.prepare.log" 2>&1
         fi
         if [[ ! -f "$out/$name.json" ]]; then
             echo "bench $name …" >&2

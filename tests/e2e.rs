@@ -977,15 +977,22 @@ fn bench_reports_every_method_over_seeds() {
 
     // The README's table and its summary across worlds read these runs: the full one as two worlds,
     // the all-cold one (no hot group, no MLP) as a third.
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/bench-table.py");
-    let table = Command::new("python3")
-        .arg(script)
-        .arg("--one-stage")
-        .arg(format!("a={}", p(&w.path("bench.json"))))
-        .arg(format!("b={}", p(&w.path("bench.json"))))
-        .arg(format!("cold={}", p(&json)))
-        .output()
-        .expect("python3 runs scripts/bench-table.py");
+    let bench_table = |args: &[String]| {
+        Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../scripts/bench-table.py"
+            ))
+            .args(args)
+            .output()
+            .expect("python3 runs scripts/bench-table.py")
+    };
+    let table = bench_table(&[
+        "--one-stage".to_string(),
+        format!("a={}", p(&w.path("bench.json"))),
+        format!("b={}", p(&w.path("bench.json"))),
+        format!("cold={}", p(&json)),
+    ]);
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(
         table.status.success(),
@@ -1025,7 +1032,7 @@ fn bench_reports_every_method_over_seeds() {
     let e = fails(&strs(&fold_args(&w.path("fold.lkd"), "1000", "0")));
     assert!(e.contains("no training or no test campaigns"), "{e}");
     assert!(!w.path("fold.lkd").exists());
-    let mut folds = Vec::new();
+    let (mut folds, mut fold_json) = (Vec::new(), Vec::new());
     for k in ["0", "1"] {
         let data = w.path(&format!("fold{k}.lkd"));
         let json = w.path(&format!("fold{k}.json"));
@@ -1034,6 +1041,7 @@ fn bench_reports_every_method_over_seeds() {
         quick_bench(&data, &json);
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
         folds.push(v);
+        fold_json.push(p(&json).to_string());
     }
     // The folds' test campaigns are disjoint.
     let tested = |v: &serde_json::Value| -> Vec<String> {
@@ -1046,15 +1054,7 @@ fn bench_reports_every_method_over_seeds() {
     let (a, b) = (tested(&folds[0]), tested(&folds[1]));
     assert!(!a.is_empty() && !b.is_empty());
     assert!(a.iter().all(|aid| !b.contains(aid)), "{a:?} {b:?}");
-    let pooled = |runs: &str| {
-        Command::new("python3")
-            .arg(script)
-            .arg(format!("f={runs}"))
-            .output()
-            .expect("python3 runs scripts/bench-table.py")
-    };
-    let fold_json = |k: usize| p(&w.path(&format!("fold{k}.json"))).to_string();
-    let table = pooled(&format!("{}+{}", fold_json(0), fold_json(1)));
+    let table = bench_table(&[format!("f={}+{}", fold_json[0], fold_json[1])]);
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(table.status.success(), "{text}");
     let campaigns = |g: &str| -> u64 {
@@ -1090,7 +1090,7 @@ fn bench_reports_every_method_over_seeds() {
         "{lr} vs {mean}"
     );
     // A campaign in two folds is refused.
-    let twice = pooled(&format!("{}+{}", fold_json(0), fold_json(0)));
+    let twice = bench_table(&[format!("f={}+{}", fold_json[0], fold_json[0])]);
     assert!(!twice.status.success());
     assert!(
         String::from_utf8_lossy(&twice.stderr).contains("is in two folds"),
