@@ -29,10 +29,10 @@ bin="${LOOKALIKE:-target/release/lookalike}"
 declare -A cold=(
     [demo]=200 [tokens57]=200 [skew31]=200 [indep29]=150 [movielens]=100 [insteval]=40 [survey]=100
     [chem97]=40 [stops]=30 [flights]=100 [bfi]=115 [abortion]=180 [wages]=80 [loans]=30 [caravan]=40
-    [birds]=29 [movies]=45 [pets]=198 [baseball]=80 [spending]=48 [yrbss]=51
+    [birds]=29 [movies]=45 [pets]=198 [baseball]=80 [spending]=48 [yrbss]=51 [anes]=148
 )
 order=(demo tokens57 skew31 indep29 movielens insteval survey chem97 stops flights bfi abortion wages
-    loans caravan birds movies pets baseball spending yrbss)
+    loans caravan birds movies pets baseball spending yrbss anes)
 worlds=("$@")
 [[ ${#worlds[@]} -gt 0 ]] || worlds=("${order[@]}")
 for w in "${worlds[@]}"; do

