@@ -29,10 +29,10 @@ bin="${LOOKALIKE:-target/release/lookalike}"
 declare -A cold=(
     [demo]=200 [tokens57]=200 [skew31]=200 [indep29]=150 [movielens]=100 [insteval]=40 [survey]=100
     [chem97]=40 [stops]=30 [flights]=100 [bfi]=115 [abortion]=180 [wages]=80 [loans]=30 [caravan]=40
-    [birds]=29 [movies]=45 [pets]=198 [baseball]=80 [spending]=48 [yrbss]=51 [anes]=148
+    [birds]=29 [movies]=45 [pets]=198 [baseball]=80 [spending]=48 [yrbss]=51 [anes]=148 [skew43]=200
 )
 order=(demo tokens57 skew31 indep29 movielens insteval survey chem97 stops flights bfi abortion wages
-    loans caravan birds movies pets baseball spending yrbss anes)
+    loans caravan birds movies pets baseball spending yrbss anes skew43)
 worlds=("$@")
 [[ ${#worlds[@]} -gt 0 ]] || worlds=("${order[@]}")
 for w in "${worlds[@]}"; do
@@ -43,12 +43,13 @@ mkdir -p "$out/raw"
 raw() { # the raw directory of world $1, made if missing
     local w=$1 dir
     case $w in
-    tokens57 | skew31 | indep29)
+    tokens57 | skew31 | skew43 | indep29)
         dir="$out/raw/$w"
         if [[ ! -f "$dir/train.csv" ]]; then
             case $w in
             tokens57) "$bin" synth --out "$dir" --story tokens --seed 57 --campaigns 48 >&2 ;;
             skew31) "$bin" synth --out "$dir" --story skew --seed 31 --campaigns 48 >&2 ;;
+            skew43) "$bin" synth --out "$dir" --story skew --seed 43 --campaigns 48 >&2 ;;
             indep29) python3 scripts/independent_world.py "$dir" --seed 29 >&2 ;;
             esac
         fi
