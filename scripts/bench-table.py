@@ -11,9 +11,9 @@ MetaHeac will be ahead on it). Per baseline, group and metric: the worlds where 
 and behind, the median of its per-world lead, the two-sided sign test and the exact two-sided Wilcoxon
 signed-rank test over the worlds' leads (a world with no lead at all counts for neither), then how many
 worlds' own paired tests call MetaHeac ahead and behind at p < 0.05, as they stand and after Holm's
-correction for testing that many worlds (with twenty worlds, one world's p < 0.05 behind is what chance
-alone gives about once in a row of the table where nothing differs); the worlds behind at p < 0.05 are
-named under the table with their corrected p.
+correction for testing that many worlds (with twenty worlds and no difference anywhere, chance alone
+gives about one call at p < 0.05 a row, either way); the worlds behind at p < 0.05 are named under the
+table with their corrected p.
 
 A world's runs are merged by method: one run may hold MetaHeac and LR, another MLP+pre-training, when
 they ran at different times. They must be of the same prepared file and the same seeds: every method is
