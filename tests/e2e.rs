@@ -977,12 +977,10 @@ fn bench_reports_every_method_over_seeds() {
 
     // The README's table and its summary across worlds read these runs: the full one as two worlds,
     // the all-cold one (no hot group, no MLP) as a third.
+    let table_script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/bench-table.py");
     let bench_table = |args: &[String]| {
         Command::new("python3")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../scripts/bench-table.py"
-            ))
+            .arg(table_script)
             .args(args)
             .output()
             .expect("python3 runs scripts/bench-table.py")
@@ -1032,7 +1030,7 @@ fn bench_reports_every_method_over_seeds() {
             "import importlib.util, sys; s = importlib.util.spec_from_file_location('t', sys.argv[1]); \
              m = importlib.util.module_from_spec(s); s.loader.exec_module(m); \
              print(' '.join(f'{q:.4f}' for q in m.holm([0.01, 0.04, 0.03, 0.9])))",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/bench-table.py"),
+            table_script,
         ])
         .output()
         .expect("python3 runs");
